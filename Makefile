@@ -1,0 +1,38 @@
+# layertap developer commands. Every target creates .venv and installs the project into it first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint proto bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[tf,dev,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job end to end: train the tutorial CNN, export layers, serve them locally, query them.
+demo: $(STAMP)
+	$(PY) -m layertap.demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --strict src/layertap
+
+## Regenerate src/layertap/proto/serving_pb2.py(i) after editing serving.proto.
+proto: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) tools/gen_proto.py
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache demo_models

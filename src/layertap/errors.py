@@ -1,0 +1,152 @@
+"""Every error layertap raises, in one hierarchy.
+
+    LayertapError                      root: `except LayertapError` catches everything layertap raises
+    ├── UsageError (ValueError)        the caller asked for something that cannot be done as asked
+    │   ├── LayerNotFoundError         a layer spec names no layer (lists the layers and nearest names)
+    │   ├── AmbiguousLayerError        a shared layer was named without choosing which call
+    │   ├── UnsupportedModelError      the model cannot be truncated (e.g. subclassed)
+    │   ├── UnsafeModelError           the model carries code (Lambda layers) and no opt-in was given
+    │   ├── InvalidInputError          inputs do not match a signature (client-side check)
+    │   ├── TensorFormatError          a TensorProto cannot become an array (dtype, shape, content length)
+    │   └── ConfigError                a serving config file or setting is invalid
+    │       └── ConfigParseError       a config file does not parse (carries the line number)
+    ├── ExportError                    exporting or publishing a SavedModel failed
+    │   ├── VerificationError          the written SavedModel does not reproduce Keras' outputs
+    │   └── PublishError               the version could not be published into the repository
+    ├── ServingError                   TF Serving (or `layertap serve`) answered with an error
+    │   ├── ModelNotFoundError         NOT_FOUND: no such model or version loaded
+    │   ├── SignatureNotFoundError     FAILED_PRECONDITION: no such signature (lists the layers)
+    │   ├── InvalidArgumentError       INVALID_ARGUMENT: the server rejected the request
+    │   ├── DeadlineExceededError      DEADLINE_EXCEEDED
+    │   ├── ServerUnavailableError     UNAVAILABLE: server down or batch queue full (retryable)
+    │   └── MessageTooLargeError       RESOURCE_EXHAUSTED: a message exceeded a size limit
+    └── ServerError                    `layertap serve` could not start or load as configured
+
+Every message says what was wrong, what was received and what would be accepted.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousLayerError",
+    "ConfigError",
+    "ConfigParseError",
+    "DeadlineExceededError",
+    "ExportError",
+    "InvalidArgumentError",
+    "InvalidInputError",
+    "LayerNotFoundError",
+    "LayertapError",
+    "MessageTooLargeError",
+    "ModelNotFoundError",
+    "PublishError",
+    "ServerError",
+    "ServerUnavailableError",
+    "ServingError",
+    "SignatureNotFoundError",
+    "TensorFormatError",
+    "UnsafeModelError",
+    "UnsupportedModelError",
+    "UsageError",
+    "VerificationError",
+]
+
+
+class LayertapError(Exception):
+    """Root of every error layertap raises."""
+
+
+class UsageError(LayertapError, ValueError):
+    """The caller asked for something that cannot be done as asked."""
+
+
+class LayerNotFoundError(UsageError, KeyError):
+    """A layer spec (name, index or path) resolves to no layer."""
+
+    def __str__(self) -> str:
+        # KeyError would repr() the message; show it as written.
+        return str(self.args[0]) if self.args else ""
+
+
+class AmbiguousLayerError(UsageError):
+    """A layer called more than once was named without choosing which call's output."""
+
+
+class UnsupportedModelError(UsageError):
+    """The model's structure does not allow truncation (e.g. a subclassed model)."""
+
+
+class UnsafeModelError(UsageError):
+    """The model carries code (Lambda layers, custom objects) and loading it was not allowed."""
+
+
+class InvalidInputError(UsageError):
+    """Inputs do not match what the signature expects (checked before sending)."""
+
+
+class TensorFormatError(UsageError):
+    """A TensorProto cannot be converted to or from an array: unsupported dtype, bad shape, or
+    content whose length disagrees with the shape."""
+
+
+class ConfigError(UsageError):
+    """A serving config file or setting is invalid."""
+
+
+class ConfigParseError(ConfigError):
+    """A config file does not parse; `line` is 1-based, or None when unknown."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        where = ":".join(str(part) for part in (path, line) if part is not None)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.path = path
+        self.line = line
+
+
+class ExportError(LayertapError):
+    """Exporting or publishing a SavedModel failed."""
+
+
+class VerificationError(ExportError):
+    """The written SavedModel does not reproduce the Keras model's outputs; nothing was published."""
+
+
+class PublishError(ExportError):
+    """The version could not be published into the model repository."""
+
+
+class ServingError(LayertapError):
+    """The server answered with an error. `code` is the gRPC status code name, `details` its message."""
+
+    def __init__(self, message: str, *, code: str | None = None, details: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+class ModelNotFoundError(ServingError):
+    """NOT_FOUND: the model, or the requested version, is not loaded."""
+
+
+class SignatureNotFoundError(ServingError):
+    """FAILED_PRECONDITION: the model has no such signature (layer)."""
+
+
+class InvalidArgumentError(ServingError):
+    """INVALID_ARGUMENT: the server rejected the request's contents."""
+
+
+class DeadlineExceededError(ServingError):
+    """DEADLINE_EXCEEDED: the call did not finish within its deadline."""
+
+
+class ServerUnavailableError(ServingError):
+    """UNAVAILABLE: the server is down, restarting, or its queue is full. Safe to retry."""
+
+
+class MessageTooLargeError(ServingError):
+    """RESOURCE_EXHAUSTED: a request or response exceeded a message size limit."""
+
+
+class ServerError(LayertapError):
+    """`layertap serve` could not start, or could not load what it was configured to serve."""

@@ -1,0 +1,99 @@
+"""The one table between TensorFlow's DataType enum and numpy dtypes, and which TensorProto field
+carries each dtype's values when they are not in `tensor_content`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from layertap.errors import TensorFormatError
+from layertap.proto import serving_pb2 as pb
+
+__all__ = ["DTYPES", "DtypeInfo", "from_numpy", "from_proto", "name_of", "supported_names"]
+
+
+@dataclass(frozen=True)
+class DtypeInfo:
+    """How one DataType is represented.
+
+    Attributes:
+        enum: the DataType value on the wire.
+        name: TensorFlow's spelling ("float32", "int64", ...).
+        numpy: the numpy dtype, little-endian ("O" holds bytes objects for DT_STRING).
+        typed_field: the repeated TensorProto field TF Serving writes values to by default.
+        values_per_element: 2 for complex types, whose real and imaginary parts are stored side by side.
+    """
+
+    enum: int
+    name: str
+    numpy: np.dtype[np.generic]
+    typed_field: str
+    values_per_element: int = 1
+
+
+def _info(enum: int, name: str, numpy: str, typed_field: str, values_per_element: int = 1) -> DtypeInfo:
+    return DtypeInfo(enum, name, np.dtype(numpy), typed_field, values_per_element)
+
+
+DTYPES: dict[int, DtypeInfo] = {
+    info.enum: info
+    for info in (
+        _info(pb.DT_FLOAT, "float32", "<f4", "float_val"),
+        _info(pb.DT_DOUBLE, "float64", "<f8", "double_val"),
+        _info(pb.DT_HALF, "float16", "<f2", "half_val"),
+        _info(pb.DT_INT8, "int8", "i1", "int_val"),
+        _info(pb.DT_INT16, "int16", "<i2", "int_val"),
+        _info(pb.DT_INT32, "int32", "<i4", "int_val"),
+        _info(pb.DT_INT64, "int64", "<i8", "int64_val"),
+        _info(pb.DT_UINT8, "uint8", "u1", "int_val"),
+        _info(pb.DT_UINT16, "uint16", "<u2", "int_val"),
+        _info(pb.DT_UINT32, "uint32", "<u4", "uint32_val"),
+        _info(pb.DT_UINT64, "uint64", "<u8", "uint64_val"),
+        _info(pb.DT_BOOL, "bool", "?", "bool_val"),
+        _info(pb.DT_COMPLEX64, "complex64", "<c8", "scomplex_val", 2),
+        _info(pb.DT_COMPLEX128, "complex128", "<c16", "dcomplex_val", 2),
+        _info(pb.DT_STRING, "string", "O", "string_val"),
+    )
+}
+
+_BY_NUMPY: dict[np.dtype[np.generic], DtypeInfo] = {
+    info.numpy.newbyteorder("="): info for info in DTYPES.values() if info.enum != pb.DT_STRING
+}
+
+
+def supported_names() -> str:
+    """The dtype names layertap converts, for error messages."""
+    return ", ".join(info.name for info in DTYPES.values())
+
+
+def from_proto(enum: int) -> DtypeInfo:
+    """The DtypeInfo for a DataType value; TensorFormatError for one layertap cannot convert."""
+    try:
+        return DTYPES[enum]
+    except KeyError:
+        raise TensorFormatError(
+            f"unsupported tensor dtype {name_of(enum)}; supported: {supported_names()}"
+        ) from None
+
+
+def from_numpy(dtype: np.dtype[np.generic]) -> DtypeInfo:
+    """The DtypeInfo for a numpy dtype. Bytes and str arrays map to DT_STRING."""
+    if dtype.kind in "OSU":
+        return DTYPES[pb.DT_STRING]
+    try:
+        return _BY_NUMPY[dtype.newbyteorder("=")]
+    except KeyError:
+        raise TensorFormatError(
+            f"numpy dtype {dtype} has no TensorFlow DataType; supported: {supported_names()}"
+        ) from None
+
+
+def name_of(enum: int) -> str:
+    """A readable name for any DataType value, known to layertap or not ("DT_BFLOAT16", "DataType(99)")."""
+    if enum in DTYPES:
+        return DTYPES[enum].name
+    try:
+        return pb.DataType.Name(enum)  # type: ignore[arg-type]
+    except ValueError:
+        return f"DataType({enum})"
