@@ -18,11 +18,22 @@ from layertap.errors import TensorFormatError
 from layertap.proto import serving_pb2 as pb
 from layertap.wire import dtypes
 
-__all__ = ["MAX_ELEMENTS", "array_to_proto", "element_count", "proto_to_array", "shape_of"]
+__all__ = [
+    "MAX_BROADCAST_BYTES",
+    "MAX_ELEMENTS",
+    "array_to_proto",
+    "element_count",
+    "proto_to_array",
+    "shape_of",
+]
 
 # A shape claiming more elements than this is refused before anything is allocated (2**40 elements
 # is already far beyond any message gRPC can carry: messages are limited to 2 GiB).
 MAX_ELEMENTS = 2**40
+
+# Typed fields may hold fewer values than elements (the last one repeats), so a few bytes can claim
+# a huge tensor. Expanding beyond gRPC's own 2 GiB message limit is refused before allocating.
+MAX_BROADCAST_BYTES = 2**31
 
 
 def shape_of(shape_proto: pb.TensorShapeProto) -> tuple[int, ...]:
@@ -82,6 +93,7 @@ def proto_to_array(proto: pb.TensorProto) -> np.ndarray:
     shape = shape_of(proto.tensor_shape)
     count = element_count(shape)
     if info.enum == pb.DT_STRING:
+        _check_expansion(count, info.numpy.itemsize, shape, proto)
         strings = np.empty(len(proto.string_val), dtype=object)
         strings[:] = list(proto.string_val)
         if strings.size == 0:
@@ -96,6 +108,7 @@ def proto_to_array(proto: pb.TensorProto) -> np.ndarray:
             )
         return np.frombuffer(proto.tensor_content, dtype=info.numpy).reshape(shape).copy()
     raw = getattr(proto, info.typed_field)
+    _check_expansion(count, info.numpy.itemsize, shape, proto)
     if info.enum == pb.DT_HALF:
         values = np.array(raw, dtype=np.uint16).view(np.float16)
     elif info.values_per_element == 2:
@@ -108,6 +121,14 @@ def proto_to_array(proto: pb.TensorProto) -> np.ndarray:
     if values.size == 0:
         return np.zeros(shape, dtype=info.numpy)
     return _fill(values, count, shape, proto)
+
+
+def _check_expansion(count: int, itemsize: int, shape: tuple[int, ...], proto: pb.TensorProto) -> None:
+    if count * itemsize > MAX_BROADCAST_BYTES:
+        raise TensorFormatError(
+            f"{dtypes.name_of(proto.dtype)} tensor of shape {list(shape)} would expand to "
+            f"{count * itemsize} bytes from its typed values; at most {MAX_BROADCAST_BYTES} are accepted"
+        )
 
 
 def _fill(values: np.ndarray, count: int, shape: tuple[int, ...], proto: pb.TensorProto) -> np.ndarray:
