@@ -20,7 +20,8 @@ import numpy as np
 
 from layertap.errors import TensorFormatError
 from layertap.proto import serving_pb2 as pb
-from layertap.wire import tensors
+from layertap.wire import _fastpath, tensors
+from layertap.wire._protowire import UnhandledLayoutError
 
 __all__ = [
     "PredictCall",
@@ -57,64 +58,95 @@ def encode_predict_request(
     Raises:
         TensorFormatError: an input's dtype has no TensorFlow DataType.
     """
-    request = pb.PredictRequest(output_filter=list(output_filter))
-    request.model_spec.CopyFrom(spec)
-    for alias, array in inputs.items():
-        request.inputs[alias].CopyFrom(tensors.array_to_proto(array))
-    return request.SerializeToString()
+    return _fastpath.encode_message(
+        [
+            (1, spec.SerializeToString()),
+            *_fastpath.tensor_entries(2, inputs, typed=False),
+            *((3, alias) for alias in output_filter),
+        ]
+    )
 
 
 def decode_predict_response(data: bytes | memoryview) -> PredictResult:
     """Parse PredictResponse bytes into arrays, from `tensor_content` or the typed fields.
 
+    Fixed-width outputs are read-only views of `data` (zero-copy).
+
     Raises:
         TensorFormatError: the bytes do not parse, or a tensor disagrees with its shape or dtype.
     """
-    response = _parse(pb.PredictResponse, bytes(data), "PredictResponse")
-    outputs: dict[str, np.ndarray] = {}
-    for alias, proto in response.outputs.items():
-        try:
-            outputs[alias] = tensors.proto_to_array(proto)
-        except TensorFormatError as error:
-            raise TensorFormatError(f"output {alias!r}: {error}") from None
-    return PredictResult(model_spec=response.model_spec, outputs=outputs)
+    data = bytes(data) if not isinstance(data, bytes) else data
+    try:
+        spec_bytes, spans, _ = _fastpath.decode_message(data, map_field=1, spec_field=2, filter_field=None)
+    except UnhandledLayoutError:
+        response = _parse(pb.PredictResponse, data, "PredictResponse")
+        outputs = {alias: _reference(proto, "output", alias) for alias, proto in response.outputs.items()}
+        return PredictResult(model_spec=response.model_spec, outputs=outputs)
+    spec = _parse(pb.ModelSpec, spec_bytes, "PredictResponse.model_spec")
+    return PredictResult(model_spec=spec, outputs=_tensors(data, spans, "output"))
 
 
 def encode_predict_response(
     spec: pb.ModelSpec, outputs: Mapping[str, np.ndarray], *, tensor_content: bool = False
 ) -> bytes:
-    """Serialize a PredictResponse the way TF Serving does: typed fields unless `tensor_content`."""
-    response = pb.PredictResponse()
-    response.model_spec.CopyFrom(spec)
-    for alias, array in outputs.items():
-        response.outputs[alias].CopyFrom(tensors.array_to_proto(array, typed=not tensor_content))
-    return response.SerializeToString()
+    """Serialize a PredictResponse the way TF Serving does: typed fields unless `tensor_content`.
+
+    Raises:
+        TensorFormatError: an output's dtype has no TensorFlow DataType.
+    """
+    return _fastpath.encode_message(
+        [
+            *_fastpath.tensor_entries(1, outputs, typed=not tensor_content),
+            (2, spec.SerializeToString()),
+        ]
+    )
 
 
 def decode_predict_request(data: bytes | memoryview) -> PredictCall:
     """Parse PredictRequest bytes, validating every tensor before anything is allocated.
 
+    Fixed-width inputs are read-only views of `data` (zero-copy).
+
     Raises:
         TensorFormatError: the bytes do not parse, or a tensor has an unsupported dtype, a negative
-            or absurd shape, or content whose length disagrees with its shape.
+            or absurd shape, content whose length disagrees with its shape, or out-of-range values.
     """
-    request = _parse(pb.PredictRequest, bytes(data), "PredictRequest")
-    inputs: dict[str, np.ndarray] = {}
-    for alias, proto in request.inputs.items():
+    data = bytes(data) if not isinstance(data, bytes) else data
+    try:
+        spec_bytes, spans, filters = _fastpath.decode_message(data, map_field=2, spec_field=1, filter_field=3)
+    except UnhandledLayoutError:
+        request = _parse(pb.PredictRequest, data, "PredictRequest")
+        inputs = {alias: _reference(proto, "input", alias) for alias, proto in request.inputs.items()}
+        return PredictCall(request.model_spec, inputs, list(request.output_filter))
+    spec = _parse(pb.ModelSpec, spec_bytes, "PredictRequest.model_spec")
+    return PredictCall(spec, _tensors(data, spans, "input"), filters)
+
+
+def _tensors(data: bytes, spans: Mapping[str, tuple[int, int]], role: str) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for alias, (start, end) in spans.items():
         try:
-            inputs[alias] = tensors.proto_to_array(proto)
+            arrays[alias] = _fastpath.decode_tensor(data, start, end)
+        except UnhandledLayoutError:
+            proto = _parse(pb.TensorProto, data[start:end], f"{role} {alias!r}")
+            arrays[alias] = _reference(proto, role, alias)
         except TensorFormatError as error:
-            raise TensorFormatError(f"input {alias!r}: {error}") from None
-    return PredictCall(
-        model_spec=request.model_spec, inputs=inputs, output_filter=list(request.output_filter)
-    )
+            raise TensorFormatError(f"{role} {alias!r}: {error}") from None
+    return arrays
 
 
-_M = TypeVar("_M", pb.PredictRequest, pb.PredictResponse)
+def _reference(proto: pb.TensorProto, role: str, alias: str) -> np.ndarray:
+    try:
+        return tensors.proto_to_array(proto)
+    except TensorFormatError as error:
+        raise TensorFormatError(f"{role} {alias!r}: {error}") from None
+
+
+_M = TypeVar("_M", pb.PredictRequest, pb.PredictResponse, pb.ModelSpec, pb.TensorProto)
 
 
 def _parse(message_type: type[_M], data: bytes, what: str) -> _M:
     try:
         return message_type.FromString(data)
-    except Exception as error:  # protobuf raises its own DecodeError, not exported in every version
+    except Exception as error:  # protobuf's DecodeError moved between versions; any failure is ours
         raise TensorFormatError(f"{what} does not parse: {error}") from None

@@ -19,10 +19,13 @@ from layertap.proto import serving_pb2 as pb
 from layertap.wire import dtypes
 
 __all__ = [
+    "FIELD_DTYPES",
     "MAX_BROADCAST_BYTES",
     "MAX_ELEMENTS",
     "array_to_proto",
     "element_count",
+    "from_content",
+    "from_values",
     "proto_to_array",
     "shape_of",
 ]
@@ -91,56 +94,108 @@ def proto_to_array(proto: pb.TensorProto) -> np.ndarray:
     """A new numpy array with the contents of `proto` (DT_STRING gives an object array of bytes)."""
     info = dtypes.from_proto(proto.dtype)
     shape = shape_of(proto.tensor_shape)
-    count = element_count(shape)
     if info.enum == pb.DT_STRING:
-        _check_expansion(count, info.numpy.itemsize, shape, proto)
         strings = np.empty(len(proto.string_val), dtype=object)
         strings[:] = list(proto.string_val)
-        if strings.size == 0:
-            return np.full(shape, b"", dtype=object)
-        return _fill(strings, count, shape, proto)
+        return from_values(info, shape, strings)
     if proto.tensor_content:
-        expected = count * info.numpy.itemsize
-        if len(proto.tensor_content) != expected:
-            raise TensorFormatError(
-                f"tensor_content has {len(proto.tensor_content)} bytes but shape {list(shape)} of "
-                f"{info.name} needs {expected}"
-            )
-        return np.frombuffer(proto.tensor_content, dtype=info.numpy).reshape(shape).copy()
-    raw = getattr(proto, info.typed_field)
-    _check_expansion(count, info.numpy.itemsize, shape, proto)
-    if info.enum == pb.DT_HALF:
-        values = np.array(raw, dtype=np.uint16).view(np.float16)
-    elif info.values_per_element == 2:
-        parts = np.array(raw, dtype=info.numpy.type(0).real.dtype)
-        if parts.size % 2:
-            raise TensorFormatError(f"{info.typed_field} has an odd number of values for {info.name}")
-        values = parts.view(info.numpy)
-    else:
-        values = np.array(raw, dtype=info.numpy)
-    if values.size == 0:
-        return np.zeros(shape, dtype=info.numpy)
-    return _fill(values, count, shape, proto)
+        return from_content(info, shape, proto.tensor_content).copy()
+    field = FIELD_DTYPES[info.typed_field]
+    return from_values(info, shape, np.array(getattr(proto, info.typed_field), dtype=field))
 
 
-def _check_expansion(count: int, itemsize: int, shape: tuple[int, ...], proto: pb.TensorProto) -> None:
-    if count * itemsize > MAX_BROADCAST_BYTES:
+# The numpy type of each typed TensorProto field's values, as protobuf hands them over.
+FIELD_DTYPES: dict[str, np.dtype[np.generic]] = {
+    name: np.dtype(kind)
+    for name, kind in (
+        ("float_val", "<f4"),
+        ("double_val", "<f8"),
+        ("scomplex_val", "<f4"),
+        ("dcomplex_val", "<f8"),
+        ("half_val", "<i4"),
+        ("int_val", "<i4"),
+        ("int64_val", "<i8"),
+        ("uint32_val", "<u4"),
+        ("uint64_val", "<u8"),
+        ("bool_val", "?"),
+        ("string_val", "O"),
+    )
+}
+
+
+def from_content(info: dtypes.DtypeInfo, shape: tuple[int, ...], content: object) -> np.ndarray:
+    """A read-only view of `tensor_content` bytes as an array of `shape` (no copy).
+
+    Raises:
+        TensorFormatError: the content's length disagrees with the shape.
+    """
+    count = element_count(shape)
+    view = memoryview(content)  # type: ignore[arg-type]
+    expected = count * info.numpy.itemsize
+    if view.nbytes != expected:
         raise TensorFormatError(
-            f"{dtypes.name_of(proto.dtype)} tensor of shape {list(shape)} would expand to "
-            f"{count * itemsize} bytes from its typed values; at most {MAX_BROADCAST_BYTES} are accepted"
+            f"tensor_content has {view.nbytes} bytes but shape {list(shape)} of {info.name} needs {expected}"
         )
+    return np.frombuffer(view, dtype=info.numpy).reshape(shape)
 
 
-def _fill(values: np.ndarray, count: int, shape: tuple[int, ...], proto: pb.TensorProto) -> np.ndarray:
-    """Apply TensorFlow's rule for typed fields: the last value repeats up to the element count."""
+def from_values(info: dtypes.DtypeInfo, shape: tuple[int, ...], values: np.ndarray) -> np.ndarray:
+    """An array of `shape` from a typed field's values, with TensorFlow's rules.
+
+    Fewer values than elements: the last one repeats; none: zeros (empty bytes for strings).
+    Returns `values` itself (reshaped) when nothing needs converting.
+
+    Raises:
+        TensorFormatError: more values than elements, values out of the dtype's range, an odd
+            count of complex parts, or an expansion past MAX_BROADCAST_BYTES.
+    """
+    count = element_count(shape)
+    if count * info.numpy.itemsize > MAX_BROADCAST_BYTES and values.size < count:
+        raise TensorFormatError(
+            f"{info.name} tensor of shape {list(shape)} would expand to {count * info.numpy.itemsize} "
+            f"bytes from {values.size} typed values; at most {MAX_BROADCAST_BYTES} bytes are accepted"
+        )
+    values = _convert(info, values)
     if values.size > count:
         raise TensorFormatError(
-            f"{dtypes.name_of(proto.dtype)} tensor of shape {list(shape)} holds {values.size} values, "
-            f"more than its {count} elements"
+            f"{info.name} tensor of shape {list(shape)} holds {values.size} values in "
+            f"{info.typed_field}, more than its {count} elements"
         )
+    if values.size == 0:
+        if info.enum == pb.DT_STRING:
+            return np.full(shape, b"", dtype=object)
+        return np.zeros(shape, dtype=info.numpy)
     if values.size < count:
         values = np.concatenate([values, np.full(count - values.size, values[-1], dtype=values.dtype)])
     return values.reshape(shape)
+
+
+def _convert(info: dtypes.DtypeInfo, values: np.ndarray) -> np.ndarray:
+    """Typed-field values as the tensor's dtype (half bits, complex pairs, narrower integers)."""
+    if info.enum == pb.DT_HALF:
+        return _narrow(values, np.dtype(np.uint16), info).view(np.float16)
+    if info.values_per_element == 2:
+        if values.size % 2:
+            raise TensorFormatError(
+                f"{info.typed_field} holds {values.size} values; {info.name} needs real and "
+                "imaginary parts in pairs"
+            )
+        return np.ascontiguousarray(values).view(info.numpy)
+    if values.dtype.kind in "iu" and values.dtype != info.numpy:
+        return _narrow(values, info.numpy, info)
+    return values
+
+
+def _narrow(values: np.ndarray, target: np.dtype[np.generic], info: dtypes.DtypeInfo) -> np.ndarray:
+    if values.size:
+        limits = np.iinfo(target)  # type: ignore[type-var]
+        low, high = values.min(), values.max()
+        if low < limits.min or high > limits.max:
+            raise TensorFormatError(
+                f"{info.typed_field} of a {info.name} tensor holds values in [{low}, {high}]; "
+                f"accepted: [{limits.min}, {limits.max}]"
+            )
+    return values.astype(target)
 
 
 def _as_bytes(item: object) -> bytes:
