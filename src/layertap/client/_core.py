@@ -1,0 +1,171 @@
+"""Everything the sync and asyncio clients share except the act of waiting on the network.
+
+Each public method of LayerClient and AsyncLayerClient is: build the request bytes here, send
+them (blocking or awaited, with `Attempts` deciding retries), and turn the answer into results
+here. Nothing in this module does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from layertap.client import _catalogue, _requests, _status
+from layertap.client._channel import TLS, create_channel
+from layertap.client._errors import from_rpc_error
+from layertap.client._retry import Attempts, Retry
+from layertap.errors import DeadlineExceededError, ServingError, UsageError
+from layertap.proto import methods
+from layertap.wire import codec
+
+__all__ = ["DEFAULT", "ClientCore", "Default", "Timeout"]
+
+logger = logging.getLogger(__name__)
+
+
+class Default(enum.Enum):
+    """Marks a parameter left to the client's setting (None already means "no timeout")."""
+
+    TOKEN = "default"
+
+
+DEFAULT = Default.TOKEN
+# A call's timeout: seconds, None for no deadline, or DEFAULT for the client's setting.
+Timeout = float | Default | None
+
+
+class ClientCore:
+    """Settings, request building, retries' bookkeeping and result decoding for one model."""
+
+    def __init__(
+        self,
+        target: str,
+        model: str,
+        *,
+        version: int | None,
+        version_label: str | None,
+        timeout: float | None,
+        retry: Retry | None,
+        max_batch_size: int | None,
+        max_concurrency: int,
+        validate: bool,
+    ) -> None:
+        if not model:
+            raise UsageError("model must be a non-empty model name")
+        if timeout is not None and timeout <= 0:
+            raise UsageError(f"timeout must be positive seconds or None, got {timeout}")
+        if max_batch_size is not None and max_batch_size < 1:
+            raise UsageError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if max_concurrency < 1:
+            raise UsageError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.target = target
+        self.model = model
+        self.version = version
+        self.spec = _requests.model_spec(model, version=version, version_label=version_label)
+        self.timeout = timeout
+        self.retry = retry
+        self.max_batch_size = max_batch_size
+        self.max_concurrency = max_concurrency
+        self.validate = validate
+        self.catalogue: _catalogue.Catalogue | None = None
+
+    @staticmethod
+    def channel(
+        target: str,
+        *,
+        channel: Any,
+        tls: TLS | bool | None,
+        credentials: Any,
+        compression: str | None,
+        keepalive_seconds: float | None,
+        options: dict[str, Any] | None,
+        aio: bool,
+    ) -> tuple[Any, bool]:
+        """The channel to use and whether the client owns (and so closes) it."""
+        if channel is not None:
+            return channel, False
+        created = create_channel(
+            target,
+            tls=tls,
+            credentials=credentials,
+            compression=compression,
+            keepalive_seconds=keepalive_seconds,
+            options=options,
+            aio=aio,
+        )
+        return created, True
+
+    @staticmethod
+    def stubs(channel: Any) -> dict[str, Any]:
+        """Bytes-in, bytes-out callables for the three RPCs; decoding happens outside gRPC so that
+        a malformed reply raises TensorFormatError instead of an opaque INTERNAL status."""
+        return {
+            path: channel.unary_unary(path)
+            for path in (methods.PREDICT, methods.GET_MODEL_METADATA, methods.GET_MODEL_STATUS)
+        }
+
+    def deadline(self, timeout: Timeout) -> float | None:
+        """The `time.monotonic()` deadline of a public call given its timeout (or the client's)."""
+        seconds = self.timeout if timeout is DEFAULT else timeout
+        return None if seconds is None else time.monotonic() + seconds
+
+    def attempts(self, deadline: float | None) -> Attempts:
+        """Retry bookkeeping for one request sent before `deadline`."""
+        return Attempts(self.retry, deadline)
+
+    def cached(self, refresh: bool) -> _catalogue.Catalogue | None:
+        """The cached catalogue, unless a refresh is asked for."""
+        return None if refresh else self.catalogue
+
+    def error(self, error: grpc.RpcError) -> ServingError:
+        """The layertap error for a failed call."""
+        layers = list(self.catalogue.layers) if self.catalogue is not None else []
+        mapped = from_rpc_error(error, target=self.target, model=self.model, layers=layers)
+        logger.debug("call to %s failed: %s", self.target, mapped)
+        return mapped
+
+    def metadata_request(self) -> bytes:
+        """GetModelMetadata asking for the signature definitions."""
+        return _catalogue.metadata_request(self.spec)
+
+    def remember_catalogue(self, data: bytes) -> _catalogue.Catalogue:
+        """Parse and cache a GetModelMetadata answer."""
+        self.catalogue = _catalogue.parse_metadata(data, self.model)
+        return self.catalogue
+
+    def plan(
+        self, catalogue: _catalogue.Catalogue, inputs: _requests.Inputs, layers: Sequence[str] | str | None
+    ) -> _requests.Plan:
+        """The Predict calls answering predict(inputs, layers)."""
+        return _requests.plan_predict(
+            catalogue,
+            self.spec,
+            inputs,
+            layers,
+            max_batch_size=self.max_batch_size,
+            validate=self.validate,
+        )
+
+    @staticmethod
+    def results(plan: _requests.Plan, answers: Sequence[bytes]) -> dict[str, Any]:
+        """Decode the answers of a plan's calls and join them by layer."""
+        return _requests.assemble(plan, [codec.decode_predict_response(answer) for answer in answers])
+
+    def status_request(self) -> bytes:
+        """GetModelStatus for this client's model (and version, when pinned)."""
+        return _status.status_request(self.spec)
+
+    def not_ready(self, waited: float, last: list[_status.VersionStatus] | Exception | None) -> Exception:
+        """The error wait_ready raises when its time is up."""
+        wanted = f"version {self.version}" if self.version is not None else "a version"
+        seen = _status.describe(last) if isinstance(last, list) else str(last or "no answer")
+        return DeadlineExceededError(
+            f"model {self.model!r} at {self.target}: {wanted} not AVAILABLE after {waited:g}s "
+            f"(last seen: {seen})",
+            code="DEADLINE_EXCEEDED",
+        )

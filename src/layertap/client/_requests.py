@@ -1,0 +1,259 @@
+"""Pure request building shared by the sync and asyncio clients: no I/O happens here.
+
+Turns `predict(inputs, layers)` into the calls to make (which signature, which output filter,
+which batch chunk), checks inputs against the catalogue before anything is sent, and puts the
+answers back together in the caller's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from layertap.client._catalogue import DEFAULT_SIGNATURE, Catalogue, Signature, TensorSpec
+from layertap.errors import InvalidInputError, ServingError, UsageError
+from layertap.proto import serving_pb2 as pb
+from layertap.wire import codec
+
+__all__ = ["Call", "Plan", "assemble", "check_inputs", "model_spec", "plan_predict"]
+
+Inputs = np.ndarray | Mapping[str, object] | Sequence[object]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Predict request to send.
+
+    Attributes:
+        signature: the signature asked.
+        request: the serialized PredictRequest.
+        layers: output alias -> layer name, for the outputs this call returns.
+        chunk: which batch chunk the request carries (0 when the batch is not split).
+    """
+
+    signature: str
+    request: bytes
+    layers: Mapping[str, str]
+    chunk: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The calls that answer one predict(), and how to put their answers together."""
+
+    calls: list[Call]
+    layers: list[str]
+    chunks: int
+
+
+def model_spec(
+    model: str, *, version: int | None, version_label: str | None, signature: str = ""
+) -> pb.ModelSpec:
+    """A ModelSpec; version 0 is a version like any other (never dropped for being falsy).
+
+    Raises:
+        UsageError: both a version and a label, or a negative version.
+    """
+    if version is not None and version_label is not None:
+        raise UsageError(f"give a version ({version}) or a version_label ({version_label!r}), not both")
+    if version is not None and version < 0:
+        raise UsageError(f"version must be a non-negative integer, got {version}")
+    spec = pb.ModelSpec(name=model, signature_name=signature)
+    if version is not None:
+        spec.version.value = version
+    elif version_label is not None:
+        spec.version_label = version_label
+    return spec
+
+
+def plan_predict(
+    catalogue: Catalogue,
+    base: pb.ModelSpec,
+    inputs: Inputs,
+    layers: Sequence[str] | str | None,
+    *,
+    max_batch_size: int | None = None,
+    validate: bool = True,
+) -> Plan:
+    """The calls for `predict(inputs, layers)`.
+
+    Several layers go into one call when one signature returns all of them (with an output filter
+    to just those), else into one call per signature, sent concurrently. A batch larger than
+    `max_batch_size` is split into chunks along the first axis.
+
+    Raises:
+        LayerNotFoundError: a layer the model does not have.
+        InvalidInputError: inputs that do not match the signature.
+    """
+    wanted = _wanted_layers(catalogue, layers)
+    groups = _signatures_for(catalogue, wanted)
+    calls: list[Call] = []
+    chunk_count = 1
+    for signature, names in groups:
+        arrays = check_inputs(signature, inputs, layer=names[0]) if validate else _as_dict(signature, inputs)
+        chunks = _split(arrays, max_batch_size)
+        chunk_count = len(chunks)
+        aliases = {catalogue.layers[name].output.alias: name for name in names}
+        # Filtering to all of a signature's outputs is the same as no filter: send none.
+        output_filter = list(aliases) if len(aliases) < len(signature.outputs) else []
+        spec = pb.ModelSpec()
+        spec.CopyFrom(base)
+        spec.signature_name = signature.key
+        for index, chunk in enumerate(chunks):
+            request = codec.encode_predict_request(spec, chunk, output_filter)
+            calls.append(Call(signature.key, request, aliases, index))
+    return Plan(calls=calls, layers=wanted, chunks=chunk_count)
+
+
+def assemble(plan: Plan, results: Sequence[codec.PredictResult]) -> dict[str, np.ndarray]:
+    """The outputs of a plan's calls by layer name, in the order asked, chunks joined in order.
+
+    Raises:
+        ServingError: a response lacks an output that was asked for.
+    """
+    parts: dict[str, list[np.ndarray | None]] = {name: [None] * plan.chunks for name in plan.layers}
+    for call, result in zip(plan.calls, results, strict=True):
+        for alias, name in call.layers.items():
+            if alias not in result.outputs:
+                raise ServingError(
+                    f"signature {call.signature!r} answered without output {alias!r} "
+                    f"(got: {', '.join(result.outputs) or 'none'})"
+                )
+            parts[name][call.chunk] = result.outputs[alias]
+    joined: dict[str, np.ndarray] = {}
+    for name, chunks in parts.items():
+        arrays = [chunk for chunk in chunks if chunk is not None]
+        joined[name] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
+    return joined
+
+
+def check_inputs(signature: Signature, inputs: Inputs, *, layer: str) -> dict[str, np.ndarray]:
+    """Inputs as arrays by alias, checked against the signature before anything is sent.
+
+    Arrays are cast to the signature's dtype only where numpy calls the cast safe; plain Python
+    lists and scalars take the signature's dtype directly.
+
+    Raises:
+        InvalidInputError: missing or extra aliases, a wrong rank or fixed dimension, or a dtype
+            that cannot be cast safely. The message names the layer and what was expected.
+    """
+    arrays = _as_dict(signature, inputs, layer=layer)
+    where = f"layer {layer!r} (signature {signature.key!r})"
+    missing = sorted(set(signature.inputs) - set(arrays))
+    extra = sorted(set(arrays) - set(signature.inputs))
+    if missing or extra:
+        expected = ", ".join(f"{a}: {s.describe()}" for a, s in signature.inputs.items())
+        raise InvalidInputError(
+            f"{where} takes inputs {{{expected}}}; missing: {missing or 'none'}, extra: {extra or 'none'}"
+        )
+    return {alias: _check_array(arrays[alias], spec, where) for alias, spec in signature.inputs.items()}
+
+
+def _check_array(array: np.ndarray, spec: TensorSpec, where: str) -> np.ndarray:
+    expected = spec.numpy_dtype
+    if expected is not None and array.dtype != expected:
+        if expected.kind == "O":
+            if array.dtype.kind not in "SUO":
+                raise InvalidInputError(
+                    f"{where}: input {spec.alias!r} expects strings ({spec.describe()}), got {array.dtype}"
+                )
+        elif np.can_cast(array.dtype, expected, casting="safe"):
+            array = array.astype(expected)
+        else:
+            raise InvalidInputError(
+                f"{where}: input {spec.alias!r} expects {spec.describe()}; got {array.dtype}, which "
+                f"does not cast safely to {spec.dtype} (convert it first, e.g. x.astype({spec.dtype!r}))"
+            )
+    if spec.shape is not None:
+        if array.ndim != len(spec.shape):
+            raise InvalidInputError(
+                f"{where}: input {spec.alias!r} expects rank {len(spec.shape)} ({spec.describe()}); "
+                f"got shape {list(array.shape)}"
+            )
+        for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=True)):
+            if want is not None and want != got:
+                raise InvalidInputError(
+                    f"{where}: input {spec.alias!r} expects {spec.describe()}; got shape "
+                    f"{list(array.shape)} (dimension {axis} must be {want})"
+                )
+    return array
+
+
+def _as_dict(signature: Signature, inputs: Inputs, *, layer: str = "") -> dict[str, np.ndarray]:
+    if isinstance(inputs, Mapping):
+        return {
+            str(alias): _as_array(value, signature.inputs.get(str(alias))) for alias, value in inputs.items()
+        }
+    if len(signature.inputs) != 1:
+        raise InvalidInputError(
+            f"layer {layer or signature.key!r} (signature {signature.key!r}) takes "
+            f"{len(signature.inputs)} inputs ({', '.join(signature.inputs)}); pass a dict by alias"
+        )
+    alias, spec = next(iter(signature.inputs.items()))
+    return {alias: _as_array(inputs, spec)}
+
+
+def _as_array(value: object, spec: TensorSpec | None) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    # Lists and scalars carry no dtype of their own: build them as the signature expects.
+    dtype = spec.numpy_dtype if spec is not None else None
+    return np.asarray(value, dtype=dtype)
+
+
+def _wanted_layers(catalogue: Catalogue, layers: Sequence[str] | str | None) -> list[str]:
+    if layers is None:
+        default = catalogue.signatures.get(DEFAULT_SIGNATURE)
+        if default is None:
+            raise UsageError(
+                f"model {catalogue.model!r} has no {DEFAULT_SIGNATURE!r} signature; name the layers: "
+                f"{', '.join(catalogue.layers)}"
+            )
+        return [catalogue.layer(alias).name for alias in default.outputs]
+    names = [layers] if isinstance(layers, str) else list(layers)
+    if not names:
+        raise UsageError(
+            "layers=[] asks for nothing; name at least one layer, or pass None for the full model"
+        )
+    unique = list(dict.fromkeys(names))
+    for name in unique:
+        catalogue.layer(name)
+    return unique
+
+
+def _signatures_for(catalogue: Catalogue, names: list[str]) -> list[tuple[Signature, list[str]]]:
+    """Which signatures to call for these layers, and the layers each one answers for."""
+    if len(names) > 1:
+        aliases = {catalogue.layers[name].output.alias for name in names}
+        covering = [sig for sig in catalogue.groups if aliases <= set(sig.outputs)]
+        if covering:
+            best = min(covering, key=lambda sig: (len(sig.outputs), sig.key))
+            return [(best, names)]
+    by_signature: dict[str, list[str]] = {}
+    for name in names:
+        by_signature.setdefault(catalogue.layers[name].signature, []).append(name)
+    return [(catalogue.signatures[key], group) for key, group in by_signature.items()]
+
+
+def _split(arrays: dict[str, np.ndarray], max_batch_size: int | None) -> list[dict[str, np.ndarray]]:
+    if max_batch_size is None or not arrays:
+        return [arrays]
+    if max_batch_size < 1:
+        raise UsageError(f"max_batch_size must be at least 1, got {max_batch_size}")
+    batches = {alias: array.shape[0] if array.ndim else None for alias, array in arrays.items()}
+    sizes = set(batches.values())
+    if None in sizes or len(sizes) != 1:
+        raise InvalidInputError(
+            "max_batch_size splits inputs along their first axis, so they must share a batch size; "
+            f"got {batches}"
+        )
+    batch = sizes.pop()
+    assert batch is not None
+    if batch <= max_batch_size:
+        return [arrays]
+    return [
+        {alias: array[start : start + max_batch_size] for alias, array in arrays.items()}
+        for start in range(0, batch, max_batch_size)
+    ]

@@ -1,0 +1,212 @@
+"""LayerClient: the blocking client, safe to share between threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+import grpc
+import numpy as np
+
+from layertap.client import _status
+from layertap.client._catalogue import Catalogue
+from layertap.client._channel import TLS
+from layertap.client._core import DEFAULT, ClientCore, Timeout
+from layertap.client._requests import Inputs
+from layertap.client._retry import Attempts, Retry
+from layertap.errors import ModelNotFoundError, ServerUnavailableError
+from layertap.proto import methods
+
+__all__ = ["LayerClient"]
+
+
+class LayerClient:
+    """Ask a TF Serving model (or `layertap serve`) for layer outputs as numpy arrays.
+
+    Args:
+        target: "host:port", or "dns:///name:port" to balance calls over every address of a name.
+        model: the served model's name.
+        version: pin a version number (0 is a valid version).
+        version_label: pin a label such as "stable" (exclusive with `version`).
+        timeout: seconds per call of this API, retries included; None waits forever.
+        retry: when to retry UNAVAILABLE answers; None never retries.
+        tls: TLS settings (`TLS(ca_cert=..., client_cert=..., client_key=...)`), True for the
+            system's roots, None for plaintext.
+        credentials: ready-made grpc.ChannelCredentials, instead of `tls`.
+        compression: "gzip" (or "deflate") to compress requests.
+        channel: a grpc.Channel to use instead of creating one (the caller closes it).
+        max_batch_size: split larger batches into chunks of this size, sent concurrently.
+        max_concurrency: how many requests one call keeps in flight at most.
+        validate: check inputs against the model's signatures before sending.
+        keepalive_seconds: HTTP/2 keepalive ping interval; None sends none.
+        options: extra gRPC channel arguments.
+
+    Raises:
+        UsageError: contradictory settings (a version and a label, a non-positive timeout, ...).
+    """
+
+    def __init__(
+        self,
+        target: str,
+        model: str,
+        *,
+        version: int | None = None,
+        version_label: str | None = None,
+        timeout: float | None = 10.0,
+        retry: Retry | None = Retry(),  # noqa: B008 (a frozen value object, safe to share)
+        tls: TLS | bool | None = None,
+        credentials: Any = None,
+        compression: str | None = None,
+        channel: Any = None,
+        max_batch_size: int | None = None,
+        max_concurrency: int = 8,
+        validate: bool = True,
+        keepalive_seconds: float | None = 30.0,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self._core = ClientCore(
+            target,
+            model,
+            version=version,
+            version_label=version_label,
+            timeout=timeout,
+            retry=retry,
+            max_batch_size=max_batch_size,
+            max_concurrency=max_concurrency,
+            validate=validate,
+        )
+        self._channel, self._owns_channel = ClientCore.channel(
+            target,
+            channel=channel,
+            tls=tls,
+            credentials=credentials,
+            compression=compression,
+            keepalive_seconds=keepalive_seconds,
+            options=options,
+            aio=False,
+        )
+        self._stubs = ClientCore.stubs(self._channel)
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def layers(self, *, refresh: bool = False, timeout: Timeout = DEFAULT) -> Catalogue:
+        """The model's layers and signatures (fetched once, then cached; `refresh` fetches again)."""
+        return self._layers(refresh, self._core.deadline(timeout))
+
+    def predict(
+        self,
+        inputs: Inputs,
+        layers: Sequence[str] | str | None = None,
+        *,
+        timeout: Timeout = DEFAULT,
+    ) -> dict[str, np.ndarray]:
+        """The outputs of `layers` (the full model's outputs when None) for `inputs`, by layer name.
+
+        Args:
+            inputs: one array for a single-input model, else a dict of arrays by input alias.
+            layers: layer names (or paths); one signature answers for all of them when one can.
+            timeout: seconds for the whole call, overriding the client's.
+
+        Returns:
+            Arrays by layer name, in the order asked. They may be read-only views of the reply.
+
+        Raises:
+            LayerNotFoundError, InvalidInputError: before anything is sent.
+            ServingError (a subclass per gRPC status): the server refused or failed.
+        """
+        deadline = self._core.deadline(timeout)
+        plan = self._core.plan(self._layers(False, deadline), inputs, layers)
+        if len(plan.calls) == 1:
+            answers = [self._send(methods.PREDICT, plan.calls[0].request, self._core.attempts(deadline))]
+        else:
+            pool = self._executor()
+            futures = [
+                pool.submit(self._send, methods.PREDICT, call.request, self._core.attempts(deadline))
+                for call in plan.calls
+            ]
+            answers = [future.result() for future in futures]
+        return self._core.results(plan, answers)
+
+    def predict_layer(self, x: Inputs, layer: str, *, timeout: Timeout = DEFAULT) -> np.ndarray:
+        """The output of one layer for `x` (an array, or a dict by input alias)."""
+        return self.predict(x, [layer], timeout=timeout)[layer]
+
+    def status(self, *, timeout: Timeout = DEFAULT) -> list[_status.VersionStatus]:
+        """The model's versions and their states, newest first (GetModelStatus)."""
+        attempts = self._core.attempts(self._core.deadline(timeout))
+        return _status.parse_status(
+            self._send(methods.GET_MODEL_STATUS, self._core.status_request(), attempts)
+        )
+
+    def wait_ready(self, timeout: float = 60.0, *, poll_interval: float = 0.2) -> list[_status.VersionStatus]:
+        """Block until the model (the pinned version, if any) is AVAILABLE; returns its status.
+
+        Raises:
+            DeadlineExceededError: not ready within `timeout` seconds.
+        """
+        started = time.monotonic()
+        last: list[_status.VersionStatus] | Exception | None = None
+        while True:
+            left = timeout - (time.monotonic() - started)
+            if left <= 0:
+                raise self._core.not_ready(timeout, last)
+            try:
+                last = self.status(timeout=min(left, max(poll_interval, 1.0)))
+                if _status.is_ready(last, self._core.version):
+                    return last
+            except (ModelNotFoundError, ServerUnavailableError) as error:
+                last = error
+            time.sleep(min(poll_interval, max(0.0, timeout - (time.monotonic() - started))))
+
+    def close(self) -> None:
+        """Stop the worker threads and close the channel if this client created it."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        if self._owns_channel:
+            self._channel.close()
+
+    def __enter__(self) -> LayerClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LayerClient({self._core.target!r}, {self._core.model!r})"
+
+    def _layers(self, refresh: bool, deadline: float | None) -> Catalogue:
+        with self._lock:
+            cached = self._core.cached(refresh)
+        if cached is not None:
+            return cached
+        answer = self._send(
+            methods.GET_MODEL_METADATA, self._core.metadata_request(), self._core.attempts(deadline)
+        )
+        with self._lock:
+            return self._core.remember_catalogue(answer)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._core.max_concurrency, thread_name_prefix="layertap")
+            return self._pool
+
+    def _send(self, path: str, request: bytes, attempts: Attempts) -> bytes:
+        # The asyncio client has the same loop with `await`: the decisions live in Attempts.
+        while True:
+            try:
+                answer: bytes = self._stubs[path](request, timeout=attempts.start())
+                return answer
+            except grpc.RpcError as error:
+                pause = attempts.pause_before_retry(error)
+                if pause is None:
+                    raise self._core.error(error) from error
+                time.sleep(pause)
