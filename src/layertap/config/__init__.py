@@ -1,10 +1,34 @@
 """TensorFlow Serving's config files, built from protobuf messages and checked against the model repository.
 
 Never imports TensorFlow: a model-ops machine needs only protobuf to generate and check configs.
+
+- `models.config`: `parse_model_server_config`, `set_model`, `remove_model`, `set_version_policy`, labels
+  (`set_label`, the two-step `begin_label_move` / `finish_label_move`).
+- `batching.config`: `BatchingSettings`, `gpu_batching_defaults`.
+- `monitoring.config`: `monitoring_config` (Prometheus path).
+- `check_serving_config`: the config against the repository on disk.
+- `demo_files`: the demo model's files, as committed in `serving_config/`.
 """
 
 from __future__ import annotations
 
+from layertap.config.batching import (
+    BatchingSettings,
+    format_batching_config,
+    gpu_batching_defaults,
+    parse_batching_config,
+    read_batching_config,
+    write_batching_config,
+)
+from layertap.config.check import CheckReport, Finding, check_serving_config, resolve_base_path
+from layertap.config.compat import (
+    IMAGE_TENSORFLOW_VERSION,
+    SERVING_IMAGE_CPU,
+    SERVING_IMAGE_GPU,
+    SERVING_VERSION,
+)
+from layertap.config.demo import DEMO_BASE_PATH, DEMO_MODEL_NAME, demo_files, write_demo_files
+from layertap.config.labels import begin_label_move, finish_label_move, remove_label, set_label
 from layertap.config.models import (
     MODEL_PLATFORM,
     all_versions,
@@ -20,19 +44,69 @@ from layertap.config.models import (
     specific_versions,
     write_model_server_config,
 )
+from layertap.config.monitoring import (
+    PROMETHEUS_PATH,
+    format_monitoring_config,
+    monitoring_config,
+    parse_monitoring_config,
+    read_monitoring_config,
+    write_monitoring_config,
+)
+from layertap.config.repository import (
+    SavedModelSummary,
+    VersionDir,
+    aspired_versions,
+    list_versions,
+    read_manifest,
+    read_saved_model_summary,
+)
 
 __all__ = [
+    "DEMO_BASE_PATH",
+    "DEMO_MODEL_NAME",
+    "IMAGE_TENSORFLOW_VERSION",
     "MODEL_PLATFORM",
+    "PROMETHEUS_PATH",
+    "SERVING_IMAGE_CPU",
+    "SERVING_IMAGE_GPU",
+    "SERVING_VERSION",
+    "BatchingSettings",
+    "CheckReport",
+    "Finding",
+    "SavedModelSummary",
+    "VersionDir",
     "all_versions",
+    "aspired_versions",
+    "begin_label_move",
+    "check_serving_config",
+    "demo_files",
     "describe_policy",
     "find_model",
+    "finish_label_move",
+    "format_batching_config",
     "format_model_server_config",
+    "format_monitoring_config",
+    "gpu_batching_defaults",
     "latest_versions",
+    "list_versions",
+    "monitoring_config",
+    "parse_batching_config",
     "parse_model_server_config",
+    "parse_monitoring_config",
+    "read_batching_config",
+    "read_manifest",
     "read_model_server_config",
+    "read_monitoring_config",
+    "read_saved_model_summary",
+    "remove_label",
     "remove_model",
+    "resolve_base_path",
+    "set_label",
     "set_model",
     "set_version_policy",
     "specific_versions",
+    "write_batching_config",
+    "write_demo_files",
     "write_model_server_config",
+    "write_monitoring_config",
 ]

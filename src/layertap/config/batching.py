@@ -1,0 +1,243 @@
+"""`batching.config` (TF Serving's `--batching_parameters_file`): every field, validated, GPU-minded defaults.
+
+TF Serving keeps ONE batch queue per signature, all sharing `num_batch_threads` threads: requests for
+different layer signatures of a layertap export never share a batch, and each signature's queue holds up to
+`max_enqueued_batches` batches of `max_batch_size` rows. Size the memory for that product, per signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from layertap.config.textformat import format_text, parse_text, read_config_text, write_text_file
+from layertap.errors import ConfigError, ConfigParseError
+from layertap.proto import serving_pb2 as pb
+
+__all__ = [
+    "MAX_BATCH_TIMEOUT_MICROS",
+    "BatchingSettings",
+    "format_batching_config",
+    "gpu_batching_defaults",
+    "parse_batching_config",
+    "read_batching_config",
+    "write_batching_config",
+]
+
+#: Upper bound we accept for `batch_timeout_micros`: 10 s. TF Serving's guide suggests a few milliseconds
+#: online and "a few seconds" for bulk jobs; more holds every underfull batch for longer than any deadline.
+MAX_BATCH_TIMEOUT_MICROS = 10_000_000
+
+_IntField = Literal[
+    "max_batch_size",
+    "batch_timeout_micros",
+    "max_enqueued_batches",
+    "num_batch_threads",
+    "max_execution_batch_size",
+]
+
+
+@dataclass(frozen=True)
+class BatchingSettings:
+    """TF Serving's `BatchingParameters` as a value object; `None` leaves the server's default.
+
+    Fields, as TF Serving reads them:
+        max_batch_size: most rows one batch holds (server default 1000).
+        batch_timeout_micros: how long an underfull batch waits for more requests (default 0).
+        max_enqueued_batches: queue length per signature, in batches; beyond it requests fail UNAVAILABLE.
+        num_batch_threads: threads that run batches, shared by every queue (default: CPU cores).
+        thread_pool_name: name of that thread pool.
+        allowed_batch_sizes: sizes a batch is padded up to, ascending; the last equals `max_batch_size`
+            (or `max_execution_batch_size` when large batches are split).
+        pad_variable_length_inputs: pad inputs whose non-batch dimensions differ between requests.
+        enable_large_batch_splitting: split a request larger than `max_execution_batch_size` across batches.
+        max_execution_batch_size: the largest batch actually run when splitting is enabled.
+    """
+
+    max_batch_size: int | None = None
+    batch_timeout_micros: int | None = None
+    max_enqueued_batches: int | None = None
+    num_batch_threads: int | None = None
+    thread_pool_name: str | None = None
+    allowed_batch_sizes: tuple[int, ...] = ()
+    pad_variable_length_inputs: bool = False
+    enable_large_batch_splitting: bool | None = None
+    max_execution_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise ConfigError("invalid batching parameters: " + "; ".join(problems))
+
+    def replace(self, **changes: object) -> BatchingSettings:
+        """Return a copy with `changes` applied (and validated)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def to_proto(self) -> pb.BatchingParameters:
+        """The `BatchingParameters` message TF Serving reads; unset fields are left out."""
+        message = pb.BatchingParameters()
+        for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"):
+            value = getattr(self, name)
+            if value is not None:
+                getattr(message, name).value = value
+        if self.thread_pool_name is not None:
+            message.thread_pool_name.value = self.thread_pool_name
+        message.allowed_batch_sizes.extend(self.allowed_batch_sizes)
+        message.pad_variable_length_inputs = self.pad_variable_length_inputs
+        if self.enable_large_batch_splitting is not None:
+            message.enable_large_batch_splitting.value = self.enable_large_batch_splitting
+        if self.max_execution_batch_size is not None:
+            message.max_execution_batch_size.value = self.max_execution_batch_size
+        return message
+
+    @classmethod
+    def from_proto(cls, message: pb.BatchingParameters) -> BatchingSettings:
+        """Read a `BatchingParameters` message (validated).
+
+        Raises:
+            ConfigError: a value breaks one of TF Serving's rules.
+        """
+
+        def wrapped(name: _IntField) -> int | None:
+            return int(getattr(message, name).value) if message.HasField(name) else None
+
+        return cls(
+            max_batch_size=wrapped("max_batch_size"),
+            batch_timeout_micros=wrapped("batch_timeout_micros"),
+            max_enqueued_batches=wrapped("max_enqueued_batches"),
+            num_batch_threads=wrapped("num_batch_threads"),
+            thread_pool_name=message.thread_pool_name.value if message.HasField("thread_pool_name") else None,
+            allowed_batch_sizes=tuple(message.allowed_batch_sizes),
+            pad_variable_length_inputs=message.pad_variable_length_inputs,
+            enable_large_batch_splitting=(
+                message.enable_large_batch_splitting.value
+                if message.HasField("enable_large_batch_splitting")
+                else None
+            ),
+            max_execution_batch_size=wrapped("max_execution_batch_size"),
+        )
+
+
+def gpu_batching_defaults(num_batch_threads: int = 4) -> BatchingSettings:
+    """Defaults for one GPU serving layer signatures online; a starting point to tune from.
+
+    - `max_batch_size` 64 with `allowed_batch_sizes` 8, 16, 32, 64: a GPU runs 64 rows in about the time of
+      one, and padding to four fixed sizes means the GPU kernels (and cuDNN's autotuning) see four shapes,
+      not 64, so no request pays for a first-seen shape after warmup.
+    - `batch_timeout_micros` 2000: an underfull batch waits at most 2 ms, which bounds the latency added at
+      low load (TF Serving's guide: "typically a few milliseconds").
+    - `num_batch_threads`: the host's CPU cores (TF Serving's GPU advice); they only feed the GPU.
+    - `max_enqueued_batches` equal to `num_batch_threads`: for online serving TF Serving advises a short
+      queue, so an overloaded server answers UNAVAILABLE quickly (clients retry elsewhere) instead of
+      queueing requests past their deadlines. There is one such queue per signature.
+    """
+    return BatchingSettings(
+        max_batch_size=64,
+        batch_timeout_micros=2000,
+        max_enqueued_batches=num_batch_threads,
+        num_batch_threads=num_batch_threads,
+        allowed_batch_sizes=(8, 16, 32, 64),
+        pad_variable_length_inputs=False,
+    )
+
+
+def parse_batching_config(text: str, path: str | None = None) -> BatchingSettings:
+    """Parse a `batching.config` strictly and validate it.
+
+    Raises:
+        ConfigParseError: the text does not parse, or a value breaks a rule (line of the field when known).
+    """
+    message = parse_text(text, pb.BatchingParameters, path)
+    try:
+        return BatchingSettings.from_proto(message)
+    except ConfigError as error:
+        field = _first_bad_field(message)
+        raise ConfigParseError(str(error), path=path, line=_field_line(text, field)) from error
+
+
+def read_batching_config(path: str | os.PathLike[str]) -> BatchingSettings:
+    """Read and validate a `batching.config` file."""
+    return parse_batching_config(read_config_text(path), os.fspath(path))
+
+
+def format_batching_config(settings: BatchingSettings) -> str:
+    """`settings` in text format, as `--batching_parameters_file` expects."""
+    return format_text(settings.to_proto())
+
+
+def write_batching_config(path: str | os.PathLike[str], settings: BatchingSettings) -> None:
+    """Write `settings` to `path` atomically."""
+    write_text_file(path, format_batching_config(settings))
+
+
+def _problems(settings: BatchingSettings) -> list[str]:
+    problems: list[str] = []
+    for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads", "max_execution_batch_size"):
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            problems.append(f"{name} must be a positive integer; got {value}")
+    timeout = settings.batch_timeout_micros
+    if timeout is not None and not 0 <= timeout <= MAX_BATCH_TIMEOUT_MICROS:
+        problems.append(
+            f"batch_timeout_micros must be between 0 and {MAX_BATCH_TIMEOUT_MICROS} (10 s); got {timeout}"
+        )
+    if settings.thread_pool_name is not None and not settings.thread_pool_name:
+        problems.append("thread_pool_name must not be empty when set")
+    splitting = bool(settings.enable_large_batch_splitting)
+    if settings.max_execution_batch_size is not None and not splitting:
+        problems.append("max_execution_batch_size only applies with enable_large_batch_splitting: true")
+    if (
+        splitting
+        and settings.max_execution_batch_size is not None
+        and settings.max_batch_size is not None
+        and settings.max_execution_batch_size > settings.max_batch_size
+    ):
+        problems.append(
+            f"max_execution_batch_size ({settings.max_execution_batch_size}) must not exceed "
+            f"max_batch_size ({settings.max_batch_size})"
+        )
+    sizes = settings.allowed_batch_sizes
+    if sizes:
+        problems.extend(_allowed_sizes_problems(settings, sizes, splitting))
+    return problems
+
+
+def _allowed_sizes_problems(settings: BatchingSettings, sizes: tuple[int, ...], splitting: bool) -> list[str]:
+    if min(sizes) < 1 or any(b <= a for a, b in itertools.pairwise(sizes)):
+        return [f"allowed_batch_sizes must be positive and strictly ascending; got {list(sizes)}"]
+    if splitting:
+        limit_name, limit = "max_execution_batch_size", settings.max_execution_batch_size
+    else:
+        limit_name, limit = "max_batch_size", settings.max_batch_size
+    if limit is None:
+        return [f"allowed_batch_sizes needs {limit_name} set, equal to its last entry ({sizes[-1]})"]
+    if sizes[-1] != limit:
+        return [f"the last allowed_batch_sizes entry must equal {limit_name} ({limit}); got {list(sizes)}"]
+    return []
+
+
+def _first_bad_field(message: pb.BatchingParameters) -> str:
+    """Name the field a validation error most likely concerns, to point at its line."""
+    for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads", "batch_timeout_micros"):
+        if not message.HasField(name):
+            continue
+        value = getattr(message, name).value
+        if value < 1 and name != "batch_timeout_micros":
+            return name
+        if name == "batch_timeout_micros" and not 0 <= value <= MAX_BATCH_TIMEOUT_MICROS:
+            return name
+    if message.HasField("max_execution_batch_size"):
+        return "max_execution_batch_size"
+    if message.allowed_batch_sizes:
+        return "allowed_batch_sizes"
+    return "thread_pool_name"
+
+
+def _field_line(text: str, field: str) -> int | None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip().startswith(field) and line.strip()[len(field) :].lstrip()[:1] in (":", "{", "<"):
+            return number
+    return None

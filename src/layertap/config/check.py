@@ -1,0 +1,218 @@
+"""`layertap config check`: would TF Serving serve this config from this repository, as intended?
+
+Checks, per model: the base path exists and holds versions; every version the policy serves, every version
+named by a `specific` policy and every labelled version is on disk and complete (`saved_model.pb` and
+`variables/`); each label points at a served version; the signatures the caller names exist in every served
+version; and the TensorFlow an export was written with is not newer than the pinned image's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from layertap.config.compat import IMAGE_TENSORFLOW_VERSION, is_newer, parse_version
+from layertap.config.models import describe_policy
+from layertap.config.repository import (
+    VersionDir,
+    aspired_versions,
+    list_versions,
+    read_manifest,
+    read_saved_model_summary,
+)
+from layertap.errors import ConfigError
+from layertap.proto import serving_pb2 as pb
+
+__all__ = ["CheckReport", "Finding", "check_serving_config", "resolve_base_path"]
+
+Level = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found: `error` means TF Serving would not serve the model as configured."""
+
+    level: Level
+    model: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level}: model {self.model!r}: {self.message}"
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """All findings, and per model the versions the config would serve."""
+
+    findings: tuple[Finding, ...]
+    served: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
+        return not self.errors
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.level == "error")
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.level == "warning")
+
+
+def resolve_base_path(base_path: str, mounts: Mapping[str, str]) -> str:
+    """Map a base path as the container sees it to the host, like `docker run -v HOST:CONTAINER`.
+
+    The longest matching container prefix wins; a path under no mount is returned unchanged.
+    """
+    container_path = PurePosixPath(base_path)
+    best: tuple[int, str] | None = None
+    for host, container in mounts.items():
+        prefix = PurePosixPath(container)
+        if container_path == prefix or prefix in container_path.parents:
+            relative = container_path.relative_to(prefix)
+            candidate = str(Path(host).joinpath(*relative.parts))
+            if best is None or len(prefix.parts) > best[0]:
+                best = (len(prefix.parts), candidate)
+    return best[1] if best else base_path
+
+
+def check_serving_config(
+    config: pb.ModelServerConfig,
+    *,
+    mounts: Mapping[str, str] | None = None,
+    signatures: Mapping[str, Collection[str]] | None = None,
+    image_tensorflow_version: str = IMAGE_TENSORFLOW_VERSION,
+) -> CheckReport:
+    """Check `config` against the repository on disk.
+
+    Args:
+        config: the parsed `models.config`.
+        mounts: host directory -> container directory, to read container base paths on this machine.
+        signatures: model name -> signature names clients will call (e.g. a layer's signature); each must
+            exist in every served version. The key `"*"` applies to every model.
+        image_tensorflow_version: the server's TensorFlow; newer exports are reported.
+    """
+    findings: list[Finding] = []
+    served: dict[str, tuple[int, ...]] = {}
+    wanted = dict(signatures or {})
+    for entry in config.model_config_list.config:
+        names = set(wanted.get(entry.name, ())) | set(wanted.get("*", ()))
+        model_findings, model_served = _check_model(
+            entry, dict(mounts or {}), names, image_tensorflow_version
+        )
+        findings.extend(model_findings)
+        served[entry.name] = model_served
+    unknown = sorted(set(wanted) - {"*"} - {entry.name for entry in config.model_config_list.config})
+    for name in unknown:
+        findings.append(
+            Finding("error", name, "signatures were requested for a model the config does not list")
+        )
+    return CheckReport(tuple(findings), served)
+
+
+def _check_model(
+    entry: pb.ModelConfig, mounts: dict[str, str], signatures: set[str], image_tf: str
+) -> tuple[list[Finding], tuple[int, ...]]:
+    findings: list[Finding] = []
+
+    def report(level: Level, message: str) -> None:
+        findings.append(Finding(level, entry.name, message))
+
+    host_path = resolve_base_path(entry.base_path, mounts)
+    shown = entry.base_path if host_path == entry.base_path else f"{entry.base_path} (host: {host_path})"
+    if not Path(host_path).is_dir():
+        report("error", f"base_path {shown} does not exist or is not a directory")
+        return findings, ()
+    versions = list_versions(host_path)
+    if not versions:
+        report(
+            "error", f"base_path {shown} holds no numbered version directory; TF Serving would serve nothing"
+        )
+        return findings, ()
+    policy = entry.model_version_policy
+    aspired = aspired_versions(policy, versions)
+    needed: dict[int, str] = {v: f"served by policy {describe_policy(policy)}" for v in aspired}
+    if policy.WhichOneof("policy_choice") == "specific":
+        for version in policy.specific.versions:
+            needed.setdefault(version, "named by the specific policy")
+    for label, version in sorted(entry.version_labels.items()):
+        needed.setdefault(version, f"labelled {label!r}")
+        if version not in aspired:
+            report(
+                "error",
+                f"label {label!r} points at version {version}, which policy {describe_policy(policy)} "
+                f"does not serve (serves {aspired}); TF Serving refuses a label on a version that is not "
+                "AVAILABLE",
+            )
+    if entry.version_labels and policy.WhichOneof("policy_choice") != "specific":
+        report(
+            "warning",
+            f"labels with policy {describe_policy(policy)}: a new version on disk can unload a labelled one; "
+            "use a specific policy with labels",
+        )
+    for version, why in sorted(needed.items()):
+        found = versions.get(version)
+        if found is None:
+            report(
+                "error",
+                f"version {version} ({why}) is not on disk under {shown}; present: {sorted(versions)}",
+            )
+        elif not found.complete:
+            report(
+                "error",
+                f"version {version} ({why}) is incomplete: missing {', '.join(found.missing)} in "
+                f"{found.path} (half-copied? publish by writing elsewhere and renaming)",
+            )
+    for version in aspired:
+        if versions[version].complete:
+            findings.extend(_check_version(entry.name, versions[version], signatures, image_tf))
+    return findings, tuple(aspired)
+
+
+def _check_version(model: str, version: VersionDir, signatures: set[str], image_tf: str) -> list[Finding]:
+    findings: list[Finding] = []
+    try:
+        summary = read_saved_model_summary(version.path)
+    except ConfigError as error:
+        return [Finding("error", model, f"version {version.version}: {error}")]
+    missing = sorted(signatures - summary.signature_names)
+    if missing:
+        findings.append(
+            Finding(
+                "error",
+                model,
+                f"version {version.version} has no signature {', '.join(missing)}; "
+                f"it has: {', '.join(sorted(summary.signature_names)) or 'none'}",
+            )
+        )
+    try:
+        manifest = read_manifest(version.path)
+    except ConfigError as error:
+        findings.append(Finding("warning", model, f"version {version.version}: {error}"))
+        manifest = None
+    exported_with = summary.tensorflow_version
+    source = "saved_model.pb"
+    if manifest is not None and isinstance(manifest.get("tensorflow_version"), str):
+        exported_with, source = manifest["tensorflow_version"], "assets.extra/layertap.json"
+    if exported_with:
+        try:
+            too_new = is_newer(exported_with, image_tf)
+            parse_version(image_tf)
+        except ConfigError as error:
+            findings.append(Finding("warning", model, f"version {version.version}: {error} (from {source})"))
+        else:
+            if too_new:
+                findings.append(
+                    Finding(
+                        "warning",
+                        model,
+                        f"version {version.version} was exported with TensorFlow {exported_with} ({source}), "
+                        f"newer than the server image's TensorFlow {image_tf}; it may use ops that server "
+                        "lacks and fail to load. Export with TensorFlow <= the image's, or move the pin",
+                    )
+                )
+    return findings

@@ -1,0 +1,202 @@
+"""What a model repository on disk holds, read without TensorFlow.
+
+Layout (as TF Serving reads it): `<base_path>/<version>/saved_model.pb` + `variables/` + optional
+`assets.extra/`. Any child directory whose name is a non-negative int64 is a version; other names are ignored.
+TF Serving never checks that a version is complete, so we do: a complete version has `saved_model.pb` (or
+`saved_model.pbtxt`) and a `variables/` directory.
+
+Signature names and the writing TensorFlow version come from `saved_model.pb` itself, decoded with a small
+protobuf schema declared here (only the fields we read; protobuf skips the rest, graph included).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
+
+from layertap.errors import ConfigError
+from layertap.proto import serving_pb2 as pb
+
+__all__ = [
+    "INT64_MAX",
+    "MANIFEST_PATH",
+    "SavedModelSummary",
+    "VersionDir",
+    "aspired_versions",
+    "list_versions",
+    "read_manifest",
+    "read_saved_model_summary",
+]
+
+logger = logging.getLogger(__name__)
+
+INT64_MAX = 2**63 - 1
+
+#: Where the layertap exporter writes its manifest, relative to a version directory.
+MANIFEST_PATH = Path("assets.extra") / "layertap.json"
+
+
+@dataclass(frozen=True)
+class VersionDir:
+    """One numbered version directory and what it lacks to be loadable."""
+
+    version: int
+    path: Path
+    missing: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        """True when `saved_model.pb` and `variables/` are both present."""
+        return not self.missing
+
+
+@dataclass(frozen=True)
+class SavedModelSummary:
+    """What `config check` reads from a SavedModel: `serve` signatures and the TensorFlow that wrote it."""
+
+    signature_names: frozenset[str]
+    tensorflow_version: str
+
+
+def list_versions(base_path: str | os.PathLike[str]) -> dict[int, VersionDir]:
+    """The version directories under `base_path`, by version number (empty if it is not a directory)."""
+    base = Path(base_path)
+    try:
+        children = sorted(base.iterdir())
+    except OSError:
+        return {}
+    versions: dict[int, VersionDir] = {}
+    for child in children:
+        name = child.name
+        if not (name.isascii() and name.isdigit()) or int(name) > INT64_MAX or not child.is_dir():
+            continue
+        version = int(name)
+        # "0007" and "7" are the same version to TF Serving; the sorted order makes the choice stable.
+        if version in versions:
+            continue
+        missing = []
+        if not ((child / "saved_model.pb").is_file() or (child / "saved_model.pbtxt").is_file()):
+            missing.append("saved_model.pb")
+        if not (child / "variables").is_dir():
+            missing.append("variables/")
+        versions[version] = VersionDir(version, child, tuple(missing))
+    return versions
+
+
+def aspired_versions(policy: pb.ServableVersionPolicy, on_disk: Iterable[int]) -> list[int]:
+    """The versions TF Serving tries to load under `policy`, given the versions on disk (ascending).
+
+    `specific` versions that are not on disk are not included: TF Serving waits for them to appear.
+    """
+    present = sorted(set(on_disk))
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+        return present
+    if choice == "specific":
+        return sorted(set(policy.specific.versions) & set(present))
+    count = policy.latest.num_versions or 1
+    return present[-count:] if present else []
+
+
+def read_saved_model_summary(version_dir: str | os.PathLike[str]) -> SavedModelSummary:
+    """Signature names of the `serve` MetaGraph in `version_dir/saved_model.pb`, and its TensorFlow version.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not a SavedModel, or has no `serve` MetaGraph.
+    """
+    path = Path(version_dir) / "saved_model.pb"
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read {str(path)!r}: {error.strerror}") from error
+    saved_model = _SAVED_MODEL()
+    try:
+        saved_model.ParseFromString(data)
+    except DecodeError as error:
+        raise ConfigError(f"{str(path)!r} is not a SavedModel protobuf: {error}") from error
+    meta_graphs: Any = saved_model.meta_graphs  # type: ignore[attr-defined]
+    for meta_graph in meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return SavedModelSummary(
+                # `__saved_model_init_op` is TensorFlow's initialiser, stored as a signature; not callable.
+                signature_names=frozenset(
+                    entry.key for entry in meta_graph.signature_def if entry.key != "__saved_model_init_op"
+                ),
+                tensorflow_version=str(meta_graph.meta_info_def.tensorflow_version),
+            )
+    tag_sets = [list(meta_graph.meta_info_def.tags) for meta_graph in meta_graphs]
+    raise ConfigError(
+        f"{str(path)!r} has no MetaGraph tagged 'serve' (the one TF Serving loads); tag sets: {tag_sets}"
+    )
+
+
+def read_manifest(version_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The exporter's manifest (`assets.extra/layertap.json`) as a dict, or None when there is none.
+
+    Raises:
+        ConfigError: the manifest exists but is not a JSON object.
+    """
+    path = Path(version_dir) / MANIFEST_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read the export manifest {str(path)!r}: {error}") from error
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"the export manifest {str(path)!r} is not valid JSON: {error}") from error
+    if not isinstance(manifest, dict):
+        raise ConfigError(
+            f"the export manifest {str(path)!r} must hold a JSON object; got {type(manifest).__name__}"
+        )
+    return manifest
+
+
+def _saved_model_class() -> type[Message]:
+    """Declare the subset of tensorflow/core/protobuf/{saved_model,meta_graph}.proto we read.
+
+    Field numbers are TensorFlow's: SavedModel.meta_graphs = 2; MetaGraphDef.meta_info_def = 1,
+    signature_def = 5 (a map, i.e. repeated key/value entries on the wire); MetaInfoDef.tags = 4,
+    tensorflow_version = 5.
+    """
+    file = descriptor_pb2.FileDescriptorProto(name="layertap/config/saved_model_subset.proto")
+    file.package = "layertap.config.saved_model_subset"
+    file.syntax = "proto3"
+    string, message, repeated, optional = (
+        descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+        descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+        descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    prefix = f".{file.package}."
+    layout: dict[str, list[tuple[str, int, int, int, str]]] = {
+        "SignatureEntry": [("key", 1, string, optional, "")],
+        "MetaInfo": [("tags", 4, string, repeated, ""), ("tensorflow_version", 5, string, optional, "")],
+        "MetaGraph": [
+            ("meta_info_def", 1, message, optional, prefix + "MetaInfo"),
+            ("signature_def", 5, message, repeated, prefix + "SignatureEntry"),
+        ],
+        "SavedModel": [("meta_graphs", 2, message, repeated, prefix + "MetaGraph")],
+    }
+    for name, fields in layout.items():
+        declared = file.message_type.add(name=name)
+        for field_name, number, kind, label, type_name in fields:
+            field = declared.field.add(name=field_name, number=number, type=kind, label=label)
+            if type_name:
+                field.type_name = type_name
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(file.package + ".SavedModel"))
+
+
+_SAVED_MODEL = _saved_model_class()
