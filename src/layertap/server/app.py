@@ -1,0 +1,201 @@
+"""Assemble and run `layertap serve`: models, gRPC server, health, reflection, signals.
+
+`create_server(options)` loads the models and starts a server (tests bind port 0 and talk to it over a
+real channel); `serve(options)` is the command: it runs until SIGTERM or SIGINT, then stops taking
+requests, lets in-flight ones finish (up to `--drain_seconds`), unloads the models and returns 0.
+TF Serving itself ignores SIGTERM; draining here is what a Kubernetes rollout wants.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+from types import FrameType
+
+import grpc
+
+from layertap.errors import ConfigError, ServerError
+from layertap.proto import serving_pb2 as pb
+from layertap.server.flags import ServerOptions
+from layertap.server.handlers import build_handlers
+from layertap.server.manager import ModelManager, single_model_config
+from layertap.server.reflection import enable_reflection
+
+__all__ = ["LayertapServer", "create_server", "serve"]
+
+logger = logging.getLogger(__name__)
+
+#: TF Serving accepts messages up to 2 GiB; gRPC's default of 4 MB would refuse most activations.
+MAX_MESSAGE_BYTES = 2**31 - 1
+# Threads beyond the Predict workers and queue, so refusals and status calls never wait for a thread.
+_SPARE_THREADS = 4
+
+
+def _read_model_config(path: str) -> pb.ModelServerConfig:
+    from layertap.config.models import read_model_server_config
+
+    return read_model_server_config(path)
+
+
+def _server_credentials(path: str) -> grpc.ServerCredentials:
+    from layertap.config.textformat import read_text_file
+
+    ssl = read_text_file(path, pb.SSLConfig)
+    if not ssl.server_key or not ssl.server_cert:
+        raise ConfigError(
+            f"{path}: an SSLConfig needs server_key and server_cert (PEM text); got neither or one"
+        )
+    return grpc.ssl_server_credentials(
+        [(ssl.server_key.encode(), ssl.server_cert.encode())],
+        root_certificates=ssl.custom_ca.encode() if ssl.custom_ca else None,
+        require_client_auth=ssl.client_verify,
+    )
+
+
+class LayertapServer:
+    """A running `layertap serve`: the gRPC server, the model manager and the health service."""
+
+    def __init__(self, options: ServerOptions, manager: ModelManager) -> None:
+        self.options = options
+        self.manager = manager
+        self.port = 0
+        self._health: object | None = None
+        workers = options.grpc_max_threads
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(
+                max_workers=workers + options.max_queued_requests + _SPARE_THREADS,
+                thread_name_prefix="layertap-grpc",
+            ),
+            handlers=build_handlers(
+                manager,
+                workers=workers,
+                queue=options.max_queued_requests,
+                tensor_content=options.enable_serialization_as_tensor_content,
+            ),
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+                *options.channel_arguments(),
+            ],
+        )
+        extra: tuple[str, ...] = ()
+        if options.enable_grpc_healthcheck_service:
+            from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+            servicer = health.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(servicer, self._grpc)
+            servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+            self._health = servicer
+            extra = (health.SERVICE_NAME,)
+        enable_reflection(self._grpc, extra)
+
+    @property
+    def address(self) -> str:
+        """host:port clients connect to."""
+        host = self.options.bind_address
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    def start(self) -> int:
+        """Bind and start serving; returns the port (the chosen one for --port=0).
+
+        Raises:
+            ServerError: the address cannot be bound.
+        """
+        host = self.options.bind_address
+        target = f"[{host}]:{self.options.port}" if ":" in host else f"{host}:{self.options.port}"
+        try:
+            if self.options.ssl_config_file:
+                self.port = self._grpc.add_secure_port(
+                    target, _server_credentials(self.options.ssl_config_file)
+                )
+            else:
+                self.port = self._grpc.add_insecure_port(target)
+        except RuntimeError as error:
+            raise ServerError(f"cannot listen on {target}: {error}") from None
+        if not self.port:
+            raise ServerError(f"cannot listen on {target}: the port is taken or the address is not local")
+        self._grpc.start()
+        logger.info(
+            "Running gRPC ModelServer at %s%s, serving %s",
+            self.address,
+            " (TLS)" if self.options.ssl_config_file else "",
+            ", ".join(self.manager.model_names()),
+        )
+        return self.port
+
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new requests, wait up to `grace` seconds for in-flight ones, then unload every model."""
+        if self._health is not None:
+            # Health checks answer NOT_SERVING from now on, so load balancers stop sending.
+            self._health.enter_graceful_shutdown()  # type: ignore[attr-defined]
+        started = time.monotonic()
+        self._grpc.stop(grace).wait()
+        logger.info("gRPC server stopped after %.2f s of draining", time.monotonic() - started)
+        self.manager.stop()
+
+    def wait(self) -> None:
+        """Block until the gRPC server terminates."""
+        self._grpc.wait_for_termination()
+
+
+def create_server(options: ServerOptions) -> tuple[LayertapServer, int]:
+    """Load the models `options` name, then start serving them; returns the server and its port.
+
+    Blocks until every model has a version AVAILABLE (as TF Serving does before it opens its port).
+
+    Raises:
+        ConfigError: the config file or SSL config is invalid.
+        ServerError: a model could not be loaded, or the port could not be bound.
+    """
+    manager = ModelManager(options)
+    if options.model_config_file:
+        config = _read_model_config(options.model_config_file)
+        source = options.model_config_file
+    else:
+        config = single_model_config(options.model_name, str(Path(options.model_base_path).absolute()))
+        source = f"--model_name={options.model_name} --model_base_path={options.model_base_path}"
+    logger.info("Serving models from %s", source)
+    try:
+        manager.start(config)
+        if options.model_config_file:
+            manager.watch_config_file(options.model_config_file, _read_model_config)
+        server = LayertapServer(options, manager)
+        port = server.start()
+    except BaseException:
+        manager.stop()
+        raise
+    return server, port
+
+
+def serve(options: ServerOptions) -> int:
+    """Run `layertap serve` until SIGTERM or SIGINT; drain, unload, and return the exit code 0."""
+    stopping = threading.Event()
+    serving = threading.Event()
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        name = signal.Signals(number).name
+        if not serving.is_set():
+            # Still loading models: nothing to drain, stop right away.
+            raise ServerError(f"received {name} while loading models; stopped")
+        logger.info("Received %s: draining in-flight requests", name)
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server, _ = create_server(options)
+        serving.set()
+        try:
+            while not stopping.wait(0.5):
+                pass
+        finally:
+            server.stop(options.drain_seconds)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    logger.info("layertap serve exited cleanly")
+    return 0

@@ -1,0 +1,225 @@
+"""TF Serving's command-line flags, spelled as `tensorflow_model_server` spells them.
+
+Every flag of TF Serving's `main.cc` is known here. The ones `layertap serve` implements parse into
+`ServerOptions`; the others are refused by name with the reason, so a deployment command that relies on
+one never runs with it silently ignored. Flags parse as TF Serving's do: `--flag=value` or
+`--flag value`, and booleans as `--flag`, `--flag=true`, `--flag=false`, `--flag=1`, `--flag=0`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from layertap.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_BIND_ADDRESS",
+    "UNSUPPORTED_FLAGS",
+    "ServerOptions",
+    "add_flags",
+    "options_from_args",
+    "parse_bool",
+]
+
+#: layertap listens on loopback unless told otherwise (`--bind_address=0.0.0.0`); TF Serving binds all
+#: interfaces, which on a laptop would expose every loaded model to the network.
+DEFAULT_BIND_ADDRESS = "127.0.0.1"
+
+
+@dataclass
+class ServerOptions:
+    """What `layertap serve` was asked to do. Field names follow TF Serving's flag names."""
+
+    port: int = 8500
+    model_name: str = "default"
+    model_base_path: str = ""
+    model_config_file: str = ""
+    model_config_file_poll_wait_seconds: int = 0
+    file_system_poll_wait_seconds: int = 1
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 0
+    enable_serialization_as_tensor_content: bool = False
+    allow_version_labels_for_unavailable_models: bool = False
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60 * 1000 * 1000
+    saved_model_tags: str = "serve"
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+    tensorflow_session_parallelism: int = 0
+    grpc_max_threads: int = field(default_factory=lambda: 4 * (os.cpu_count() or 1))
+    grpc_channel_arguments: str = ""
+    enable_grpc_healthcheck_service: bool = True
+    ssl_config_file: str = ""
+    rest_api_port: int = 0
+    rest_api_timeout_in_ms: int = 30000
+    # layertap's own flags (TF Serving has no equivalent).
+    bind_address: str = DEFAULT_BIND_ADDRESS
+    max_queued_requests: int = 64
+    drain_seconds: float = 30.0
+
+    @property
+    def tags(self) -> list[str]:
+        """The MetaGraph tags to load, from the comma-separated `--saved_model_tags`."""
+        return [tag.strip() for tag in self.saved_model_tags.split(",") if tag.strip()]
+
+    def channel_arguments(self) -> list[tuple[str, int | str]]:
+        """`--grpc_channel_arguments` ("a=1,b=x") as gRPC server options; integers stay integers."""
+        arguments: list[tuple[str, int | str]] = []
+        for item in filter(None, (part.strip() for part in self.grpc_channel_arguments.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(
+                    f"--grpc_channel_arguments: expected comma-separated key=value pairs, got {item!r}"
+                )
+            arguments.append((key, int(value) if value.lstrip("-").isdigit() else value))
+        return arguments
+
+
+# TF Serving flags layertap serve refuses, with why (each message names the flag).
+UNSUPPORTED_FLAGS: dict[str, str] = {
+    "grpc_socket_path": "layertap serve listens on TCP only; use --port (and --bind_address)",
+    "rest_api_num_threads": "the REST API runs on a small thread pool of its own",
+    "rest_api_enable_cors_support": "the REST API sends no CORS headers",
+    "enable_batching": (
+        "server-side batching is not implemented; requests run in parallel on a bounded pool "
+        "(--grpc_max_threads, --max_queued_requests) and clients can batch on their side"
+    ),
+    "batching_parameters_file": "server-side batching (--enable_batching) is not implemented",
+    "enable_per_model_batching_parameters": "server-side batching (--enable_batching) is not implemented",
+    "num_load_threads": "versions load one at a time, as with TF Serving's default of 0",
+    "num_unload_threads": "versions unload one at a time, as with TF Serving's default of 0",
+    "flush_filesystem_caches": "there are no filesystem caches to flush in this server",
+    "tensorflow_session_config_file": (
+        "use --tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism instead"
+    ),
+    "use_alts_credentials": "ALTS needs Google Cloud; use --ssl_config_file",
+    "platform_config_file": "only the TensorFlow SavedModel platform is served",
+    "per_process_gpu_memory_fraction": "layertap serve runs on the CPU",
+    "monitoring_config_file": "Prometheus metrics are not exported",
+    "remove_unused_fields_from_bundle_metagraph": "the MetaGraph is kept whole",
+    "prefer_tflite_model": "TensorFlow Lite models are not served",
+    "num_tflite_pools": "TensorFlow Lite models are not served",
+    "num_tflite_interpreters_per_pool": "TensorFlow Lite models are not served",
+    "enable_signature_method_name_check": "signature method names are not checked (TF Serving's default)",
+    "xla_cpu_compilation_enabled": "XLA JIT compilation is not offered",
+    "xla_gpu_compilation_enabled": "XLA JIT compilation is not offered",
+    "enable_profiler": "the TensorFlow profiler service is not offered",
+    "thread_pool_factory_config_file": "custom inference thread pools are not offered",
+    "mixed_precision": "mixed precision is a TPU/GPU option; layertap serve runs on the CPU",
+    "skip_initialize_tpu": "layertap serve runs on the CPU",
+}
+
+
+def parse_bool(text: str) -> bool:
+    """TensorFlow's boolean flag spelling: true/false/1/0 (any case)."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true, false, 1 or 0, got {text!r}")
+
+
+def _refuse(flag: str, reason: str) -> Callable[[str], Any]:
+    def convert(_: str) -> Any:
+        raise argparse.ArgumentTypeError(
+            f"--{flag} is a TensorFlow Serving flag that layertap serve does not support: {reason}"
+        )
+
+    return convert
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Register every TF Serving flag (implemented or refused) and layertap's own flags on `parser`."""
+    defaults = ServerOptions()
+
+    def number(name: str, kind: type, help_text: str) -> None:
+        parser.add_argument(f"--{name}", type=kind, default=getattr(defaults, name), help=help_text)
+
+    def boolean(name: str, help_text: str) -> None:
+        parser.add_argument(
+            f"--{name}",
+            type=parse_bool,
+            nargs="?",
+            const=True,
+            default=getattr(defaults, name),
+            metavar="true|false",
+            help=f"{help_text} (default {str(getattr(defaults, name)).lower()})",
+        )
+
+    def text(name: str, help_text: str) -> None:
+        parser.add_argument(f"--{name}", default=getattr(defaults, name), help=help_text)
+
+    number("port", int, "gRPC port (default 8500); 0 picks a free port and logs it")
+    text("model_name", "name of the model (ignored with --model_config_file)")
+    text("model_base_path", "directory holding numbered version directories of one model")
+    text("model_config_file", "ModelServerConfig in protobuf text format (models.config)")
+    number("model_config_file_poll_wait_seconds", int, "re-read --model_config_file this often; 0 = once")
+    number("file_system_poll_wait_seconds", int, "look for new versions this often (default 1)")
+    boolean("enable_model_warmup", "replay assets.extra/tf_serving_warmup_requests before serving")
+    number("num_request_iterations_for_warmup", int, "replay each warmup record this many times if > 0")
+    boolean("enable_serialization_as_tensor_content", "write response tensors as tensor_content")
+    boolean(
+        "allow_version_labels_for_unavailable_models",
+        "allow a version label to name a version that is not AVAILABLE yet",
+    )
+    number("max_num_load_retries", int, "retries after a failed load (default 5)")
+    number("load_retry_interval_micros", int, "wait between load retries (default 1 minute)")
+    text("saved_model_tags", "comma-separated MetaGraph tags to load (default serve)")
+    number("tensorflow_intra_op_parallelism", int, "threads within one op; 0 = TensorFlow's choice")
+    number("tensorflow_inter_op_parallelism", int, "ops run at once; 0 = TensorFlow's choice")
+    number("tensorflow_session_parallelism", int, "sets both parallelisms when they are 0")
+    number("grpc_max_threads", int, "requests run at once (default 4 x CPUs)")
+    text("grpc_channel_arguments", "gRPC server arguments, e.g. grpc.max_connection_age_ms=2000")
+    boolean("enable_grpc_healthcheck_service", "serve grpc.health.v1.Health (layertap default: true)")
+    text("ssl_config_file", "SSLConfig in protobuf text format: serve gRPC over TLS")
+    number("rest_api_port", int, "HTTP/REST port; 0 = no REST API (default)")
+    number("rest_api_timeout_in_ms", int, "deadline of one REST request (default 30000)")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    # layertap's own flags.
+    text("bind_address", "address to listen on (layertap only; default 127.0.0.1, loopback)")
+    number("max_queued_requests", int, "requests waiting for a thread before UNAVAILABLE (layertap only)")
+    number("drain_seconds", float, "on SIGTERM/SIGINT, wait this long for in-flight requests (layertap only)")
+    for flag, reason in UNSUPPORTED_FLAGS.items():
+        parser.add_argument(
+            f"--{flag}",
+            type=_refuse(flag, reason),
+            nargs="?",
+            const="",
+            default=None,
+            help=argparse.SUPPRESS,
+        )
+
+
+def options_from_args(args: argparse.Namespace) -> ServerOptions:
+    """Collect parsed flags into ServerOptions, checking what argparse cannot.
+
+    Raises:
+        ConfigError: a refused flag was given bare (`--enable_batching`), or values contradict each other.
+    """
+    for flag, reason in UNSUPPORTED_FLAGS.items():
+        # A bare boolean flag never reaches the type converter; refuse it here.
+        if getattr(args, flag, None) is not None:
+            raise ConfigError(
+                f"--{flag} is a TensorFlow Serving flag that layertap serve does not support: {reason}"
+            )
+    names = ServerOptions.__dataclass_fields__.keys()
+    options = ServerOptions(**{name: getattr(args, name) for name in names if hasattr(args, name)})
+    if not options.model_config_file and not options.model_base_path:
+        raise ConfigError(
+            "either --model_base_path (with --model_name) or --model_config_file is required; got neither"
+        )
+    if options.rest_api_port and options.rest_api_port == options.port:
+        raise ConfigError(f"--rest_api_port must differ from --port; both are {options.port}")
+    if options.max_queued_requests < 0 or options.grpc_max_threads < 1:
+        raise ConfigError(
+            "--grpc_max_threads must be >= 1 and --max_queued_requests >= 0; got "
+            f"{options.grpc_max_threads} and {options.max_queued_requests}"
+        )
+    if not options.tags:
+        raise ConfigError("--saved_model_tags names no tag; the usual value is 'serve'")
+    return options

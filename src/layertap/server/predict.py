@@ -1,0 +1,131 @@
+"""Predict on one servable, with TF Serving's checks in TF Serving's order and words.
+
+Order (from TF Serving's predict_util.cc): find the signature (FAILED_PRECONDITION), compare the
+number of inputs (INVALID_ARGUMENT listing what was sent, extra and missing), match every input alias,
+check dtypes, resolve `output_filter` (unknown or repeated aliases), then run the session. Shared by
+the Predict RPC and warmup replay, so both behave the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from layertap.errors import InvalidArgumentError, SignatureNotFoundError, TensorFormatError
+from layertap.proto import serving_pb2 as pb
+from layertap.server.servable import Servable
+from layertap.wire import dtypes
+
+__all__ = ["DEFAULT_SIGNATURE", "Prediction", "predict", "resolve_signature"]
+
+DEFAULT_SIGNATURE = "serving_default"
+
+# TensorFlow's DataTypeString spellings where they differ from numpy's names.
+_TF_TYPE_NAMES: dict[int, str] = {pb.DT_FLOAT: "float", pb.DT_DOUBLE: "double", pb.DT_HALF: "half"}
+
+
+class Prediction:
+    """A successful Predict: the echoed ModelSpec and the output arrays by alias."""
+
+    def __init__(self, model_spec: pb.ModelSpec, outputs: dict[str, np.ndarray]) -> None:
+        self.model_spec = model_spec
+        self.outputs = outputs
+
+
+def _invalid(message: str) -> InvalidArgumentError:
+    return InvalidArgumentError(message, code="INVALID_ARGUMENT", details=message)
+
+
+def _type_name(enum: int) -> str:
+    return _TF_TYPE_NAMES.get(enum, dtypes.name_of(enum))
+
+
+def resolve_signature(servable: Servable, signature_name: str) -> tuple[str, pb.SignatureDef]:
+    """The signature a request names (empty = `serving_default`).
+
+    Raises:
+        SignatureNotFoundError: FAILED_PRECONDITION `Serving signature key "x" not found.`
+    """
+    key = signature_name or DEFAULT_SIGNATURE
+    signature = servable.signatures.get(key)
+    if signature is None:
+        message = f'Serving signature key "{key}" not found.'
+        raise SignatureNotFoundError(message, code="FAILED_PRECONDITION", details=message)
+    return key, signature
+
+
+def _check_inputs(signature: pb.SignatureDef, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    sent, expected = set(inputs), set(signature.inputs)
+    if len(sent) != len(expected):
+        raise _invalid(
+            f"input size does not match signature: {len(sent)}!={len(expected)} "
+            f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
+            f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
+            f"Missing but required: {{{','.join(sorted(expected - sent))}}}."
+        )
+    for alias in sorted(sent - expected):
+        raise _invalid(
+            f"input tensor alias not found in signature: {alias}. "
+            f"Inputs expected to be in the set {{{','.join(sorted(expected))}}}."
+        )
+    feeds: dict[str, np.ndarray] = {}
+    for index, alias in enumerate(sorted(expected)):
+        info = signature.inputs[alias]
+        array = inputs[alias]
+        try:
+            sent_type = dtypes.from_numpy(array.dtype).enum
+        except TensorFormatError as error:
+            raise _invalid(f"input {alias!r}: {error}") from None
+        if sent_type != info.dtype:
+            # The C++ session's words for a feed of the wrong type.
+            raise _invalid(
+                f"Expects arg[{index}] to be {_type_name(info.dtype)} but {_type_name(sent_type)} is provided"
+            )
+        feeds[info.name] = array
+    return feeds
+
+
+def _output_plan(signature: pb.SignatureDef, output_filter: Sequence[str]) -> list[tuple[str, str]]:
+    plan: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise _invalid(
+                f"output tensor alias not found in signature: {alias} "
+                f"Outputs expected to be in the set {{{','.join(sorted(signature.outputs))}}}."
+            )
+        if alias in seen:
+            raise _invalid(f"duplicate output tensor alias: {alias}")
+        seen.add(alias)
+        plan.append((alias, signature.outputs[alias].name))
+    if not plan:
+        plan = [(alias, signature.outputs[alias].name) for alias in sorted(signature.outputs)]
+    return plan
+
+
+def predict(
+    servable: Servable,
+    model_name: str,
+    signature_name: str,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    output_filter: Sequence[str] = (),
+    timeout_ms: int | None = None,
+) -> Prediction:
+    """Run one Predict on `servable`, checking the request as TF Serving does.
+
+    Returns:
+        The ModelSpec to echo (request's model name, resolved signature name, served version) and the
+        outputs by alias.
+
+    Raises:
+        ServingError: a subclass carrying TF Serving's gRPC code and message.
+    """
+    key, signature = resolve_signature(servable, signature_name)
+    spec = pb.ModelSpec(name=model_name, signature_name=key)
+    spec.version.value = servable.version
+    feeds = _check_inputs(signature, inputs)
+    plan = _output_plan(signature, output_filter)
+    arrays = servable.run(feeds, [name for _, name in plan], timeout_ms)
+    return Prediction(spec, {alias: array for (alias, _), array in zip(plan, arrays, strict=True)})

@@ -1,0 +1,194 @@
+"""One loaded model version, run through the TF1 session path TF Serving's C++ loader takes.
+
+`tf.compat.v1.saved_model.loader.load` restores the MetaGraph into its own Graph and Session (as TF
+Serving's `LoadSavedModel` does), and requests feed and fetch the signature's tensors by name. A model
+that only works through `tf.saved_model.load` (TF2 object restore) fails here as it would there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layertap.errors import InvalidArgumentError, ServingError
+from layertap.proto import serving_pb2 as pb
+
+__all__ = ["Servable", "SessionSettings", "serving_error_from_tf"]
+
+logger = logging.getLogger(__name__)
+
+
+class SessionSettings:
+    """TensorFlow session threading, from TF Serving's parallelism flags (0 = TensorFlow's choice)."""
+
+    def __init__(self, intra_op: int = 0, inter_op: int = 0, session: int = 0) -> None:
+        # --tensorflow_session_parallelism sets both pools unless they are set on their own.
+        self.intra_op = intra_op or session
+        self.inter_op = inter_op or session
+
+
+def _grpc_code_name(tf_code: int) -> str:
+    import grpc
+
+    for status in grpc.StatusCode:
+        if status.value[0] == tf_code:
+            return str(status.name)
+    return "UNKNOWN"
+
+
+def serving_error_from_tf(error: BaseException) -> ServingError:
+    """The gRPC status TF Serving would answer for a TensorFlow exception raised while loading or running.
+
+    TensorFlow's error codes are gRPC's; Python-side feed checks (ValueError, TypeError) correspond to
+    what the C++ session reports as INVALID_ARGUMENT.
+    """
+    import tensorflow as tf
+
+    if isinstance(error, tf.errors.OpError):
+        # Python appends graph-construction tracebacks TF Serving's C++ status does not carry.
+        message = str(error.message).split("\n\nErrors may have originated from")[0]
+        message = message.split("\n\nOriginal stack trace")[0].strip()
+        return ServingError(message, code=_grpc_code_name(int(error.error_code)), details=message)
+    if isinstance(error, ValueError | TypeError):
+        return InvalidArgumentError(str(error), code="INVALID_ARGUMENT", details=str(error))
+    if isinstance(error, OSError):
+        return ServingError(str(error), code="NOT_FOUND", details=str(error))
+    message = f"{type(error).__name__}: {error}"
+    return ServingError(message, code="UNKNOWN", details=message)
+
+
+class Servable:
+    """A loaded SavedModel version: its signatures, its session, and the requests currently using it.
+
+    Use `Servable.load`; `run` is thread-safe (TensorFlow sessions are). `close` waits until every
+    request holding the servable (`in_use`) has finished, so unloading never fails a request.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        path: Path,
+        session: Any,
+        signatures: Mapping[str, pb.SignatureDef],
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.path = path
+        self.signatures = dict(signatures)
+        self._session = session
+        self._users = 0
+        self._closed = False
+        self._idle = threading.Condition()
+
+    @classmethod
+    def load(
+        cls, name: str, version: int, path: Path, tags: Sequence[str], settings: SessionSettings
+    ) -> Servable:
+        """Load `path` with the TF1 SavedModel loader into a fresh Graph and Session.
+
+        Raises:
+            ServingError: with TF Serving's code for the failure (NOT_FOUND for a missing
+                saved_model.pb, the TensorFlow error's code otherwise).
+        """
+        import tensorflow as tf
+
+        config = tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=settings.intra_op,
+            inter_op_parallelism_threads=settings.inter_op,
+        )
+        graph = tf.Graph()
+        session = tf.compat.v1.Session(graph=graph, config=config)
+        try:
+            with graph.as_default():
+                meta_graph = tf.compat.v1.saved_model.loader.load(session, list(tags), str(path))
+        except Exception as error:
+            session.close()
+            raise _load_error(error, path, tags) from error
+        signatures = {
+            key: pb.SignatureDef.FromString(signature.SerializeToString())
+            for key, signature in meta_graph.signature_def.items()
+        }
+        return cls(name, version, path, session, signatures)
+
+    def signature_def_map(self) -> pb.SignatureDefMap:
+        """Every signature of the MetaGraph, as GetModelMetadata reports them."""
+        result = pb.SignatureDefMap()
+        for key, signature in self.signatures.items():
+            result.signature_def[key].CopyFrom(signature)
+        return result
+
+    @contextmanager
+    def in_use(self) -> Iterator[Servable]:
+        """Hold the servable for one request; `close` waits for holders to leave."""
+        with self._idle:
+            if self._closed:
+                raise ServingError(
+                    f"version {self.version} of model {self.name} was unloaded",
+                    code="UNAVAILABLE",
+                    details=f"version {self.version} of model {self.name} was unloaded",
+                )
+            self._users += 1
+        try:
+            yield self
+        finally:
+            with self._idle:
+                self._users -= 1
+                if self._users == 0:
+                    self._idle.notify_all()
+
+    def run(
+        self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str], timeout_ms: int | None = None
+    ) -> list[np.ndarray]:
+        """Run the session: feed tensors by name, fetch tensors by name.
+
+        Raises:
+            ServingError: the session failed; the code is TensorFlow's (DEADLINE_EXCEEDED when
+                `timeout_ms` passed, INVALID_ARGUMENT for shapes the graph refuses, ...).
+        """
+        import tensorflow as tf
+
+        options = None
+        if timeout_ms is not None:
+            options = tf.compat.v1.RunOptions(timeout_in_ms=max(1, timeout_ms))
+        try:
+            outputs = self._session.run(list(fetches), feed_dict=dict(feeds), options=options)
+        except Exception as error:
+            raise serving_error_from_tf(error) from error
+        return [np.asarray(output) for output in outputs]
+
+    def close(self) -> None:
+        """Wait for in-flight requests, then release the session and its memory."""
+        started = time.monotonic()
+        with self._idle:
+            self._closed = True
+            while self._users:
+                self._idle.wait()
+        self._session.close()
+        logger.debug(
+            "closed session of %s version %d after %.3f s",
+            self.name,
+            self.version,
+            time.monotonic() - started,
+        )
+
+
+def _load_error(error: BaseException, path: Path, tags: Sequence[str]) -> ServingError:
+    if isinstance(error, OSError) or not (path / "saved_model.pb").exists():
+        message = (
+            f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}"
+            if not (path / "saved_model.pb").exists() and not (path / "saved_model.pbtxt").exists()
+            else str(error)
+        )
+        return ServingError(message, code="NOT_FOUND", details=message)
+    if isinstance(error, RuntimeError) and "MetaGraphDef associated with tags" in str(error):
+        message = f"{error} (loaded with --saved_model_tags={','.join(tags)})"
+        return ServingError(message, code="NOT_FOUND", details=message)
+    return serving_error_from_tf(error)

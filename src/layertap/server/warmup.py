@@ -1,0 +1,107 @@
+"""Warmup replay: run a version's recorded requests before it takes traffic, as TF Serving does.
+
+Records live in `assets.extra/tf_serving_warmup_requests`, a TFRecord file of `PredictionLog`s. Every
+signature of a TF2 SavedModel initialises lazily, so each needs its own record; replaying them moves
+that first-request cost to load time. A record that fails fails the load, as in TF Serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from layertap.errors import ServingError, TensorFormatError
+from layertap.proto import serving_pb2 as pb
+from layertap.server.predict import predict
+from layertap.server.servable import Servable
+from layertap.wire import codec
+
+__all__ = ["MAX_WARMUP_RECORDS", "WARMUP_FILE", "read_records", "replay"]
+
+logger = logging.getLogger(__name__)
+
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+#: TF Serving refuses warmup files with more records than this.
+MAX_WARMUP_RECORDS = 1000
+
+
+def _failed(message: str) -> ServingError:
+    return ServingError(message, code="INVALID_ARGUMENT", details=message)
+
+
+def read_records(path: Path) -> Iterator[bytes]:
+    """The records of a TFRecord file (8-byte length, 4-byte CRC, data, 4-byte CRC each).
+
+    CRCs are not verified (CRC32C is not in the standard library); a truncated record is an error.
+
+    Raises:
+        ServingError: the file ends inside a record.
+    """
+    with path.open("rb") as stream:
+        while header := stream.read(12):
+            if len(header) < 12:
+                raise _failed(f"truncated TFRecord header in warmup file {path}")
+            (length,) = struct.unpack("<Q", header[:8])
+            data = stream.read(length)
+            if len(data) < length or len(stream.read(4)) < 4:
+                raise _failed(f"truncated TFRecord of {length} bytes in warmup file {path}")
+            yield data
+
+
+def replay(servable: Servable, iterations: int = 0) -> int:
+    """Replay the warmup records of `servable`'s version directory, if it has any.
+
+    Args:
+        iterations: how often to run each record (`--num_request_iterations_for_warmup`); <= 0 means once.
+
+    Returns:
+        The number of records read (0 without a warmup file).
+
+    Raises:
+        ServingError: too many records, an unsupported record type, or a request that failed.
+    """
+    path = servable.path / WARMUP_FILE
+    if not path.is_file():
+        return 0
+    started = time.monotonic()
+    count = 0
+    for record in read_records(path):
+        count += 1
+        if count > MAX_WARMUP_RECORDS:
+            raise _failed(f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}")
+        log = pb.PredictionLog.FromString(record)
+        if log.WhichOneof("log_type") != "predict_log":
+            raise _failed(
+                f"Unsupported log_type for warmup in record {count} of {path}: layertap serve "
+                "replays predict_log records only"
+            )
+        try:
+            call = codec.decode_predict_request(log.predict_log.request.SerializeToString())
+        except TensorFormatError as error:
+            raise _failed(f"warmup record {count} of {path}: {error}") from None
+        for _ in range(max(1, iterations)):
+            try:
+                predict(
+                    servable,
+                    call.model_spec.name,
+                    call.model_spec.signature_name,
+                    call.inputs,
+                    output_filter=call.output_filter,
+                )
+            except ServingError as error:
+                raise ServingError(
+                    f"warmup record {count} of {path} failed: {error}",
+                    code=error.code,
+                    details=f"warmup record {count} of {path} failed: {error.details or error}",
+                ) from None
+    logger.info(
+        "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
+        "Elapsed time (microseconds): %d.",
+        path,
+        count,
+        int((time.monotonic() - started) * 1e6),
+    )
+    return count
