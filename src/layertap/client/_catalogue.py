@@ -140,9 +140,11 @@ def parse_metadata(data: bytes, model: str) -> Catalogue:
         )
     # Parsed by bytes: the Any names tensorflow.serving.SignatureDefMap, ours has the same fields.
     signature_map = pb.SignatureDefMap.FromString(packed.value)
+    # TF Serving lists every SignatureDef, including TF2's "__saved_model_init_op", which is no layer.
     signatures = {
         key: Signature(key, _specs(definition.inputs), _specs(definition.outputs))
         for key, definition in sorted(signature_map.signature_def.items())
+        if not key.startswith("__")
     }
     version = response.model_spec.version.value if response.model_spec.HasField("version") else None
     return Catalogue(model=model, version=version, signatures=signatures, layers=_layers(signatures))

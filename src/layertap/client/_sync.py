@@ -91,6 +91,7 @@ class LayerClient:
         )
         self._stubs = ClientCore.stubs(self._channel)
         self._lock = threading.Lock()
+        self._fetching = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
     def layers(self, *, refresh: bool = False, timeout: Timeout = DEFAULT) -> Catalogue:
@@ -183,14 +184,13 @@ class LayerClient:
         return f"LayerClient({self._core.target!r}, {self._core.model!r})"
 
     def _layers(self, refresh: bool, deadline: float | None) -> Catalogue:
-        with self._lock:
+        # One fetch at a time: threads arriving together wait for it instead of asking again.
+        with self._fetching:
             cached = self._core.cached(refresh)
-        if cached is not None:
-            return cached
-        answer = self._send(
-            methods.GET_MODEL_METADATA, self._core.metadata_request(), self._core.attempts(deadline)
-        )
-        with self._lock:
+            if cached is not None:
+                return cached
+            request = self._core.metadata_request()
+            answer = self._send(methods.GET_MODEL_METADATA, request, self._core.attempts(deadline))
             return self._core.remember_catalogue(answer)
 
     def _executor(self) -> ThreadPoolExecutor:
