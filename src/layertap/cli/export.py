@@ -1,0 +1,139 @@
+"""`layertap export`: parse arguments, call `layertap.exporter.export`, report the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from layertap.errors import UsageError
+
+__all__ = ["add_arguments", "parse_group", "parse_shape", "quiet_tensorflow_logs", "run"]
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """`28,28,1` -> (28, 28, 1): the shape of one sample, without the batch dimension."""
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        shape = ()
+    if not shape or any(dim <= 0 for dim in shape):
+        raise argparse.ArgumentTypeError(
+            f"invalid shape {text!r}: expected positive integers separated by commas, e.g. 28,28,1"
+        )
+    return shape
+
+
+def parse_group(text: str) -> tuple[str, list[str]]:
+    """`NAME=SPEC,SPEC` -> (NAME, [SPEC, SPEC])."""
+    name, separator, members = text.partition("=")
+    specs = [spec.strip() for spec in members.split(",") if spec.strip()]
+    if not separator or not name.strip() or not specs:
+        raise argparse.ArgumentTypeError(
+            f"invalid group {text!r}: expected NAME=SPEC,SPEC (e.g. early=conv_1,conv_2)"
+        )
+    return name.strip(), specs
+
+
+def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
+    """Arguments of `layertap export`."""
+    parser.add_argument("model", metavar="MODEL", help="a .keras file (legacy .h5 also accepted)")
+    parser.add_argument(
+        "--layer",
+        dest="layers",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="layer to export, one signature each: a name (conv_2), an index into model.layers "
+        "(a Sequential's list excludes the InputLayer), a nested path (backbone/block_1_relu), or "
+        "name@K for the K-th call of a shared layer. Repeatable.",
+    )
+    parser.add_argument(
+        "--group",
+        dest="groups",
+        action="append",
+        default=[],
+        type=parse_group,
+        metavar="NAME=SPEC,SPEC",
+        help="an extra signature NAME returning several layers in one pass. Repeatable.",
+    )
+    parser.add_argument("--base-path", required=True, metavar="DIR", help="TF Serving model base path")
+    parser.add_argument("--name", required=True, help="model name (the folder under --base-path)")
+    parser.add_argument("--version", type=int, default=None, help="version number (default: highest + 1)")
+    parser.add_argument(
+        "--input-shape",
+        type=parse_shape,
+        default=None,
+        metavar="D1,D2,...",
+        help="sample shape without batch, for a Sequential model that was never built (e.g. 28,28,1)",
+    )
+    parser.add_argument(
+        "--allow-unsafe", action="store_true", help="load model files with Lambda layers (runs their code)"
+    )
+    parser.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip the session-loader and numeric check before publishing (experiments only)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the verification and warmup inputs")
+    parser.add_argument("--json", action="store_true", help="print only the result as JSON on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, then print a summary (or JSON); progress goes to stderr."""
+    from layertap.exporter import export
+
+    quiet_tensorflow_logs()
+    if not args.layers and not args.groups:
+        raise UsageError("nothing to export: give at least one --layer SPEC (see `layertap inspect MODEL`)")
+    groups: dict[str, list[str]] = {}
+    for name, specs in args.groups:
+        if name in groups:
+            raise UsageError(f"--group {name!r} is given twice")
+        groups[name] = specs
+
+    def progress(message: str) -> None:
+        print(f"layertap export: {message}", file=sys.stderr, flush=True)
+
+    result = export(
+        args.model,
+        args.layers,
+        base_path=args.base_path,
+        name=args.name,
+        version=args.version,
+        groups=groups,
+        input_shape=args.input_shape,
+        allow_unsafe=args.allow_unsafe,
+        verify=args.verify,
+        seed=args.seed,
+        progress=progress,
+    )
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print(f"exported {result.name} version {result.version} to {result.path}")
+    for key, info in result.signatures.items():
+        outputs = ", ".join(
+            f"{alias} {_shape(shape)} {dtype}" for alias, (shape, dtype) in info.outputs.items()
+        )
+        error = result.max_errors.get(key)
+        checked = f"  (max error {error:.1e})" if error is not None else ""
+        print(f"  {key}: {outputs}{checked}")
+    sizes = result.sizes
+    print(
+        f"variables {sizes.variables_bytes} bytes for {sizes.parameter_bytes} parameter bytes "
+        f"(ratio {sizes.ratio:.4f}); {result.timings.get('total', 0.0):.1f} s"
+    )
+    return 0
+
+
+def quiet_tensorflow_logs() -> None:
+    """Keep TensorFlow's own INFO/deprecation chatter out of the progress lines on stderr."""
+    for name in ("absl", "tensorflow", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _shape(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("batch" if dim is None else str(dim) for dim in shape) + ")"

@@ -1,0 +1,98 @@
+"""Walking a Keras 3 functional graph: the one place that touches Keras' graph internals.
+
+Keras 3 has no public API for a layer's second call (`get_output_at` is gone, keras#23238) or for
+the nodes of a graph, so this module reads `_inbound_nodes` and `_keras_history`. Everything else in
+the exporter goes through these functions, so a Keras change breaks one small module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = [
+    "ancestors",
+    "call_nodes",
+    "input_alias",
+    "is_graph_model",
+    "output_names",
+    "producing_node",
+    "unique",
+]
+
+
+def is_graph_model(obj: object) -> bool:
+    """True for Functional and Sequential models: models with a graph that can be truncated."""
+    from keras.src.models.functional import Functional
+    from keras.src.models.sequential import Sequential
+
+    return isinstance(obj, Functional | Sequential)
+
+
+def producing_node(tensor: Any) -> tuple[Any, Any]:
+    """The (operation, node) that produced a symbolic KerasTensor."""
+    history = tensor._keras_history
+    return history.operation, history.operation._inbound_nodes[history.node_index]
+
+
+def ancestors(tensors: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """Every node needed to compute `tensors`, and the graph inputs they start from.
+
+    Returns:
+        (nodes in dependency order, input KerasTensors reached), both without duplicates.
+    """
+    order: list[Any] = []
+    inputs: list[Any] = []
+    seen: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(tensor, False) for tensor in reversed(list(tensors))]
+    while stack:
+        tensor, expanded = stack.pop()
+        _, node = producing_node(tensor)
+        if node.is_input:
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                inputs.append(tensor)
+            continue
+        if id(node) in seen:
+            continue
+        if expanded:
+            seen.add(id(node))
+            order.append(node)
+            continue
+        # Post-order: the node is emitted after everything it depends on.
+        stack.append((tensor, True))
+        stack.extend((parent, False) for parent in node.input_tensors)
+    return order, inputs
+
+
+def call_nodes(layer: Any, model: Any) -> list[Any]:
+    """The calls of `layer` inside `model`'s graph, in the order Keras recorded them."""
+    nodes, _ = ancestors(list(model.outputs))
+    in_graph = {id(node) for node in nodes}
+    return [node for node in layer._inbound_nodes if id(node) in in_graph]
+
+
+def input_alias(tensor: Any) -> str:
+    """The name a model input is known by: its InputLayer's name (`keras.Input(name=...)`)."""
+    return str(tensor._keras_history.operation.name)
+
+
+def unique(names: Iterable[str]) -> list[str]:
+    """`names` with repeats made distinct by a `_1`, `_2`... suffix."""
+    result: list[str] = []
+    for name in names:
+        candidate, count = name, 0
+        while candidate in result:
+            count += 1
+            candidate = f"{name}_{count}"
+        result.append(candidate)
+    return result
+
+
+def output_names(model: Any) -> list[str]:
+    """Names for a model's outputs: a dict-output model's keys, else the producing layers' names."""
+    structure = getattr(model, "_outputs_struct", None)
+    if isinstance(structure, dict):
+        # Keras flattens a dict's values in sorted key order, as model.outputs lists them.
+        return sorted(structure)
+    return unique(producing_node(tensor)[0].name for tensor in model.outputs)

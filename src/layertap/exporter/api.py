@@ -1,0 +1,259 @@
+"""The exporter's public API: `export()` and `inspect_model()`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from layertap.errors import ExportError, LayertapError
+from layertap.exporter import _graph, specs
+from layertap.exporter.flops import graph_flops
+from layertap.exporter.loading import load_model
+from layertap.exporter.manifest import build_manifest, write_manifest
+from layertap.exporter.publish import Repository
+from layertap.exporter.savedmodel import write_savedmodel
+from layertap.exporter.truncate import plan_signatures
+from layertap.exporter.verify import verify_savedmodel
+from layertap.exporter.warmup import write_warmup
+
+__all__ = ["ExportResult", "LayerInfo", "SignatureInfo", "Sizes", "export", "inspect_model"]
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    """A written signature: its inputs and outputs as alias -> (shape with batch None, dtype)."""
+
+    key: str
+    inputs: dict[str, tuple[tuple[int | None, ...], str]]
+    outputs: dict[str, tuple[tuple[int | None, ...], str]]
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Bytes of the variables files against the bytes of the model's parameters."""
+
+    variables_bytes: int
+    parameter_bytes: int
+
+    @property
+    def ratio(self) -> float:
+        """variables_bytes / parameter_bytes (1.0 = every weight stored exactly once)."""
+        return self.variables_bytes / self.parameter_bytes if self.parameter_bytes else 0.0
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export()` published."""
+
+    name: str
+    version: int
+    path: Path
+    signatures: dict[str, SignatureInfo]
+    max_errors: dict[str, float]
+    sizes: Sizes
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the `layertap export --json` output)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "path": str(self.path),
+            "signatures": {
+                key: {
+                    "inputs": {a: {"shape": list(s), "dtype": d} for a, (s, d) in info.inputs.items()},
+                    "outputs": {a: {"shape": list(s), "dtype": d} for a, (s, d) in info.outputs.items()},
+                    "layers": list(info.layers),
+                }
+                for key, info in self.signatures.items()
+            },
+            "verification": {"max_errors": self.max_errors, "verified": bool(self.max_errors)},
+            "sizes": {
+                "variables_bytes": self.sizes.variables_bytes,
+                "parameter_bytes": self.sizes.parameter_bytes,
+                "ratio": round(self.sizes.ratio, 6),
+            },
+            "timings": {stage: round(seconds, 3) for stage, seconds in self.timings.items()},
+        }
+
+
+def _log_progress(message: str) -> None:
+    logger.info("%s", message)
+
+
+def export(
+    model_or_path: Any,
+    layers: Sequence[str | int],
+    *,
+    base_path: Path | str,
+    name: str,
+    version: int | None = None,
+    groups: Mapping[str, Sequence[str | int]] | None = None,
+    input_shape: Sequence[int] | None = None,
+    allow_unsafe: bool = False,
+    verify: bool = True,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+) -> ExportResult:
+    """Export layers of a Keras model as one SavedModel version of `<base_path>/<name>`.
+
+    Args:
+        model_or_path: a keras.Model, or a `.keras`/`.h5` file.
+        layers: layer specs (see `layertap.exporter.specs`): names, indices into model.layers,
+            `outer/inner` paths, `name@K` for a shared layer's K-th call. One signature each.
+        base_path: the TF Serving model base path; the version goes to `<base_path>/<name>/<version>`.
+        name: the model's name in TF Serving.
+        version: the version number; default one more than the highest present (1 for a new model).
+        groups: extra signatures returning several layers in one pass: name -> specs.
+        input_shape: sample shape (no batch) for a Sequential model that was never built.
+        allow_unsafe: allow model files with Lambda layers.
+        verify: run every signature through TF Serving's loader path and compare with Keras
+            before publishing. Turning it off is for experiments only.
+        seed: seed of the random verification and warmup inputs.
+        progress: called with a line of text at each stage (default: logged at INFO).
+
+    Raises:
+        UsageError: (subclasses) a bad spec, model, or file; nothing is written.
+        VerificationError: the SavedModel does not reproduce Keras; nothing is published.
+        PublishError: the version exists or cannot be published.
+        ExportError: TensorFlow failed to trace or save the model.
+    """
+    report = progress or _log_progress
+    timings: dict[str, float] = {}
+    started = clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = now - clock
+        clock = now
+
+    report("loading the model")
+    model = load_model(model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape)
+    specs.ensure_graph_model(model)
+    lap("load")
+    refs = [specs.resolve(model, spec) for spec in layers]
+    group_refs = {
+        group: [specs.resolve(model, spec) for spec in members] for group, members in (groups or {}).items()
+    }
+    signatures = plan_signatures(model, refs, group_refs)
+    lap("plan")
+
+    repository = Repository(base_path, name)
+    reservation = repository.reserve(version)
+    report(f"building version {reservation.version} in {reservation.staging}")
+    try:
+        try:
+            write_savedmodel(model, signatures, reservation.staging, report)
+        except LayertapError:
+            raise
+        except Exception as error:
+            raise ExportError(f"TensorFlow could not trace or save the model: {error}") from error
+        lap("trace_and_save")
+        max_errors = (
+            verify_savedmodel(reservation.staging, signatures, seed=seed, progress=report) if verify else {}
+        )
+        lap("verify")
+        extra = reservation.staging / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        write_warmup(extra, name, signatures, seed=seed)
+        manifest = build_manifest(
+            model, signatures, name=name, version=reservation.version, max_errors=max_errors
+        )
+        write_manifest(extra, manifest)
+        sizes = Sizes(
+            variables_bytes=sum(f.stat().st_size for f in (reservation.staging / "variables").iterdir()),
+            parameter_bytes=sum(int(v.value.numpy().nbytes) for v in model.variables),
+        )
+        report(f"publishing version {reservation.version}")
+        final = repository.publish(reservation)
+        lap("publish")
+    except BaseException:
+        repository.abandon(reservation)
+        raise
+    timings["total"] = time.perf_counter() - started
+    return ExportResult(
+        name=name,
+        version=reservation.version,
+        path=final,
+        signatures={
+            s.key: SignatureInfo(
+                key=s.key,
+                inputs={alias: (shape, dtype) for alias, shape, dtype in s.input_specs},
+                outputs={alias: (shape, dtype) for alias, shape, dtype in s.output_specs},
+                layers=s.layers,
+            )
+            for s in signatures
+        },
+        max_errors=max_errors,
+        sizes=sizes,
+        timings=timings,
+    )
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One row of `inspect_model()`.
+
+    Attributes:
+        index: position in the root model's `model.layers` (None inside nested models).
+        spec: the spec that selects this layer's output (path, with `@K` for shared calls).
+        kind: the layer's class name.
+        output_shape: shape(s) of the output, batch as None.
+        parameters: the layer's parameter count.
+        flops: estimated FLOPs per sample of a signature ending here.
+        share: `flops` as a fraction of the full model's FLOPs.
+    """
+
+    index: int | None
+    spec: str
+    kind: str
+    output_shape: tuple[tuple[int | None, ...], ...]
+    parameters: int
+    flops: int
+    share: float
+
+
+def inspect_model(
+    model_or_path: Any, *, input_shape: Sequence[int] | None = None, allow_unsafe: bool = False
+) -> list[LayerInfo]:
+    """Every layer (nested ones too) with its spec, output shape, parameters and compute share."""
+    model = load_model(model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape)
+    specs.ensure_graph_model(model)
+    total = graph_flops(list(model.outputs)) or 1
+    rows: list[LayerInfo] = []
+    _inspect(model, prefix="", before=0, total=total, rows=rows, root=True)
+    return rows
+
+
+def _inspect(
+    container: Any, *, prefix: str, before: int, total: int, rows: list[LayerInfo], root: bool
+) -> None:
+    for index, layer in enumerate(container.layers):
+        nodes = _graph.call_nodes(layer, container)
+        for call, node in enumerate(nodes):
+            spec = f"{prefix}{layer.name}" + (f"@{call}" if len(nodes) > 1 else "")
+            cost = before + graph_flops(list(node.output_tensors))
+            rows.append(
+                LayerInfo(
+                    index=index if root else None,
+                    spec=spec,
+                    kind=type(layer).__name__,
+                    output_shape=tuple(tuple(t.shape) for t in node.output_tensors),
+                    parameters=int(layer.count_params()),
+                    flops=cost,
+                    share=cost / total,
+                )
+            )
+            if _graph.is_graph_model(layer):
+                feeding = before + graph_flops(list(node.input_tensors))
+                _inspect(layer, prefix=f"{spec}/", before=feeding, total=total, rows=rows, root=False)

@@ -1,0 +1,71 @@
+"""`assets.extra/layertap.json`: what a version serves, for people and for `layertap` tools."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from layertap import __version__
+from layertap.exporter.flops import graph_flops
+from layertap.exporter.truncate import Signature
+
+__all__ = ["MANIFEST_FILE", "build_manifest", "write_manifest"]
+
+MANIFEST_FILE = "layertap.json"
+MANIFEST_FORMAT = 1
+
+
+def _tensor_entries(specs: Sequence[tuple[str, tuple[int | None, ...], str]]) -> dict[str, Any]:
+    return {alias: {"shape": list(shape), "dtype": dtype} for alias, shape, dtype in specs}
+
+
+def build_manifest(
+    model: Any, signatures: Sequence[Signature], *, name: str, version: int, max_errors: Mapping[str, float]
+) -> dict[str, Any]:
+    """The manifest as a JSON-ready dict.
+
+    `layers` maps each exported layer key to the signatures that return it; `signatures` gives
+    each signature's input/output aliases with shapes (batch as null) and dtypes, the parameters
+    it uses and its estimated FLOPs per sample.
+    """
+    import keras
+    import tensorflow as tf
+
+    layers: dict[str, list[str]] = {}
+    for signature in signatures:
+        for key in signature.layers:
+            layers.setdefault(key, []).append(signature.key)
+    return {
+        "format": MANIFEST_FORMAT,
+        "model": {
+            "name": name,
+            "version": version,
+            "keras_name": model.name,
+            "parameters": int(model.count_params()),
+            "flops": graph_flops(list(model.outputs)),
+        },
+        "layers": layers,
+        "signatures": {
+            signature.key: {
+                "inputs": _tensor_entries(signature.input_specs),
+                "outputs": _tensor_entries(signature.output_specs),
+                "layers": list(signature.layers),
+                "parameters": int(signature.model.count_params()),
+                "flops": graph_flops(list(signature.model.outputs)),
+                "verification_max_error": max_errors.get(signature.key),
+            }
+            for signature in signatures
+        },
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "layertap": __version__},
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> Path:
+    """Write `manifest` as indented JSON into `directory` (the version's assets.extra)."""
+    path = directory / MANIFEST_FILE
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,59 @@
+"""Writing ONE SavedModel with a signature per planned sub-model, the weights stored once.
+
+A `tf.Module` tracks the model's variables explicitly, once, and nothing else: tracking the Keras
+model too would store every weight twice (keras#23553), and tracking only the functions saves a
+model that `tf.saved_model.load` accepts but TF Serving's session loader rejects ("Could not find
+variable", REFERENCE §5). Each signature is a `tf.function` over one sub-model, traced with a free
+batch dimension and the model's dtypes, without device placement.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from layertap.exporter.truncate import Signature
+
+__all__ = ["write_savedmodel"]
+
+logger = logging.getLogger(__name__)
+
+
+def write_savedmodel(
+    model: Any, signatures: Sequence[Signature], path: Path, progress: Callable[[str], None]
+) -> None:
+    """Trace every signature and save them with `model`'s variables into the directory `path`."""
+    import tensorflow as tf
+
+    archive = tf.Module()
+    # Keras 3 variables wrap tf.Variables; the tf.Variable is what the checkpoint must hold. The
+    # attribute name is part of each variable's checkpoint key.
+    archive.model_variables = [variable.value for variable in model.variables]
+    concrete: dict[str, Any] = {}
+    for number, signature in enumerate(signatures, start=1):
+        progress(f"tracing signature {number}/{len(signatures)}: {signature.key}")
+        concrete[signature.key] = _trace(signature).get_concrete_function()
+    progress(f"saving {len(concrete)} signatures to {path}")
+    tf.saved_model.save(archive, str(path), signatures=concrete)
+
+
+def _trace(signature: Signature) -> Any:
+    import tensorflow as tf
+
+    specs = [
+        tf.TensorSpec(shape=shape, dtype=tf.as_dtype(dtype), name=alias)
+        for alias, shape, dtype in signature.input_specs
+    ]
+    sub_model = signature.model
+    aliases = signature.output_aliases
+
+    def run(*inputs: Any) -> dict[str, Any]:
+        # training=False: BatchNormalization uses its moving statistics, Dropout is off.
+        outputs = sub_model(list(inputs), training=False)
+        if not isinstance(outputs, list | tuple):
+            outputs = [outputs]
+        return dict(zip(aliases, outputs, strict=True))
+
+    return tf.function(run, input_signature=specs, autograph=False)

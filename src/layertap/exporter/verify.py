@@ -1,0 +1,155 @@
+"""Checking a written SavedModel the way TF Serving will load it.
+
+The TF1 session loader (`tf.compat.v1.saved_model.loader.load` into a fresh Graph) is the path TF
+Serving's C++ loader takes; a SavedModel can pass `tf.saved_model.load` and still fail there
+(REFERENCE §5). Every signature is run by its tensor names on random inputs and compared with the
+in-memory Keras sub-model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layertap.errors import VerificationError
+from layertap.exporter.samples import sample_inputs
+from layertap.exporter.truncate import Signature
+
+__all__ = ["TOLERANCE", "VERIFY_BATCH", "relative_error", "verify_savedmodel"]
+
+logger = logging.getLogger(__name__)
+
+# float32: max abs error <= 1e-5 of the output's scale (its largest magnitude).
+TOLERANCE = 1e-5
+VERIFY_BATCH = 3
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """Max abs difference over the largest magnitude of `expected` (exact match for non-floats)."""
+    if actual.shape != expected.shape:
+        return float("inf")
+    if expected.dtype.kind not in "fc":
+        return 0.0 if np.array_equal(actual, expected) else float("inf")
+    difference = float(np.max(np.abs(actual.astype(np.float64) - expected), initial=0.0))
+    scale = float(np.max(np.abs(expected.astype(np.float64)), initial=0.0))
+    return difference / scale if scale > 0 else difference
+
+
+def verify_savedmodel(
+    path: Path, signatures: Sequence[Signature], *, seed: int, progress: Callable[[str], None]
+) -> dict[str, float]:
+    """Load `path` with the session loader, run every signature, compare with Keras.
+
+    Returns:
+        signature key -> max relative error over its outputs.
+
+    Raises:
+        VerificationError: a signature is missing, has other aliases, bakes in a device, fails to
+            run, or differs from Keras by more than TOLERANCE.
+    """
+    import tensorflow as tf
+
+    expected: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
+    for number, signature in enumerate(signatures):
+        inputs = sample_inputs(signature.input_specs, batch=VERIFY_BATCH, seed=seed + number)
+        outputs = signature.model([inputs[alias] for alias in signature.input_aliases], training=False)
+        if not isinstance(outputs, list | tuple):
+            outputs = [outputs]
+        expected[signature.key] = (
+            inputs,
+            {alias: np.asarray(out) for alias, out in zip(signature.output_aliases, outputs, strict=True)},
+        )
+
+    errors: dict[str, float] = {}
+    graph = tf.Graph()
+    with tf.compat.v1.Session(graph=graph) as session:
+        try:
+            meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
+        except Exception as error:
+            raise VerificationError(f"TF Serving's session loader cannot load {path}: {error}") from error
+        _check_no_devices(meta_graph)
+        for signature in signatures:
+            progress(f"verifying signature {signature.key} through the session loader")
+            errors[signature.key] = _run_one(session, meta_graph, signature, *expected[signature.key])
+    return errors
+
+
+def _run_one(
+    session: Any,
+    meta_graph: Any,
+    signature: Signature,
+    inputs: dict[str, np.ndarray],
+    expected: dict[str, np.ndarray],
+) -> float:
+    if signature.key not in meta_graph.signature_def:
+        raise VerificationError(
+            f"signature {signature.key!r} is missing from the SavedModel; it has "
+            f"{sorted(meta_graph.signature_def)}"
+        )
+    definition = meta_graph.signature_def[signature.key]
+    if set(definition.inputs) != set(signature.input_aliases) or set(definition.outputs) != set(
+        signature.output_aliases
+    ):
+        raise VerificationError(
+            f"signature {signature.key!r} has inputs {sorted(definition.inputs)} and outputs "
+            f"{sorted(definition.outputs)}; expected {sorted(signature.input_aliases)} and "
+            f"{sorted(signature.output_aliases)}"
+        )
+    feeds = {definition.inputs[alias].name: array for alias, array in inputs.items()}
+    fetches = {alias: definition.outputs[alias].name for alias in signature.output_aliases}
+    try:
+        actual = session.run(fetches, feed_dict=feeds)
+    except Exception as error:
+        raise VerificationError(
+            f"signature {signature.key!r} fails when run through the session loader: {error}"
+        ) from error
+    worst = 0.0
+    for alias, want in expected.items():
+        deviation = relative_error(np.asarray(actual[alias]), want)
+        if not deviation <= TOLERANCE:
+            raise VerificationError(
+                f"signature {signature.key!r} output {alias!r} differs from the Keras model: max abs "
+                f"error {deviation:.3g} of the output's scale, more than the {TOLERANCE:g} accepted "
+                f"(shapes {np.shape(actual[alias])} vs {want.shape})"
+            )
+        worst = max(worst, deviation)
+    logger.debug("signature %s verified, max relative error %.3g", signature.key, worst)
+    return worst
+
+
+def _check_no_devices(meta_graph: Any) -> None:
+    """Fail if any op a signature runs is pinned to a device.
+
+    A device baked into the graph would pin ops to this machine's CPU even on TF Serving's GPU
+    image. Only the ops the signatures reach are checked: TensorFlow places the checkpoint's own
+    save/restore ops on the CPU by design, and they do no model compute.
+    """
+    graph = meta_graph.graph_def
+    functions = {function.signature.name: function for function in graph.library.function}
+    by_name = {node.name: node for node in graph.node}
+    pending = [
+        by_name[tensor.name.split(":")[0]]
+        for definition in meta_graph.signature_def.values()
+        for tensor in definition.outputs.values()
+        if tensor.name.split(":")[0] in by_name
+    ]
+    seen_functions: set[str] = set()
+    placed: list[str] = []
+    while pending:
+        node = pending.pop()
+        if node.device:
+            placed.append(f"{node.name} ({node.op}) on {node.device}")
+        for value in node.attr.values():
+            name = value.func.name
+            if name and name in functions and name not in seen_functions:
+                seen_functions.add(name)
+                pending.extend(functions[name].node_def)
+    if placed:
+        raise VerificationError(
+            f"the SavedModel pins {len(placed)} ops to devices (e.g. {placed[:3]}); it must not, so "
+            "that TF Serving can place them on its GPU"
+        )
