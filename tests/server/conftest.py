@@ -47,8 +47,22 @@ def _build(path: Path, factor: float) -> None:
         def half(self, n: tf.Tensor) -> dict[str, tf.Tensor]:
             return {"halved": tf.cast(n, tf.float16) / tf.constant(2.0, tf.float16)}
 
+        @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="n")])
+        def spin(self, n: tf.Tensor) -> dict[str, tf.Tensor]:
+            # n rounds of a 64x64 matmul: a request whose duration the test chooses.
+            def body(i: tf.Tensor, acc: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                return i + 1, tf.tanh(tf.matmul(acc + 1.0, tf.fill([64, 64], 0.01)))
+
+            _, acc = tf.while_loop(lambda i, _: i < n, body, [tf.constant(0), tf.zeros([64, 64])])
+            return {"done": tf.reduce_sum(acc)}
+
     module = Module()
-    signatures = {"serving_default": module.full, "add": module.add, "outer/half": module.half}
+    signatures = {
+        "serving_default": module.full,
+        "add": module.add,
+        "outer/half": module.half,
+        "spin": module.spin,
+    }
     tf.saved_model.save(module, str(path), signatures=signatures)
 
 
@@ -112,7 +126,8 @@ def start_server() -> Iterator[Callable[..., tuple[LayertapServer, grpc.Channel]
     running: list[tuple[LayertapServer, grpc.Channel]] = []
 
     def start(**flags: object) -> tuple[LayertapServer, grpc.Channel]:
-        options = ServerOptions(port=0, max_num_load_retries=0, grpc_max_threads=4, **flags)  # type: ignore[arg-type]
+        settings: dict[str, object] = {"port": 0, "max_num_load_retries": 0, "grpc_max_threads": 4}
+        options = ServerOptions(**{**settings, **flags})  # type: ignore[arg-type]
         server, port = create_server(options)
         channel = grpc.insecure_channel(
             f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
