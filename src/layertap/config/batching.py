@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from layertap.config.textformat import format_text, parse_text, read_config_text, write_text_file
 from layertap.errors import ConfigError, ConfigParseError
@@ -68,9 +68,9 @@ class BatchingSettings:
     max_execution_batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        problems = _problems(self)
+        problems = _problems(dataclasses.asdict(self))
         if problems:
-            raise ConfigError("invalid batching parameters: " + "; ".join(problems))
+            raise ConfigError("invalid batching parameters: " + "; ".join(problem for _, problem in problems))
 
     def replace(self, **changes: object) -> BatchingSettings:
         """Return a copy with `changes` applied (and validated)."""
@@ -101,24 +101,7 @@ class BatchingSettings:
             ConfigError: a value breaks one of TF Serving's rules.
         """
 
-        def wrapped(name: _IntField) -> int | None:
-            return int(getattr(message, name).value) if message.HasField(name) else None
-
-        return cls(
-            max_batch_size=wrapped("max_batch_size"),
-            batch_timeout_micros=wrapped("batch_timeout_micros"),
-            max_enqueued_batches=wrapped("max_enqueued_batches"),
-            num_batch_threads=wrapped("num_batch_threads"),
-            thread_pool_name=message.thread_pool_name.value if message.HasField("thread_pool_name") else None,
-            allowed_batch_sizes=tuple(message.allowed_batch_sizes),
-            pad_variable_length_inputs=message.pad_variable_length_inputs,
-            enable_large_batch_splitting=(
-                message.enable_large_batch_splitting.value
-                if message.HasField("enable_large_batch_splitting")
-                else None
-            ),
-            max_execution_batch_size=wrapped("max_execution_batch_size"),
-        )
+        return cls(**_values(message))
 
 
 def gpu_batching_defaults(num_batch_threads: int = 4) -> BatchingSettings:
@@ -154,8 +137,10 @@ def parse_batching_config(text: str, path: str | None = None) -> BatchingSetting
     try:
         return BatchingSettings.from_proto(message)
     except ConfigError as error:
-        field = _first_bad_field(message)
-        raise ConfigParseError(str(error), path=path, line=_field_line(text, field)) from error
+        # Point at the line of the first field at fault.
+        problems = _problems(_values(message))
+        line = _field_line(text, problems[0][0]) if problems else None
+        raise ConfigParseError(str(error), path=path, line=line) from error
 
 
 def read_batching_config(path: str | os.PathLike[str]) -> BatchingSettings:
@@ -173,67 +158,82 @@ def write_batching_config(path: str | os.PathLike[str], settings: BatchingSettin
     write_text_file(path, format_batching_config(settings))
 
 
-def _problems(settings: BatchingSettings) -> list[str]:
-    problems: list[str] = []
+def _problems(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, problem) pairs for what TF Serving (or our ranges) would refuse; empty when valid."""
+    problems: list[tuple[str, str]] = []
     for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads", "max_execution_batch_size"):
-        value = getattr(settings, name)
+        value = values[name]
         if value is not None and value < 1:
-            problems.append(f"{name} must be a positive integer; got {value}")
-    timeout = settings.batch_timeout_micros
+            problems.append((name, f"{name} must be a positive integer; got {value}"))
+    timeout = values["batch_timeout_micros"]
     if timeout is not None and not 0 <= timeout <= MAX_BATCH_TIMEOUT_MICROS:
         problems.append(
-            f"batch_timeout_micros must be between 0 and {MAX_BATCH_TIMEOUT_MICROS} (10 s); got {timeout}"
+            (
+                "batch_timeout_micros",
+                f"batch_timeout_micros must be between 0 and {MAX_BATCH_TIMEOUT_MICROS} (10 s); "
+                f"got {timeout}",
+            )
         )
-    if settings.thread_pool_name is not None and not settings.thread_pool_name:
-        problems.append("thread_pool_name must not be empty when set")
-    splitting = bool(settings.enable_large_batch_splitting)
-    if settings.max_execution_batch_size is not None and not splitting:
-        problems.append("max_execution_batch_size only applies with enable_large_batch_splitting: true")
-    if (
-        splitting
-        and settings.max_execution_batch_size is not None
-        and settings.max_batch_size is not None
-        and settings.max_execution_batch_size > settings.max_batch_size
-    ):
+    if values["thread_pool_name"] is not None and not values["thread_pool_name"]:
+        problems.append(("thread_pool_name", "thread_pool_name must not be empty when set"))
+    splitting = bool(values["enable_large_batch_splitting"])
+    execution, maximum = values["max_execution_batch_size"], values["max_batch_size"]
+    if execution is not None and not splitting:
         problems.append(
-            f"max_execution_batch_size ({settings.max_execution_batch_size}) must not exceed "
-            f"max_batch_size ({settings.max_batch_size})"
+            (
+                "max_execution_batch_size",
+                "max_execution_batch_size only applies with enable_large_batch_splitting: true",
+            )
         )
-    sizes = settings.allowed_batch_sizes
+    if splitting and execution is not None and maximum is not None and execution > maximum:
+        problems.append(
+            (
+                "max_execution_batch_size",
+                f"max_execution_batch_size ({execution}) must not exceed max_batch_size ({maximum})",
+            )
+        )
+    sizes = tuple(values["allowed_batch_sizes"])
     if sizes:
-        problems.extend(_allowed_sizes_problems(settings, sizes, splitting))
+        problem = _allowed_sizes_problem(sizes, maximum, execution, splitting)
+        if problem:
+            problems.append(("allowed_batch_sizes", problem))
     return problems
 
 
-def _allowed_sizes_problems(settings: BatchingSettings, sizes: tuple[int, ...], splitting: bool) -> list[str]:
+def _allowed_sizes_problem(
+    sizes: tuple[int, ...], maximum: int | None, execution: int | None, splitting: bool
+) -> str | None:
     if min(sizes) < 1 or any(b <= a for a, b in itertools.pairwise(sizes)):
-        return [f"allowed_batch_sizes must be positive and strictly ascending; got {list(sizes)}"]
-    if splitting:
-        limit_name, limit = "max_execution_batch_size", settings.max_execution_batch_size
-    else:
-        limit_name, limit = "max_batch_size", settings.max_batch_size
+        return f"allowed_batch_sizes must be positive and strictly ascending; got {list(sizes)}"
+    limit_name, limit = ("max_execution_batch_size", execution) if splitting else ("max_batch_size", maximum)
     if limit is None:
-        return [f"allowed_batch_sizes needs {limit_name} set, equal to its last entry ({sizes[-1]})"]
+        return f"allowed_batch_sizes needs {limit_name} set, equal to its last entry ({sizes[-1]})"
     if sizes[-1] != limit:
-        return [f"the last allowed_batch_sizes entry must equal {limit_name} ({limit}); got {list(sizes)}"]
-    return []
+        return f"the last allowed_batch_sizes entry must equal {limit_name} ({limit}); got {list(sizes)}"
+    return None
 
 
-def _first_bad_field(message: pb.BatchingParameters) -> str:
-    """Name the field a validation error most likely concerns, to point at its line."""
-    for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads", "batch_timeout_micros"):
-        if not message.HasField(name):
-            continue
-        value = getattr(message, name).value
-        if value < 1 and name != "batch_timeout_micros":
-            return name
-        if name == "batch_timeout_micros" and not 0 <= value <= MAX_BATCH_TIMEOUT_MICROS:
-            return name
-    if message.HasField("max_execution_batch_size"):
-        return "max_execution_batch_size"
-    if message.allowed_batch_sizes:
-        return "allowed_batch_sizes"
-    return "thread_pool_name"
+def _values(message: pb.BatchingParameters) -> dict[str, Any]:
+    """The message's fields as `BatchingSettings` keyword arguments (None where unset)."""
+
+    def wrapped(name: _IntField) -> int | None:
+        return int(getattr(message, name).value) if message.HasField(name) else None
+
+    return {
+        "max_batch_size": wrapped("max_batch_size"),
+        "batch_timeout_micros": wrapped("batch_timeout_micros"),
+        "max_enqueued_batches": wrapped("max_enqueued_batches"),
+        "num_batch_threads": wrapped("num_batch_threads"),
+        "thread_pool_name": message.thread_pool_name.value if message.HasField("thread_pool_name") else None,
+        "allowed_batch_sizes": tuple(message.allowed_batch_sizes),
+        "pad_variable_length_inputs": message.pad_variable_length_inputs,
+        "enable_large_batch_splitting": (
+            message.enable_large_batch_splitting.value
+            if message.HasField("enable_large_batch_splitting")
+            else None
+        ),
+        "max_execution_batch_size": wrapped("max_execution_batch_size"),
+    }
 
 
 def _field_line(text: str, field: str) -> int | None:

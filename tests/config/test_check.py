@@ -1,0 +1,133 @@
+"""`check_serving_config`: the config against the repository on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from layertap.config import check, labels, models
+from layertap.config.compat import IMAGE_TENSORFLOW_VERSION, is_newer, parse_version
+from layertap.proto import serving_pb2 as pb
+
+VersionWriter = Callable[..., Path]
+
+
+def _config(
+    tmp_path: Path, policy: pb.ServableVersionPolicy | None = None, labels_: dict[str, int] | None = None
+) -> pb.ModelServerConfig:
+    config = models.set_model(models.parse_model_server_config(""), "cnn", "/models/cnn", policy=policy)
+    for label, version in (labels_ or {}).items():
+        models.find_model(config, "cnn").version_labels[label] = version
+    return config
+
+
+def _messages(report: check.CheckReport) -> list[str]:
+    return [f"{finding.level}: {finding.message}" for finding in report.findings]
+
+
+def test_clean_repository_passes(tmp_path: Path, write_version: VersionWriter) -> None:
+    write_version("cnn", 1)
+    write_version("cnn", 2)
+    config = _config(tmp_path, models.specific_versions([1, 2]), {"stable": 1})
+    report = check.check_serving_config(
+        config,
+        mounts={str(tmp_path / "models"): "/models"},
+        signatures={"cnn": ["conv_2"], "*": ["pool_2"]},
+    )
+    assert report.findings == ()
+    assert report.ok
+    assert dict(report.served) == {"cnn": (1, 2)}
+
+
+def test_every_problem_is_reported(tmp_path: Path, write_version: VersionWriter) -> None:
+    write_version("cnn", 1, drop=("variables",))
+    write_version("cnn", 2, manifest={"tensorflow_version": "2.22.1", "keras_version": "3.16.0"})
+    config = _config(tmp_path, models.specific_versions([1, 2, 3]), {"stable": 1, "canary": 4})
+    report = check.check_serving_config(
+        config,
+        mounts={str(tmp_path / "models"): "/models"},
+        signatures={"cnn": ["conv_2", "dense_9"], "ghost": ["x"]},
+    )
+    host = tmp_path / "models" / "cnn"
+    assert _messages(report) == [
+        "error: label 'canary' points at version 4, which policy specific 1,2,3 does not serve "
+        "(serves [1, 2]); TF Serving refuses a label on a version that is not AVAILABLE",
+        f"error: version 1 (served by policy specific 1,2,3) is incomplete: missing variables/ in {host}/1 "
+        "(half-copied? publish by writing elsewhere and renaming)",
+        f"error: version 3 (named by the specific policy) is not on disk under /models/cnn (host: {host}); "
+        "present: [1, 2]",
+        f"error: version 4 (labelled 'canary') is not on disk under /models/cnn (host: {host}); "
+        "present: [1, 2]",
+        "error: version 2 has no signature dense_9; it has: conv_2, pool_2, serving_default",
+        "warning: version 2 was exported with TensorFlow 2.22.1 (assets.extra/layertap.json), newer than the "
+        f"server image's TensorFlow {IMAGE_TENSORFLOW_VERSION}; it may use ops that server lacks and fail to "
+        "load. Export with TensorFlow <= the image's, or move the pin",
+        "error: signatures were requested for a model the config does not list",
+    ]
+    assert not report.ok
+    assert len(report.warnings) == 1
+
+
+def test_missing_base_path_and_empty_base_path(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    report = check.check_serving_config(config)
+    assert _messages(report) == ["error: base_path /models/cnn does not exist or is not a directory"]
+    (tmp_path / "models" / "cnn").mkdir(parents=True)
+    report = check.check_serving_config(config, mounts={str(tmp_path / "models"): "/models"})
+    assert _messages(report)[0].startswith("error: base_path /models/cnn (host: ")
+    assert _messages(report)[0].endswith(
+        "holds no numbered version directory; TF Serving would serve nothing"
+    )
+
+
+def test_tensorflow_version_from_saved_model_when_no_manifest(
+    tmp_path: Path, write_version: VersionWriter
+) -> None:
+    write_version("cnn", 1)
+    report = check.check_serving_config(
+        _config(tmp_path),
+        mounts={str(tmp_path / "models"): "/models"},
+        image_tensorflow_version="2.20.0",
+    )
+    assert len(report.findings) == 1
+    assert report.findings[0].level == "warning"
+    assert "(saved_model.pb), newer than the server image's TensorFlow 2.20.0" in report.findings[0].message
+    assert report.ok
+
+
+def test_labels_with_latest_policy_warn(tmp_path: Path, write_version: VersionWriter) -> None:
+    write_version("cnn", 1)
+    config = _config(tmp_path, None, {"stable": 1})
+    report = check.check_serving_config(config, mounts={str(tmp_path / "models"): "/models"})
+    assert _messages(report) == [
+        "warning: labels with policy latest 1: a new version on disk can unload a labelled one; "
+        "use a specific policy with labels"
+    ]
+
+
+def test_label_move_steps_pass_the_check(tmp_path: Path, write_version: VersionWriter) -> None:
+    write_version("cnn", 1)
+    write_version("cnn", 2)
+    config = _config(tmp_path, models.specific_versions([1]), {"stable": 1})
+    step1 = labels.begin_label_move(config, "cnn", "stable", 2, versions_on_disk={1, 2})
+    step2 = labels.finish_label_move(step1, "cnn", "stable", 2, versions_on_disk={1, 2})
+    for step in (step1, step2):
+        assert check.check_serving_config(step, mounts={str(tmp_path / "models"): "/models"}).findings == ()
+
+
+def test_resolve_base_path() -> None:
+    mounts = {"/srv/repo": "/models", "/srv/special": "/models/special"}
+    assert check.resolve_base_path("/models/cnn", mounts) == "/srv/repo/cnn"
+    assert check.resolve_base_path("/models/special/v", mounts) == "/srv/special/v"
+    assert check.resolve_base_path("/models", mounts) == "/srv/repo"
+    assert check.resolve_base_path("/modelsx/cnn", mounts) == "/modelsx/cnn"
+    assert check.resolve_base_path("/data/cnn", {}) == "/data/cnn"
+
+
+def test_version_comparison() -> None:
+    assert parse_version("2.21.0-rc1") == (2, 21, 0)
+    assert parse_version("2.22") == (2, 22, 0)
+    assert is_newer("2.22.0", "2.21.3")
+    assert is_newer("2.21.1", "2.21.0")
+    assert not is_newer("2.21.0", "2.21.0")
+    assert not is_newer("2.9.0", "2.21.0")
