@@ -8,6 +8,7 @@ REFERENCE.md §2), in typed fields or `tensor_content`, and can inject faults an
 
 from __future__ import annotations
 
+import copy
 import datetime
 import threading
 import time
@@ -133,6 +134,7 @@ class PeerSettings:
     faults: list[Fault] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
     requests: list[Any] = field(default_factory=list)
+    metadata: list[dict[str, str]] = field(default_factory=list)
 
 
 class Peer:
@@ -147,6 +149,13 @@ class Peer:
         self.signature_defs = saved.meta_graphs[0].signature_def
         self.settings = PeerSettings()
         self.lock = threading.Lock()
+
+    def twin(self) -> Peer:
+        """Another servicer over the same loaded model, with its own settings and counters."""
+        other = copy.copy(self)
+        other.settings = PeerSettings()
+        other.lock = threading.Lock()
+        return other
 
     def fail_next(
         self, code: grpc.StatusCode, message: str, times: int = 1, methods: tuple[str, ...] = ("Predict",)
@@ -184,6 +193,7 @@ class Peer:
 
         self._enter("Predict", context)
         self.settings.requests.append(request)
+        self.settings.metadata.append({key: str(value) for key, value in context.invocation_metadata()})
         if self.settings.delay:
             time.sleep(self.settings.delay)
         version = self._version(request.model_spec, context)

@@ -1,0 +1,166 @@
+"""`layertap layers` and `layertap predict`: the client from the command line (no TensorFlow)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layertap.client import TLS, LayerClient
+from layertap.client._catalogue import Catalogue
+from layertap.errors import UsageError
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
+    """Flags of `layertap layers` or `layertap predict`."""
+    parser.add_argument("--target", required=True, help="server address HOST:PORT (or dns:///NAME:PORT)")
+    parser.add_argument("--model", required=True, help="served model name")
+    pin = parser.add_mutually_exclusive_group()
+    pin.add_argument("--model-version", type=int, dest="model_version", help="pin a version number")
+    pin.add_argument("--label", help="pin a version label, e.g. stable")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--tls", action="store_true", help="use TLS with the system's root certificates")
+    tls.add_argument("--ca-cert", type=Path, help="PEM file of the CA that signed the server (implies --tls)")
+    tls.add_argument("--client-cert", type=Path, help="PEM client certificate, for mutual TLS")
+    tls.add_argument("--client-key", type=Path, help="PEM client key, for mutual TLS")
+    tls.add_argument("--server-name", help="name to check the server certificate against")
+    if command_name == "predict":
+        parser.add_argument(
+            "--layer",
+            action="append",
+            required=True,
+            metavar="SPEC",
+            help="layer name or path; repeat (or separate with commas) for several layers",
+        )
+        parser.add_argument(
+            "input", type=Path, help="INPUT.npy (one array) or INPUT.npz (arrays by input alias)"
+        )
+        parser.add_argument("-o", "--output", type=Path, help="write the outputs to OUT.npz, keyed by layer")
+        parser.add_argument(
+            "--max-batch-size", type=int, help="split larger batches into chunks of this size"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; returns the exit code."""
+    with _client(args) as client:
+        if args.command == "layers":
+            catalogue = client.layers()
+            print(
+                json.dumps(_catalogue_json(catalogue), indent=2) if args.json else _catalogue_table(catalogue)
+            )
+            return 0
+        layers = [name.strip() for spec in args.layer for name in spec.split(",") if name.strip()]
+        outputs = client.predict(_load_inputs(args.input), layers)
+    if args.output is not None:
+        np.savez(args.output, **outputs)  # type: ignore[arg-type]
+    if args.json:
+        print(
+            json.dumps(
+                {name: _array_json(array, values=args.output is None) for name, array in outputs.items()}
+            )
+        )
+    else:
+        for name, array in outputs.items():
+            print(f"{name}\t{array.dtype}\t{list(array.shape)}\t{_summary(array)}")
+        if args.output is not None:
+            print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _client(args: argparse.Namespace) -> LayerClient:
+    tls: TLS | bool | None = None
+    if args.ca_cert or args.client_cert or args.client_key or args.server_name:
+        tls = TLS(
+            ca_cert=args.ca_cert,
+            client_cert=args.client_cert,
+            client_key=args.client_key,
+            server_name=args.server_name,
+        )
+    elif args.tls:
+        tls = True
+    return LayerClient(
+        args.target,
+        args.model,
+        version=args.model_version,
+        version_label=args.label,
+        timeout=args.timeout,
+        tls=tls,
+        max_batch_size=getattr(args, "max_batch_size", None),
+    )
+
+
+def _load_inputs(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+    if path.suffix not in (".npy", ".npz"):
+        raise UsageError(f"input {path} must be a .npy (one array) or .npz (arrays by input alias) file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read input {path}: {error}") from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        return {alias: loaded[alias] for alias in loaded.files}
+
+
+def _catalogue_json(catalogue: Catalogue) -> dict[str, Any]:
+    return {
+        "model": catalogue.model,
+        "version": catalogue.version,
+        "layers": {
+            name: {
+                "signature": layer.signature,
+                "inputs": {alias: spec.describe() for alias, spec in layer.inputs.items()},
+                "output": {"alias": layer.output.alias, "type": layer.output.describe()},
+            }
+            for name, layer in catalogue.layers.items()
+        },
+        "groups": {sig.key: sorted(sig.outputs) for sig in catalogue.groups},
+    }
+
+
+def _catalogue_table(catalogue: Catalogue) -> str:
+    rows = [("LAYER", "SIGNATURE", "OUTPUT", "INPUTS")]
+    for name, layer in catalogue.layers.items():
+        inputs = ", ".join(f"{alias}: {spec.describe()}" for alias, spec in layer.inputs.items())
+        rows.append((name, layer.signature, layer.output.describe(), inputs))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"model {catalogue.model!r} version {catalogue.version}"]
+    lines += [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + row[3]
+        for row in rows
+    ]
+    for sig in catalogue.groups:
+        lines.append(f"group {sig.key}: {', '.join(sorted(sig.outputs))}")
+    return "\n".join(lines)
+
+
+def _array_json(array: np.ndarray, *, values: bool) -> dict[str, Any]:
+    described: dict[str, Any] = {"dtype": str(array.dtype), "shape": list(array.shape)}
+    if values:
+        if array.dtype == object:
+            described["values"] = np.vectorize(_text, otypes=[object])(array).tolist() if array.size else []
+        elif array.dtype.kind == "c":
+            described["values"] = np.stack([array.real, array.imag], axis=-1).tolist()
+        else:
+            described["values"] = array.tolist()
+    return described
+
+
+def _text(item: object) -> str:
+    return item.decode("utf-8", "backslashreplace") if isinstance(item, bytes) else str(item)
+
+
+def _summary(array: np.ndarray) -> str:
+    if array.size == 0 or array.dtype.kind not in "biuf":
+        return ""
+    values = array.astype(np.float64)
+    return f"min={values.min():.6g} max={values.max():.6g} mean={values.mean():.6g}"

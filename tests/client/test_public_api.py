@@ -1,0 +1,66 @@
+"""The client's public surface and its promise never to import TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import layertap.client
+
+BLOCKED_IMPORT = """
+import sys
+sys.modules["tensorflow"] = None  # any attempt to import TensorFlow now raises ImportError
+sys.modules["tensorflow_serving"] = None
+sys.modules["keras"] = None
+import json, time
+started = time.perf_counter()
+import layertap.client
+from layertap.client import LayerClient
+elapsed = time.perf_counter() - started
+import layertap.wire.codec
+import layertap.cli.query
+client = LayerClient("127.0.0.1:1", "m")
+client.close()
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tensorflow_serving")
+               and sys.modules[m] is not None)
+# VmRSS, not ru_maxrss: the latter keeps the forking parent's peak across exec.
+status = open("/proc/self/status").read()
+rss_mb = int(status.split("VmRSS:")[1].split()[0]) / 1024
+print(json.dumps({"heavy": heavy, "seconds": elapsed, "rss_mb": rss_mb}))
+"""
+
+
+def test_client_imports_without_tensorflow_in_a_fresh_process() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKED_IMPORT], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["heavy"] == []
+    # Not a timing assertion: RSS is deterministic enough, and TensorFlow alone would take ~660 MB.
+    assert report["rss_mb"] < 150, report
+
+
+def test_tensorflow_is_not_imported_as_a_side_effect() -> None:
+    code = "import sys, layertap.client, layertap.wire.codec; print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_public_names_are_exactly_all() -> None:
+    assert sorted(layertap.client.__all__) == [
+        "AsyncLayerClient",
+        "Catalogue",
+        "Layer",
+        "LayerClient",
+        "Retry",
+        "Signature",
+        "TLS",
+        "TensorSpec",
+        "VersionStatus",
+    ]
+    public = {name for name in vars(layertap.client) if not name.startswith("_")}
+    assert public - {"annotations"} == set(layertap.client.__all__)
+    for name in layertap.client.__all__:
+        assert getattr(layertap.client, name).__module__.startswith("layertap.client._")
