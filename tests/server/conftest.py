@@ -12,13 +12,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 
-from layertap.proto import serving_pb2 as pb
 from layertap.server import ServerOptions, create_server
 from layertap.server.app import LayertapServer
-from layertap.wire import tensors
 
 
 def _build(path: Path, factor: float) -> None:
@@ -66,27 +63,6 @@ def _build(path: Path, factor: float) -> None:
     tf.saved_model.save(module, str(path), signatures=signatures)
 
 
-def write_warmup(version_dir: Path, requests: list[pb.PredictRequest]) -> None:
-    """Write TF Serving's warmup file (TFRecord of PredictionLog) into a version directory."""
-    import tensorflow as tf
-
-    extra = version_dir / "assets.extra"
-    extra.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
-        for request in requests:
-            log = pb.PredictionLog()
-            log.predict_log.request.CopyFrom(request)
-            writer.write(log.SerializeToString())
-
-
-def warmup_request(signature: str = "serving_default") -> pb.PredictRequest:
-    request = pb.PredictRequest()
-    request.model_spec.name = "warm"
-    request.model_spec.signature_name = signature
-    request.inputs["x"].CopyFrom(tensors.array_to_proto(np.ones((1, 2), np.float32)))
-    return request
-
-
 @pytest.fixture(scope="session")
 def saved_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Exports by name: "1", "2", "3" (factor 1, 2, 3) and "broken" (a version that cannot load)."""
@@ -111,13 +87,6 @@ def make_repo(tmp_path: Path, saved_models: dict[str, Path]) -> Callable[..., Pa
         return base
 
     return make
-
-
-def publish(base: Path, version: int, export: Path) -> None:
-    """Publish a version atomically: copy next to it under a non-numeric name, then rename."""
-    staging = base / f".staging-{version}"
-    shutil.copytree(export, staging)
-    staging.rename(base / str(version))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The official tensorflow_serving.apis stubs against `layertap serve`: REFERENCE.md §1–§2, row by row."""
+"""The official tensorflow_serving.apis stubs against `layertap serve`: REFERENCE.md §1 and §2, row by row."""
 
 from __future__ import annotations
 

@@ -181,13 +181,12 @@ class Servable:
 
 
 def _load_error(error: BaseException, path: Path, tags: Sequence[str]) -> ServingError:
-    if isinstance(error, OSError) or not (path / "saved_model.pb").exists():
-        message = (
-            f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}"
-            if not (path / "saved_model.pb").exists() and not (path / "saved_model.pbtxt").exists()
-            else str(error)
-        )
+    if not (path / "saved_model.pb").exists() and not (path / "saved_model.pbtxt").exists():
+        message = f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}"
         return ServingError(message, code="NOT_FOUND", details=message)
+    if isinstance(error, OSError):
+        # The file is there but does not parse: TensorFlow's C++ reader reports DATA_LOSS.
+        return ServingError(str(error), code="DATA_LOSS", details=str(error))
     if isinstance(error, RuntimeError) and "MetaGraphDef associated with tags" in str(error):
         message = f"{error} (loaded with --saved_model_tags={','.join(tags)})"
         return ServingError(message, code="NOT_FOUND", details=message)

@@ -1,0 +1,185 @@
+"""`layertap serve` as a command: TF Serving flag spelling, refused flags, health, reflection, drain."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from layertap.errors import ConfigError
+from layertap.server.flags import UNSUPPORTED_FLAGS, ServerOptions, add_flags, options_from_args
+
+
+def _parse(*argv: str) -> ServerOptions:
+    parser = argparse.ArgumentParser(allow_abbrev=False, exit_on_error=False)
+    add_flags(parser)
+    return options_from_args(parser.parse_args(list(argv)))
+
+
+def test_flags_parse_with_tf_serving_spelling() -> None:
+    options = _parse(
+        "--port=9000",
+        "--model_name",
+        "m",
+        "--model_base_path=/models/m",
+        "--enable_model_warmup=false",
+        "--enable_serialization_as_tensor_content",
+        "--allow_version_labels_for_unavailable_models=1",
+        "--file_system_poll_wait_seconds=5",
+        "--grpc_channel_arguments=grpc.max_connection_age_ms=2000,grpc.primary_user_agent=x",
+    )
+    assert (options.port, options.model_name, options.model_base_path) == (9000, "m", "/models/m")
+    assert options.enable_model_warmup is False
+    assert options.enable_serialization_as_tensor_content is True
+    assert options.allow_version_labels_for_unavailable_models is True
+    assert options.file_system_poll_wait_seconds == 5
+    assert options.channel_arguments() == [
+        ("grpc.max_connection_age_ms", 2000),
+        ("grpc.primary_user_agent", "x"),
+    ]
+    # TF Serving's defaults, and layertap's loopback default.
+    defaults = _parse("--model_base_path=/m")
+    assert (defaults.port, defaults.model_name, defaults.enable_model_warmup) == (8500, "default", True)
+    assert (defaults.model_config_file_poll_wait_seconds, defaults.bind_address) == (0, "127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "flag", ["--enable_batching", "--enable_batching=true", "--monitoring_config_file=m.cfg"]
+)
+def test_unsupported_tf_serving_flags_are_refused_by_name(flag: str) -> None:
+    name = flag.removeprefix("--").split("=")[0]
+    with pytest.raises((ConfigError, argparse.ArgumentError)) as caught:
+        _parse("--model_base_path=/m", flag)
+    assert f"--{name} is a TensorFlow Serving flag that layertap serve does not support" in str(caught.value)
+    assert UNSUPPORTED_FLAGS[name] in str(caught.value)
+
+
+def test_missing_model_and_bad_boolean() -> None:
+    with pytest.raises(ConfigError, match="either --model_base_path"):
+        _parse("--port=1")
+    with pytest.raises(argparse.ArgumentError, match="expected true, false, 1 or 0, got 'yes'"):
+        _parse("--model_base_path=/m", "--enable_model_warmup=yes")
+
+
+def _run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "layertap.cli", "serve", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_refuses_unknown_flag_prefix_and_unsupported_flag() -> None:
+    result = _run_cli("--model_base=/m")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --model_base=/m" in result.stderr
+    result = _run_cli("--model_base_path=/m", "--enable_batching")
+    assert result.returncode == 2
+    assert (
+        "--enable_batching is a TensorFlow Serving flag that layertap serve does not support" in result.stderr
+    )
+
+
+def test_health_and_reflection(make_repo: Callable[..., Path], start_server: Callable[..., tuple]) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    base = make_repo("m", {1: "1"})
+    _, channel = start_server(model_name="m", model_base_path=str(base))
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="tensorflow.serving.PredictionService"),
+    ]
+    listed, described = list(stub.ServerReflectionInfo(iter(requests), timeout=10))
+    names = sorted(service.name for service in listed.list_services_response.service)
+    assert names == [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "tensorflow.serving.ModelService",
+        "tensorflow.serving.PredictionService",
+    ]
+    from google.protobuf import descriptor_pb2
+
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in described.file_descriptor_response.file_descriptor_proto
+    ]
+    services = {s.name: [m.name for m in s.method] for f in files for s in f.service}
+    assert services["PredictionService"] == ["Predict", "GetModelMetadata"]
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_cleanly(make_repo: Callable[..., Path]) -> None:
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    base = make_repo("m", {1: "1"})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "layertap.cli",
+            "serve",
+            "--port=0",
+            "--model_name=m",
+            f"--model_base_path={base}",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    try:
+        assert process.stderr is not None
+        port = None
+        lines: list[str] = []
+        for line in process.stderr:
+            lines.append(line)
+            match = re.search(r"Running gRPC ModelServer at 127\.0\.0\.1:(\d+)", line)
+            if match:
+                port = int(match.group(1))
+                break
+        assert port is not None, "".join(lines)
+        rest: list[str] = []
+        reader = threading.Thread(target=lambda: rest.extend(process.stderr))  # type: ignore[arg-type]
+        reader.start()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "m"
+            request.model_spec.signature_name = "spin"
+            request.inputs["n"].CopyFrom(tf.make_tensor_proto(np.int32(10)))
+            stub.Predict(request, timeout=60)  # connected, and the spin signature warmed up
+            request.inputs["n"].CopyFrom(tf.make_tensor_proto(np.int32(60000)))
+            in_flight = stub.Predict.future(request, timeout=120)
+            # Wait until the request is being served, then ask the server to stop.
+            time.sleep(0.5)
+            process.send_signal(signal.SIGTERM)
+            response = in_flight.result()
+            assert response.model_spec.version.value == 1
+            assert response.outputs["done"].float_val[0] != 0.0
+        assert process.wait(timeout=60) == 0
+        reader.join()
+        log = "".join(rest)
+        assert "Received SIGTERM: draining in-flight requests" in log
+        assert "layertap serve exited cleanly" in log
+        assert "Loading servable { name: m version: 1 } from" in "".join(lines)
+        assert "signatures: __saved_model_init_op, add, outer/half, serving_default, spin" in "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
