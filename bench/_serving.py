@@ -1,0 +1,72 @@
+"""Run `layertap serve` as its own process for a benchmark, the way production runs a server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from layertap.client import LayerClient
+from layertap.config import format_model_server_config, latest_versions, set_model
+from layertap.proto import serving_pb2 as pb
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serving(models: Mapping[str, Path], *, extra_flags: tuple[str, ...] = ()) -> Iterator[str]:
+    """Serve `models` (name -> base path) from one `layertap serve` process; yields its target.
+
+    The server is stopped with SIGTERM (it drains) and killed if it does not exit.
+    """
+    port = free_port()
+    config = pb.ModelServerConfig()
+    for name, base_path in models.items():
+        config = set_model(config, name, str(base_path), policy=latest_versions(1))
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path = Path(tmp) / "models.config"
+        config_path.write_text(format_model_server_config(config))
+        log = (Path(tmp) / "server.log").open("w")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "layertap.cli",
+                "serve",
+                f"--port={port}",
+                f"--model_config_file={config_path}",
+                *extra_flags,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        )
+        target = f"127.0.0.1:{port}"
+        try:
+            for name in models:
+                with LayerClient(target, name) as client:
+                    client.wait_ready(timeout=300)
+            yield target
+        except BaseException:
+            log.flush()
+            sys.stderr.write(Path(log.name).read_text()[-4000:])
+            raise
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
