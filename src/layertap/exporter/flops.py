@@ -49,7 +49,9 @@ def node_flops(node: Any) -> int:
         return 0
     if kind in _NORMALISATION_LAYERS:
         return 2 * out_elements
-    kernels = [] if kind in _LOOKUP_LAYERS else [w for w in operation.weights if len(w.shape) >= 2]
+    kernels = (
+        [] if kind in _LOOKUP_LAYERS else [w for w in getattr(operation, "weights", []) if len(w.shape) >= 2]
+    )
     if not kernels:
         return out_elements
     channels = _last_dim(node.output_tensors[0].shape)

@@ -10,8 +10,9 @@ __all__ = ["UNKNOWN_DIM", "sample_inputs"]
 
 # A dimension the model leaves open (other than the batch), e.g. a sequence length, gets this size.
 UNKNOWN_DIM = 8
-# Integer inputs are usually token ids or class indices: small values are valid for any vocabulary.
-_INT_HIGH = 10
+# Integer inputs are usually token ids, segment ids or masks: 0 and 1 are valid for any of them
+# (a BERT segment embedding has only 2 rows).
+_INT_HIGH = 2
 
 
 def sample_inputs(
