@@ -95,9 +95,8 @@ def _map_entry(data: bytes, start: int, end: int) -> tuple[str, tuple[int, int]]
     key = ""
     value: tuple[int, int] | None = None
     for number, wire_type, field_start, field_end in fields(data, start, end):
-        if number not in (1, 2):
-            continue
-        if wire_type != LEN or (number == 2 and value is not None):
+        # protobuf (upb) sets aside a whole map entry that carries unknown fields: let it decide.
+        if number not in (1, 2) or wire_type != LEN or (number == 2 and value is not None):
             raise UnhandledLayoutError("map entry not in plain layout")
         if number == 1:
             key = _utf8(data[field_start:field_end])
@@ -146,11 +145,26 @@ def decode_tensor(data: bytes, start: int, end: int) -> np.ndarray:
         raise UnhandledLayoutError("string tensors are decoded by protobuf")
     shape = _shape(data, *(shape_span or (end, end)))
     if content is not None and content[1] > content[0]:
+        _check_unused(data, typed, None)
         return tensors.from_content(info, shape, memoryview(data)[content[0] : content[1]])
+    _check_unused(data, typed, info.typed_field)
     number, wire_type = _TYPED[info.typed_field]
     field_dtype = tensors.FIELD_DTYPES[info.typed_field]
     values = _typed_values(data, typed.get(number, []), wire_type, field_dtype)
     return tensors.from_values(info, shape, values)
+
+
+def _check_unused(data: bytes, typed: dict[int, list[Span]], used: str | None) -> None:
+    """Refuse what protobuf refuses in typed fields the dtype does not read (e.g. a packed
+    double_val whose length is no multiple of 8): protobuf parses every field, so must we."""
+    for name, (number, wire_type) in _TYPED.items():
+        if name == used or number not in typed:
+            continue
+        if wire_type == LEN:
+            if any(span_wire != LEN for span_wire, _, _ in typed[number]):
+                raise UnhandledLayoutError(f"{name} wire type")
+            continue
+        _typed_values(data, typed[number], wire_type, tensors.FIELD_DTYPES[name])
 
 
 def _shape(data: bytes, start: int, end: int) -> tuple[int, ...]:
@@ -163,6 +177,11 @@ def _shape(data: bytes, start: int, end: int) -> tuple[int, ...]:
                     if dim_wire != VARINT:
                         raise UnhandledLayoutError("dim size wire type")
                     size = read_varint(data, dim_start, dim_end)[0]
+                elif dim_number == 2:
+                    # A dim's name is unused, but protobuf refuses one that is not UTF-8: so do we.
+                    if dim_wire != LEN:
+                        raise UnhandledLayoutError("dim name wire type")
+                    _utf8(data[dim_start:dim_end])
             if size >= 2**63:
                 raise UnhandledLayoutError("negative dimension")  # protobuf's path words the error
             dims.append(size)

@@ -25,6 +25,7 @@ __all__ = [
 
 VARINT, FIXED64, LEN, FIXED32 = 0, 1, 2, 5
 _MAX_VARINT_BYTES = 10
+_MAX_FIELD_NUMBER = 2**29 - 1
 
 
 class UnhandledLayoutError(Exception):
@@ -56,8 +57,8 @@ def fields(buf: bytes | memoryview, start: int, end: int) -> Iterator[tuple[int,
     while pos < end:
         key, pos = read_varint(buf, pos, end)
         number, wire_type = key >> 3, key & 7
-        if number == 0:
-            raise UnhandledLayoutError("field number 0")
+        if number == 0 or number > _MAX_FIELD_NUMBER:
+            raise UnhandledLayoutError(f"field number {number} out of range")
         if wire_type == VARINT:
             _, after = read_varint(buf, pos, end)
         elif wire_type == LEN:
