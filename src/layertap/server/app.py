@@ -24,6 +24,7 @@ from layertap.server.flags import ServerOptions
 from layertap.server.handlers import build_handlers
 from layertap.server.manager import ModelManager, single_model_config
 from layertap.server.reflection import enable_reflection
+from layertap.server.rest import RestServer
 
 __all__ = ["LayertapServer", "create_server", "serve"]
 
@@ -63,6 +64,8 @@ class LayertapServer:
         self.options = options
         self.manager = manager
         self.port = 0
+        self.rest_port = 0
+        self._rest: RestServer | None = None
         self._health: object | None = None
         workers = options.grpc_max_threads
         self._grpc = grpc.server(
@@ -120,6 +123,17 @@ class LayertapServer:
         if not self.port:
             raise ServerError(f"cannot listen on {target}: the port is taken or the address is not local")
         self._grpc.start()
+        if self.options.rest_api_port:
+            try:
+                self._rest = RestServer(
+                    self.manager, host, self.options.rest_api_port, self.options.rest_api_timeout_in_ms
+                )
+            except OSError as error:
+                self._grpc.stop(None)
+                raise ServerError(f"cannot listen on {host}:{self.options.rest_api_port}: {error}") from None
+            self._rest.start()
+            self.rest_port = self._rest.port
+            logger.info("Exporting HTTP/REST API at:%s:%d ...", host, self.rest_port)
         logger.info(
             "Running gRPC ModelServer at %s%s, serving %s",
             self.address,
@@ -134,6 +148,8 @@ class LayertapServer:
             # Health checks answer NOT_SERVING from now on, so load balancers stop sending.
             self._health.enter_graceful_shutdown()  # type: ignore[attr-defined]
         started = time.monotonic()
+        if self._rest is not None:
+            self._rest.stop()
         self._grpc.stop(grace).wait()
         logger.info("gRPC server stopped after %.2f s of draining", time.monotonic() - started)
         self.manager.stop()

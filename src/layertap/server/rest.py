@@ -1,0 +1,282 @@
+"""TF Serving's REST API (`--rest_api_port`), the part that probes and scripts use.
+
+`GET /v1/models/M[/versions/V|/labels/L]` is the model status (the usual readiness probe),
+`.../metadata` the signatures, and `POST .../M[/versions/V|/labels/L]:predict` takes
+`{"signature_name", "instances"}` (row format) or `{"inputs"}` (columnar), answering `predictions` or
+`outputs`. Errors are `{"error": message}` with TF Serving's HTTP status for the gRPC code. The
+standard library's threading HTTP server runs it; checks and messages are the gRPC path's.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format
+
+from layertap.errors import ServingError
+from layertap.proto import serving_pb2 as pb
+from layertap.server.manager import ModelManager
+from layertap.server.predict import predict, resolve_signature
+from layertap.wire import dtypes
+
+__all__ = ["RestServer", "http_status"]
+
+logger = logging.getLogger(__name__)
+
+_PATH = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?::(?P<method>[a-z]+)|/(?P<resource>metadata))?/?$"
+)
+
+# TF Serving's http_server.cc: gRPC code -> HTTP status.
+_HTTP_STATUS = {
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DATA_LOSS": 500,
+    "UNAUTHENTICATED": 401,
+}
+_STATE_NAMES = {value: name for name, value in pb.ModelVersionStatus.State.items()}
+
+
+def http_status(code: str | None) -> int:
+    """The HTTP status TF Serving answers for a gRPC status code name."""
+    return _HTTP_STATUS.get(code or "UNKNOWN", 500)
+
+
+def _invalid(message: str) -> ServingError:
+    return ServingError(message, code="INVALID_ARGUMENT", details=message)
+
+
+def _spec(match: re.Match[str]) -> pb.ModelSpec:
+    spec = pb.ModelSpec(name=match["name"])
+    if match["version"] is not None:
+        spec.version.value = int(match["version"])
+    elif match["label"] is not None:
+        spec.version_label = match["label"]
+    return spec
+
+
+def _json_value(array: np.ndarray) -> Any:
+    if array.dtype.kind == "O":
+        return [_json_value(item) for item in array] if array.ndim else _text(array.item())
+    if array.dtype.kind == "c":
+        return np.stack([array.real, array.imag], axis=-1).tolist()
+    if array.dtype == np.float16:
+        array = array.astype(np.float32)
+    return array.tolist()
+
+
+def _text(value: object) -> Any:
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(raw).decode("ascii")}
+
+
+def _array(value: Any, info: pb.TensorInfo, alias: str) -> np.ndarray:
+    dtype = dtypes.from_proto(info.dtype)
+    try:
+        if dtype.enum == pb.DT_STRING:
+            return np.asarray(_bytes(value), dtype=object)
+        return np.asarray(value, dtype=dtype.numpy)
+    except (TypeError, ValueError) as error:
+        raise _invalid(f"input {alias!r}: cannot read the JSON value as {dtype.name}: {error}") from None
+
+
+def _bytes(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_bytes(item) for item in value]
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    return str(value).encode()
+
+
+def _predict_inputs(body: Any, signature: pb.SignatureDef) -> tuple[dict[str, np.ndarray], bool]:
+    """JSON body -> input arrays by alias, and whether the row format ("instances") was used."""
+    if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
+        raise _invalid('JSON Value: must be an object with exactly one of "instances" or "inputs"')
+    aliases = sorted(signature.inputs)
+    if "instances" in body:
+        instances = body["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise _invalid('"instances" must be a non-empty JSON list')
+        if all(isinstance(item, dict) and not set(item) <= {"b64"} for item in instances):
+            names = sorted({key for item in instances for key in item})
+            columns = {alias: [item.get(alias) for item in instances] for alias in names}
+        elif len(aliases) == 1:
+            columns = {aliases[0]: instances}
+        else:
+            raise _invalid(
+                f"the signature has {len(aliases)} inputs ({', '.join(aliases)}); each instance must be "
+                "a JSON object keyed by input name"
+            )
+        row = True
+    else:
+        inputs = body["inputs"]
+        named = isinstance(inputs, dict) and not set(inputs) <= {"b64"}
+        columns = dict(inputs) if named else {aliases[0] if len(aliases) == 1 else "inputs": inputs}
+        row = False
+    arrays = {
+        alias: _array(value, signature.inputs[alias], alias)
+        if alias in signature.inputs
+        else np.asarray(value)
+        for alias, value in columns.items()
+    }
+    return arrays, row
+
+
+def _predict_body(outputs: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
+    if not row:
+        if len(outputs) == 1:
+            return {"outputs": _json_value(next(iter(outputs.values())))}
+        return {"outputs": {alias: _json_value(array) for alias, array in outputs.items()}}
+    batch = {len(array) if array.ndim else 0 for array in outputs.values()}
+    if len(batch) != 1:
+        raise ServingError(
+            'the outputs have different batch sizes; use the columnar format ({"inputs": ...})',
+            code="INVALID_ARGUMENT",
+        )
+    size = batch.pop()
+    if len(outputs) == 1:
+        only = next(iter(outputs.values()))
+        return {"predictions": [_json_value(only[i]) for i in range(size)]}
+    return {"predictions": [{a: _json_value(v[i]) for a, v in outputs.items()} for i in range(size)]}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("REST %s - %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        try:
+            match = _PATH.match(self.path.split("?", 1)[0])
+            if match is None or (method == "POST") != (match["method"] is not None):
+                raise _invalid(f"Malformed request: {method} {self.path}")
+            if method == "GET":
+                body = self._metadata(match) if match["resource"] else self._status(match)
+            elif match["method"] == "predict":
+                body = self._predict(match)
+            else:
+                message = f"layertap serve does not implement :{match['method']}; use :predict"
+                raise ServingError(message, code="UNIMPLEMENTED", details=message)
+            self._send(200, body)
+        except ServingError as error:
+            self._send(http_status(error.code), {"error": error.details or str(error)})
+
+    def _status(self, match: re.Match[str]) -> dict[str, Any]:
+        statuses = self.server.manager.status(_spec(match))
+        return {
+            "model_version_status": [
+                {
+                    "version": str(status.version),
+                    "state": _STATE_NAMES.get(status.state, "UNKNOWN"),
+                    "status": {
+                        "error_code": _code_name(status.status.error_code),
+                        "error_message": status.status.error_message,
+                    },
+                }
+                for status in statuses
+            ]
+        }
+
+    def _metadata(self, match: re.Match[str]) -> dict[str, Any]:
+        with self.server.manager.servable(_spec(match)) as servable:
+            signatures = json_format.MessageToDict(
+                servable.signature_def_map(), preserving_proto_field_name=True
+            )
+            return {
+                "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
+                "metadata": {"signature_def": signatures},
+            }
+
+    def _predict(self, match: re.Match[str]) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise _invalid(f"JSON Parse error: {error}") from None
+        signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
+        with self.server.manager.servable(_spec(match)) as servable:
+            _, signature = resolve_signature(servable, signature_name)
+            inputs, row = _predict_inputs(body, signature)
+            result = predict(
+                servable, match["name"], signature_name, inputs, timeout_ms=self.server.timeout_ms
+            )
+        return _predict_body(result.outputs, row)
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body, indent=1).encode()
+        self.send_response(
+            status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        )
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _code_name(code: int) -> str:
+    import grpc
+
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return str(status.name)
+    return str(code)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], manager: ModelManager, timeout_ms: int) -> None:
+        super().__init__(address, _Handler)
+        self.manager = manager
+        self.timeout_ms = timeout_ms
+
+
+class RestServer:
+    """The REST API on `host:port`, served from a background thread until `stop`."""
+
+    def __init__(self, manager: ModelManager, host: str, port: int, timeout_ms: int) -> None:
+        self._server = _Server((host, port), manager, timeout_ms)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="layertap-rest", daemon=True)
+
+    def start(self) -> None:
+        """Serve in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting requests and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()

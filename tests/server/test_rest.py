@@ -1,0 +1,95 @@
+"""The REST API (`--rest_api_port`): status probe, metadata, predict in row and columnar formats, errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from layertap.config.status import fetch_version_states
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def rest(make_repo: Callable[..., Path], start_server: Callable[..., tuple]) -> str:
+    base = make_repo("m", {1: "1", 2: "2"})
+    server, _ = start_server(
+        model_name="m", model_base_path=str(base), rest_api_port=_free_port(), enable_model_warmup=False
+    )
+    return f"http://127.0.0.1:{server.rest_port}"
+
+
+def _call(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_status_is_tf_serving_json_and_readable_by_layertap_config(rest: str) -> None:
+    assert _call(f"{rest}/v1/models/m") == (
+        200,
+        {
+            "model_version_status": [
+                {"version": "2", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            ]
+        },
+    )
+    assert fetch_version_states(rest, "m") == {2: "AVAILABLE"}
+    assert _call(f"{rest}/v1/models/nope") == (404, {"error": "Could not find any versions of model nope"})
+    assert _call(f"{rest}/v1/models/m/versions/9") == (404, {"error": "Could not find version 9 of model m"})
+
+
+def test_predict_row_and_columnar(rest: str) -> None:
+    status, body = _call(f"{rest}/v1/models/m:predict", {"instances": [[1.0, 1.0], [0.0, 1.0]]})
+    assert status == 200
+    assert body == {"predictions": [{"y": [8.0, 12.0], "z": [2.0, 2.0]}, {"y": [6.0, 8.0], "z": [0.0, 2.0]}]}
+    status, body = _call(
+        f"{rest}/v1/models/m/versions/2:predict",
+        {"signature_name": "add", "inputs": {"a": [1, 2], "b": [10, 20]}},
+    )
+    assert (status, body) == (200, {"outputs": [11, 22]})
+    status, body = _call(
+        f"{rest}/v1/models/m:predict", {"signature_name": "add", "instances": [{"a": 1, "b": 2}]}
+    )
+    assert (status, body) == (200, {"predictions": [3]})
+
+
+def test_predict_errors_use_tf_serving_codes_and_messages(rest: str) -> None:
+    assert _call(f"{rest}/v1/models/m:predict", {"signature_name": "conv_9", "instances": [[1.0, 1.0]]}) == (
+        400,
+        {"error": 'Serving signature key "conv_9" not found.'},
+    )
+    assert _call(f"{rest}/v1/models/m/labels/stable:predict", {"instances": [[1.0, 1.0]]}) == (
+        400,
+        {"error": "Unrecognized servable version label: stable"},
+    )
+    assert _call(f"{rest}/v1/models/m/versions/7:predict", {"instances": [[1.0, 1.0]]}) == (
+        404,
+        {"error": "Servable not found for request: Specific(m, 7)"},
+    )
+    status, body = _call(f"{rest}/v1/models/m:classify", {"examples": []})
+    assert status == 501
+    assert body["error"].startswith("layertap serve does not implement :classify")
+
+
+def test_metadata(rest: str) -> None:
+    status, body = _call(f"{rest}/v1/models/m/metadata")
+    assert status == 200
+    assert body["model_spec"] == {"name": "m", "signature_name": "", "version": "2"}
+    add = body["metadata"]["signature_def"]["signature_def"]["add"]
+    assert add["inputs"]["a"]["dtype"] == "DT_INT64"
+    assert add["method_name"] == "tensorflow/serving/predict"
