@@ -35,6 +35,15 @@ def write_savedmodel(
     for number, signature in enumerate(signatures, start=1):
         progress(f"tracing signature {number}/{len(signatures)}: {signature.key}")
         concrete[signature.key] = _trace(signature).get_concrete_function()
+    # State the functions use that is not among the model's variables (e.g. the global seed
+    # generator behind an unseeded keras.random call) must be tracked too, or saving fails.
+    tracked = {id(variable) for variable in archive.model_variables}
+    archive.other_variables = [
+        variable
+        for function in concrete.values()
+        for variable in function.variables
+        if id(variable) not in tracked and not tracked.add(id(variable))  # type: ignore[func-returns-value]
+    ]
     progress(f"saving {len(concrete)} signatures to {path}")
     tf.saved_model.save(archive, str(path), signatures=concrete)
 
