@@ -29,7 +29,7 @@ from layertap.errors import (
 from layertap.proto import serving_pb2 as pb
 from layertap.server import policy, repository, warmup
 from layertap.server.flags import ServerOptions
-from layertap.server.servable import Servable, SessionSettings, serving_error_from_tf
+from layertap.server.servable import Servable, SessionSettings, import_tensorflow, serving_error_from_tf
 
 __all__ = ["Loader", "ModelManager", "VersionRecord", "single_model_config"]
 
@@ -110,6 +110,9 @@ class ModelManager:
         Raises:
             ServerError: the config was refused, or a model could not be loaded.
         """
+        seconds = import_tensorflow()
+        if seconds:
+            logger.info("Imported TensorFlow in %.1f s", seconds)
         try:
             self.reload(config, wait=False)
         except ServingError as error:

@@ -20,9 +20,31 @@ import numpy as np
 from layertap.errors import InvalidArgumentError, ServingError
 from layertap.proto import serving_pb2 as pb
 
-__all__ = ["Servable", "SessionSettings", "serving_error_from_tf"]
+__all__ = ["Servable", "SessionSettings", "import_tensorflow", "serving_error_from_tf"]
 
 logger = logging.getLogger(__name__)
+
+
+class _DropLoaderDeprecation(logging.Filter):
+    """TensorFlow warns that the TF1 loader is deprecated; using it is the point (it is TF Serving's path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "loader_impl) is deprecated" not in record.getMessage()
+
+
+def import_tensorflow() -> float:
+    """Import TensorFlow once, quietly; returns the seconds it took (0 when already imported)."""
+    import os
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return 0.0
+    started = time.monotonic()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.get_logger().addFilter(_DropLoaderDeprecation())
+    return time.monotonic() - started
 
 
 class SessionSettings:
