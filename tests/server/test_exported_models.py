@@ -1,0 +1,101 @@
+"""`layertap serve` on what `layertap.exporter.export` writes: every layer signature equals Keras."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+LAYERS = ["conv_1", "pool_1", "flatten"]
+
+
+@pytest.fixture(scope="session")
+def small_cnn() -> Any:
+    import keras
+
+    keras.utils.set_random_seed(7)
+    return keras.Sequential(
+        [
+            keras.Input((12, 12, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu", name="conv_1"),
+            keras.layers.MaxPooling2D(name="pool_1"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(3, activation="softmax", name="dense"),
+        ]
+    )
+
+
+@pytest.fixture(scope="session")
+def exported(small_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    from layertap.exporter import export
+
+    base = tmp_path_factory.mktemp("exported")
+    result = export(small_cnn, LAYERS, base_path=base, name="cnn")
+    return base / "cnn", result
+
+
+def test_every_exported_layer_matches_keras(
+    exported: tuple[Path, Any],
+    small_cnn: Any,
+    start_server: Callable[..., tuple],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import keras
+
+    base, result = exported
+    caplog.set_level("INFO", logger="layertap.server")
+    _, channel = start_server(model_name="cnn", model_base_path=str(base))
+    # The exporter's warmup file (one record per signature) was replayed at load.
+    assert f"Number of warmup records read: {len(result.signatures)}." in caplog.text
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    images = np.random.default_rng(3).random((2, 12, 12, 1), dtype=np.float32)
+    metadata_request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    metadata_request.model_spec.name = "cnn"
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    stub.GetModelMetadata(metadata_request, timeout=10).metadata["signature_def"].Unpack(signature_map)
+    assert set(LAYERS) | {"serving_default"} <= set(signature_map.signature_def)
+    for layer in [*LAYERS, "serving_default"]:
+        signature = signature_map.signature_def[layer]
+        (input_alias,) = signature.inputs
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "cnn"
+        request.model_spec.signature_name = layer
+        request.inputs[input_alias].CopyFrom(tf.make_tensor_proto(images))
+        response = stub.Predict(request, timeout=30)
+        assert response.model_spec.signature_name == layer
+        assert response.model_spec.version.value == result.version
+        if layer == "serving_default":
+            expected = small_cnn(images, training=False)
+        else:
+            expected = keras.Model(small_cnn.inputs[0], small_cnn.get_layer(layer).output)(
+                images, training=False
+            )
+        (output,) = response.outputs.values()
+        np.testing.assert_allclose(tf.make_ndarray(output), np.asarray(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_exported_signature_errors_are_tf_serving_errors(
+    exported: tuple[Path, Any], start_server: Callable[..., tuple]
+) -> None:
+    base, _ = exported
+    _, channel = start_server(model_name="cnn", model_base_path=str(base), enable_model_warmup=False)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "cnn"
+    request.model_spec.signature_name = "conv_2"
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Predict(request, timeout=10)
+    assert (caught.value.code(), caught.value.details()) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        'Serving signature key "conv_2" not found.',
+    )
