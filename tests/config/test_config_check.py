@@ -131,3 +131,13 @@ def test_version_comparison() -> None:
     assert is_newer("2.21.1", "2.21.0")
     assert not is_newer("2.21.0", "2.21.0")
     assert not is_newer("2.9.0", "2.21.0")
+
+
+def test_tensorflow_version_from_the_exporters_manifest_layout(
+    tmp_path: Path, write_version: VersionWriter
+) -> None:
+    # The exporter writes {"versions": {"tensorflow": ..., "keras": ...}}; top-level keys are read too.
+    write_version("cnn", 1, manifest={"versions": {"tensorflow": "2.30.0", "keras": "3.20.0"}})
+    report = check.check_serving_config(_config(tmp_path), mounts={str(tmp_path / "models"): "/models"})
+    assert [f.level for f in report.findings] == ["warning"]
+    assert "exported with TensorFlow 2.30.0 (assets.extra/layertap.json)" in report.findings[0].message

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from layertap.config.compat import IMAGE_TENSORFLOW_VERSION, is_newer, parse_version
 from layertap.config.models import describe_policy
@@ -196,8 +196,9 @@ def _check_version(model: str, version: VersionDir, signatures: set[str], image_
         manifest = None
     exported_with = summary.tensorflow_version
     source = "saved_model.pb"
-    if manifest is not None and isinstance(manifest.get("tensorflow_version"), str):
-        exported_with, source = manifest["tensorflow_version"], "assets.extra/layertap.json"
+    from_manifest = _manifest_tensorflow_version(manifest)
+    if from_manifest is not None:
+        exported_with, source = from_manifest, "assets.extra/layertap.json"
     if exported_with:
         try:
             too_new = is_newer(exported_with, image_tf)
@@ -216,3 +217,14 @@ def _check_version(model: str, version: VersionDir, signatures: set[str], image_
                     )
                 )
     return findings
+
+
+def _manifest_tensorflow_version(manifest: Mapping[str, Any] | None) -> str | None:
+    """The exporter's TensorFlow: `versions.tensorflow`, or a top-level `tensorflow_version`."""
+    if manifest is None:
+        return None
+    versions = manifest.get("versions")
+    if isinstance(versions, Mapping) and isinstance(versions.get("tensorflow"), str):
+        return str(versions["tensorflow"])
+    top_level = manifest.get("tensorflow_version")
+    return top_level if isinstance(top_level, str) else None
