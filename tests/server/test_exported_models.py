@@ -99,3 +99,24 @@ def test_exported_signature_errors_are_tf_serving_errors(
         grpc.StatusCode.FAILED_PRECONDITION,
         'Serving signature key "conv_2" not found.',
     )
+
+
+def test_layertap_client_against_layertap_serve(
+    exported: tuple[Path, Any], small_cnn: Any, start_server: Callable[..., tuple]
+) -> None:
+    import keras
+
+    from layertap.client import LayerClient
+
+    base, result = exported
+    server, _ = start_server(
+        model_name="cnn", model_base_path=str(base), enable_serialization_as_tensor_content=True
+    )
+    images = np.random.default_rng(5).random((3, 12, 12, 1), dtype=np.float32)
+    with LayerClient(f"127.0.0.1:{server.port}", "cnn") as client:
+        assert [s.version for s in client.wait_ready(timeout=30)] == [result.version]
+        outputs = client.predict(images, LAYERS)
+    assert list(outputs) == LAYERS
+    for layer in LAYERS:
+        expected = keras.Model(small_cnn.inputs[0], small_cnn.get_layer(layer).output)(images, training=False)
+        np.testing.assert_allclose(outputs[layer], np.asarray(expected), rtol=1e-5, atol=1e-6)
