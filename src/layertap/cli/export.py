@@ -15,7 +15,7 @@ __all__ = ["add_arguments", "parse_group", "parse_shape", "quiet_tensorflow_logs
 def parse_shape(text: str) -> tuple[int, ...]:
     """`28,28,1` -> (28, 28, 1): the shape of one sample, without the batch dimension."""
     try:
-        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+        shape = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         shape = ()
     if not shape or any(dim <= 0 for dim in shape):
