@@ -2,6 +2,9 @@
 
 Export half: build the tutorial CNN, train it briefly on generated digits, and export conv_1,
 conv_2 and flatten (plus serving_default) as one SavedModel version under `demo_models/`.
+Serving half (`layertap.demo.serving`): write `serving_config/models.config` and a local
+`demo_models/models.config`, start `layertap serve` in the background, ask for each layer through
+`layertap.client` next to Keras `Model(...).predict`, and stop the server.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from layertap.exporter import ExportResult, export  # importing it does not load
 __all__ = ["BASE_PATH", "DEMO_LAYERS", "MODEL_NAME", "export_layers", "main", "train_model"]
 
 BASE_PATH = Path("demo_models")
-MODEL_NAME = "mnist_cnn"
+MODEL_NAME = "tutorial_cnn"  # the name serving_config/ and docker/ serve (layertap.config.DEMO_MODEL_NAME)
 DEMO_LAYERS = ("conv_1", "conv_2", "flatten")
 
 
@@ -69,6 +72,10 @@ def main() -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     model = train_model()
     export_layers(model)
+    from layertap.demo.serving import run_serving_half
+
+    say("serving the export with layertap serve and asking for each layer through layertap.client ...")
+    run_serving_half(model, MODEL_NAME, BASE_PATH, DEMO_LAYERS, log=say)
     return 0
 
 
