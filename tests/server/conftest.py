@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -108,3 +109,31 @@ def start_server() -> Iterator[Callable[..., tuple[LayertapServer, grpc.Channel]
     for server, channel in running:
         channel.close()
         server.stop(grace=1.0)
+
+
+EXPORTED_LAYERS = ["conv_1", "pool_1", "flatten"]
+
+
+@pytest.fixture(scope="session")
+def small_cnn() -> Any:
+    import keras
+
+    keras.utils.set_random_seed(7)
+    return keras.Sequential(
+        [
+            keras.Input((12, 12, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu", name="conv_1"),
+            keras.layers.MaxPooling2D(name="pool_1"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(3, activation="softmax", name="dense"),
+        ]
+    )
+
+
+@pytest.fixture(scope="session")
+def exported(small_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    from layertap.exporter import export
+
+    base = tmp_path_factory.mktemp("exported")
+    result = export(small_cnn, EXPORTED_LAYERS, base_path=base, name="cnn")
+    return base / "cnn", result

@@ -19,31 +19,6 @@ from tensorflow_serving.apis import (
 LAYERS = ["conv_1", "pool_1", "flatten"]
 
 
-@pytest.fixture(scope="session")
-def small_cnn() -> Any:
-    import keras
-
-    keras.utils.set_random_seed(7)
-    return keras.Sequential(
-        [
-            keras.Input((12, 12, 1)),
-            keras.layers.Conv2D(4, 3, activation="relu", name="conv_1"),
-            keras.layers.MaxPooling2D(name="pool_1"),
-            keras.layers.Flatten(name="flatten"),
-            keras.layers.Dense(3, activation="softmax", name="dense"),
-        ]
-    )
-
-
-@pytest.fixture(scope="session")
-def exported(small_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    from layertap.exporter import export
-
-    base = tmp_path_factory.mktemp("exported")
-    result = export(small_cnn, LAYERS, base_path=base, name="cnn")
-    return base / "cnn", result
-
-
 def test_every_exported_layer_matches_keras(
     exported: tuple[Path, Any],
     small_cnn: Any,

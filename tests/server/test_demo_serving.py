@@ -1,0 +1,50 @@
+"""The demo's serving half: config files as committed, a background server that never outlives its block."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from layertap.demo.serving import compare_layers, running_server, write_serving_configs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_production_config_is_the_committed_file_and_local_config_points_here(tmp_path: Path) -> None:
+    from layertap.config import read_model_server_config
+
+    production, local = write_serving_configs(
+        "tutorial_cnn",
+        tmp_path / "demo_models" / "tutorial_cnn",
+        serving_config_dir=tmp_path / "serving_config",
+        local_config=tmp_path / "demo_models" / "models.config",
+    )
+    assert production.read_text() == (ROOT / "serving_config" / "models.config").read_text()
+    (entry,) = read_model_server_config(local).model_config_list.config
+    assert (entry.name, entry.base_path) == ("tutorial_cnn", str(tmp_path / "demo_models" / "tutorial_cnn"))
+
+
+def test_background_server_answers_like_keras_and_is_stopped_even_on_error(
+    exported: tuple[Path, Any], small_cnn: Any, tmp_path: Path
+) -> None:
+    base, _ = exported
+    config = tmp_path / "models.config"
+    config.write_text(
+        f'model_config_list {{ config {{ name: "cnn" base_path: "{base}" model_platform: "tensorflow" }} }}'
+    )
+    lines: list[str] = []
+    images = np.random.default_rng(1).random((4, 12, 12, 1), dtype=np.float32)
+    with pytest.raises(RuntimeError, match="boom"), running_server(config, log=lines.append) as port:
+        differences = compare_layers(small_cnn, "cnn", port, ["conv_1", "flatten"], images, log=lines.append)
+        assert differences["conv_1"] < 1e-5 and differences["flatten"] < 1e-5
+        pid = int(lines[0].split("pid ")[1].split(")")[0])
+        raise RuntimeError("boom")
+    assert lines[-1] == "layertap serve stopped (exit code 0)"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    table = [line for line in lines if line.lstrip().startswith(("conv_1", "flatten"))]
+    assert [line.split()[1] for line in table] == ["(4,", "(4,"]
