@@ -1,0 +1,31 @@
+"""Child process for the SIGKILL test: export the model in a loop until killed.
+
+Usage: python export_loop_child.py MODEL.keras BASE_PATH NAME
+Prints `ready` and every progress line to stderr, so the parent can kill it at chosen stages.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def main() -> None:
+    from layertap.exporter import export
+    from layertap.exporter.loading import load_model
+
+    model_path, base_path, name = sys.argv[1:4]
+    model = load_model(model_path)
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    progress("ready")
+    while True:
+        export(model, ["conv_1", "conv_2"], base_path=base_path, name=name, progress=progress)
+
+
+if __name__ == "__main__":
+    main()
