@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+from server_helpers import EXPORTED_LAYERS
 
 from layertap.server import ServerOptions, create_server
 from layertap.server.app import LayertapServer
@@ -109,9 +110,6 @@ def start_server() -> Iterator[Callable[..., tuple[LayertapServer, grpc.Channel]
     for server, channel in running:
         channel.close()
         server.stop(grace=1.0)
-
-
-EXPORTED_LAYERS = ["conv_1", "pool_1", "flatten"]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,9 @@ import numpy as np
 from layertap.proto import serving_pb2 as pb
 from layertap.wire import tensors
 
+#: The layers the session's small CNN export carries (see conftest.exported).
+EXPORTED_LAYERS = ["conv_1", "pool_1", "flatten"]
+
 
 def write_warmup(version_dir: Path, requests: list[pb.PredictRequest]) -> None:
     """Write TF Serving's warmup file (TFRecord of PredictionLog) into a version directory."""

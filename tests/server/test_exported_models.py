@@ -10,13 +10,12 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from server_helpers import EXPORTED_LAYERS as LAYERS
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-
-LAYERS = ["conv_1", "pool_1", "flatten"]
 
 
 def test_every_exported_layer_matches_keras(
