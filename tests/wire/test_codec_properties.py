@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from layertap.errors import TensorFormatError
 from layertap.proto import serving_pb2 as pb
 from layertap.wire import codec, dtypes, tensors
-from layertap.wire._fastpath import decode_varints
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NUMERIC = [info.numpy for info in dtypes.DTYPES.values() if info.enum != pb.DT_STRING]
@@ -294,18 +293,6 @@ def test_encoded_responses_are_what_protobuf_builds(
     result = codec.decode_predict_response(data)
     assert result.model_spec == spec and result.model_spec.HasField("version")
     assert_same(result.outputs, outputs)
-
-
-@SETTINGS
-@given(values=st.lists(st.integers(0, 2**64 - 1), max_size=50))
-def test_vectorised_varints_equal_protobufs(values: list[int]) -> None:
-    payload = pb.TensorProto(uint64_val=values).SerializeToString()
-    # Field 17's key takes two bytes (0x8a 0x01), then the length: the rest is protobuf's varints.
-    start = 2
-    while payload and payload[start] >= 0x80:
-        start += 1
-    raw = np.frombuffer(payload, dtype=np.uint8, offset=start + 1) if values else np.empty(0, np.uint8)
-    assert decode_varints(raw).tolist() == values
 
 
 def test_fixed_width_outputs_are_views_of_the_reply() -> None:

@@ -3,8 +3,9 @@
 Decoding walks the wire bytes and views `tensor_content` and packed fixed-width typed fields
 (`float_val`, `double_val`, complex parts) in place: a 16 MB float32 output costs a few
 microseconds instead of two copies. Varint fields (`int_val`, `int64_val`, `half_val`, `bool_val`,
-unsigned) go through a vectorised varint decoder. String tensors, and anything not in the plain
-layout, are handed to protobuf (`UnhandledLayoutError`), so results always equal protobuf's.
+unsigned) are read in place when every value fits one byte (bools, small ints); otherwise, like
+string tensors and anything not in the plain layout, the tensor is handed to protobuf
+(`UnhandledLayoutError`), whose C parser decodes varints fastest. Results always equal protobuf's.
 
 Encoding writes the few header bytes by hand and joins them with a memoryview of each array, so
 the array's bytes are copied exactly once, into the message.
@@ -35,7 +36,6 @@ __all__ = [
     "TensorEntry",
     "decode_message",
     "decode_tensor",
-    "decode_varints",
     "encode_message",
     "tensor_entries",
 ]
@@ -207,14 +207,16 @@ def _typed_values(
         if span_wire not in (LEN, VARINT):
             raise UnhandledLayoutError("varint field not in plain layout")
         raw.append(np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start))
-    numbers = decode_varints(_joined(raw, np.dtype(np.uint8)))
+    numbers = _joined(raw, np.dtype(np.uint8))
+    if not (numbers < 0x80).all():
+        # Multi-byte varints: protobuf's C parser decodes them faster than numpy can (measured:
+        # 4M int32 in ~75 ms against ~200 ms vectorised), so it gets the tensor.
+        raise UnhandledLayoutError("multi-byte varints are decoded by protobuf")
+    # Every varint is one byte (bools, small non-negative ints): each byte is a value.
     if field_dtype == np.bool_:
         flags: np.ndarray = numbers != 0
         return flags
-    if field_dtype.itemsize == 4:
-        # protobuf keeps the low 32 bits of a 32-bit field's varint (negatives are sign-extended).
-        return numbers.astype(np.uint32).view(field_dtype)
-    return numbers.view(field_dtype)
+    return numbers.astype(field_dtype)
 
 
 def _joined(parts: list[np.ndarray], dtype: np.dtype[np.generic]) -> np.ndarray:
@@ -223,32 +225,6 @@ def _joined(parts: list[np.ndarray], dtype: np.dtype[np.generic]) -> np.ndarray:
     if not parts:
         return np.empty(0, dtype=dtype)
     return np.concatenate(parts)
-
-
-def decode_varints(raw: np.ndarray) -> np.ndarray:
-    """The unsigned 64-bit values of consecutive varints in a uint8 array, vectorised.
-
-    Raises:
-        UnhandledLayoutError: the last varint is truncated or one is longer than 10 bytes.
-    """
-    if raw.size == 0:
-        return np.empty(0, dtype=np.uint64)
-    last = raw < 0x80
-    if not last[-1]:
-        raise UnhandledLayoutError("truncated varint")
-    if last.all():  # every value below 128: the common case for small ints and bools
-        return raw.astype(np.uint64)
-    ends = np.flatnonzero(last)
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    lengths = ends - starts + 1
-    if lengths.max() > 10:
-        raise UnhandledLayoutError("overlong varint")
-    position = np.arange(raw.size) - np.repeat(starts, lengths)
-    parts = (raw & 0x7F).astype(np.uint64) << (7 * position).astype(np.uint64)
-    values: np.ndarray = np.bitwise_or.reduceat(parts, starts)
-    return values
 
 
 class TensorEntry(NamedTuple):
