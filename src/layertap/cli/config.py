@@ -3,6 +3,7 @@
     layertap config models show|set|remove|policy|label|unlabel ...   edit models.config, one model at a time
     layertap config batching [--gpu-defaults] [--max-batch-size N ...] write or check batching.config
     layertap config monitoring [--path P | --disable]                 write monitoring.config
+    layertap config ssl --key K.pem --cert C.pem [--ca CA.pem]         write ssl.config (gRPC TLS)
     layertap config check [--mount HOST:CONTAINER] [--signature ...]   config against the repository on disk
     layertap config demo [--out DIR] [--check]                         the demo files of serving_config/
 
@@ -35,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     _add_models(actions)
     _add_batching(actions)
     _add_monitoring(actions)
+    _add_ssl(actions)
     _add_check(actions)
     demo = actions.add_parser("demo", help="write (or --check) the demo model's serving_config/ files")
     demo.add_argument("--out", type=Path, default=DEFAULT_DIR, help="directory (default: serving_config)")
@@ -332,6 +334,41 @@ def _run_monitoring(args: argparse.Namespace) -> int:
     else:
         cfg.write_monitoring_config(args.out, config)
         print(f"wrote {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _add_ssl(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = actions.add_parser(
+        "ssl",
+        help="write ssl.config for --ssl_config_file (gRPC over TLS) from PEM files",
+        description="TF Serving's SSLConfig embeds the PEM text; the file is readable by its owner only.",
+    )
+    parser.add_argument("--key", type=Path, required=True, help="the server's private key (PEM)")
+    parser.add_argument("--cert", type=Path, required=True, help="the server's certificate chain (PEM)")
+    parser.add_argument("--ca", type=Path, help="CA certificate(s) that sign client certificates (PEM)")
+    parser.add_argument(
+        "--client-verify", action="store_true", help="require client certificates (mutual TLS)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("ssl.config"), help="file to write (default ssl.config)"
+    )
+    parser.set_defaults(handler=_run_ssl)
+
+
+def _run_ssl(args: argparse.Namespace) -> int:
+    def pem(path: Path | None) -> str:
+        if path is None:
+            return ""
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"cannot read PEM file {str(path)!r}: {error}") from error
+
+    config = cfg.ssl_config(
+        pem(args.key), pem(args.cert), custom_ca=pem(args.ca), client_verify=args.client_verify
+    )
+    cfg.write_ssl_config(args.out, config)
+    print(f"wrote {args.out} (mode 0600)", file=sys.stderr)
     return EXIT_OK
 
 

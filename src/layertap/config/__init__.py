@@ -5,7 +5,7 @@ Never imports TensorFlow: a model-ops machine needs only protobuf to generate an
 - `models.config`: `parse_model_server_config`, `set_model`, `remove_model`, `set_version_policy`, labels
   (`set_label`, the two-step `begin_label_move` / `finish_label_move`).
 - `batching.config`: `BatchingSettings`, `gpu_batching_defaults`.
-- `monitoring.config`: `monitoring_config` (Prometheus path).
+- `monitoring.config`: `monitoring_config` (Prometheus path); `ssl.config`: `ssl_config` (gRPC TLS).
 - `check_serving_config`: the config against the repository on disk.
 - `demo_files`: the demo model's files, as committed in `serving_config/`.
 """
@@ -60,6 +60,13 @@ from layertap.config.repository import (
     read_manifest,
     read_saved_model_summary,
 )
+from layertap.config.ssl import (
+    format_ssl_config,
+    parse_ssl_config,
+    read_ssl_config,
+    ssl_config,
+    write_ssl_config,
+)
 
 __all__ = [
     "DEMO_BASE_PATH",
@@ -86,6 +93,7 @@ __all__ = [
     "format_batching_config",
     "format_model_server_config",
     "format_monitoring_config",
+    "format_ssl_config",
     "gpu_batching_defaults",
     "latest_versions",
     "list_versions",
@@ -93,11 +101,13 @@ __all__ = [
     "parse_batching_config",
     "parse_model_server_config",
     "parse_monitoring_config",
+    "parse_ssl_config",
     "read_batching_config",
     "read_manifest",
     "read_model_server_config",
     "read_monitoring_config",
     "read_saved_model_summary",
+    "read_ssl_config",
     "remove_label",
     "remove_model",
     "resolve_base_path",
@@ -105,8 +115,10 @@ __all__ = [
     "set_model",
     "set_version_policy",
     "specific_versions",
+    "ssl_config",
     "write_batching_config",
     "write_demo_files",
     "write_model_server_config",
     "write_monitoring_config",
+    "write_ssl_config",
 ]

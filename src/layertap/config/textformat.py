@@ -83,7 +83,7 @@ def read_text_file(path: str | os.PathLike[str], message_type: type[M]) -> M:
     return parse_text(read_config_text(path), message_type, os.fspath(path))
 
 
-def write_text_file(path: str | os.PathLike[str], text: str) -> None:
+def write_text_file(path: str | os.PathLike[str], text: str, *, mode: int = 0o644) -> None:
     """Replace the file at `path` with `text` atomically.
 
     TF Serving re-reads `--model_config_file` every `--model_config_file_poll_wait_seconds`; a file written in
@@ -97,7 +97,8 @@ def write_text_file(path: str | os.PathLike[str], text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        Path(temporary).chmod(0o644)
+        # mkstemp creates the file 0600; widen it only after the text is written (keys stay 0600).
+        Path(temporary).chmod(mode)
         Path(temporary).replace(file_path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
