@@ -173,3 +173,12 @@ def test_replies_larger_than_grpc_default_limit(target: str, peer: Peer) -> None
     with LayerClient(target, MODEL, timeout=60) as client:
         out = client.predict_layer(x, "echo_float32")
     assert out.shape == x.shape and out[-1] == x[-1] and np.array_equal(out, x)
+
+
+def test_a_reply_over_a_lowered_limit_is_message_too_large(target: str, peer: Peer) -> None:
+    options = {"grpc.max_receive_message_length": 4096}
+    with LayerClient(target, MODEL, options=options, retry=None) as client:
+        client.layers()
+        with pytest.raises(errors.MessageTooLargeError) as raised:
+            client.predict_layer(np.zeros(10_000, np.float32), "echo_float32")
+    assert raised.value.code == "RESOURCE_EXHAUSTED" and "larger than max" in str(raised.value)

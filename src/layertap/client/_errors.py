@@ -59,7 +59,10 @@ def from_rpc_error(
     elif code == "RESOURCE_EXHAUSTED" and not _about_size(details):
         cls = errors.ServingError
     elif code == "RESOURCE_EXHAUSTED":
-        message += "; the client accepts any size by default, so the limit is the server's or a proxy's"
+        message += (
+            "; layertap's channels accept any size unless options= lowers the limit, so check the "
+            "server's (TF Serving: 2 GiB) and any proxy's"
+        )
     elif code == "UNAVAILABLE":
         message = f"server unavailable: {details} ({code} from {where})"
     return cls(message, code=code, details=details)
