@@ -40,125 +40,67 @@ def test_models_editing_and_label_move(
 ) -> None:
     config = tmp_path / "models.config"
     mount = ["--mount", f"{tmp_path / 'models'}:/models"]
+
+    def models_cli(*args: str) -> int:
+        return main(["config", "models", *args, "--config", str(config)])
+
+    def label(*args: str) -> int:
+        return models_cli("label", "cnn", "stable", *args, *mount)
+
     write_version("cnn", 1)
     write_version("cnn", 2)
-    assert (
-        main(["config", "models", "set", "other", "--base-path", "/models/other", "--config", str(config)])
-        == 0
-    )
-    assert (
-        main(
-            [
-                "config",
-                "models",
-                "set",
-                "cnn",
-                "--base-path",
-                "/models/cnn",
-                "--specific",
-                "1",
-                "--config",
-                str(config),
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(["config", "models", "label", "cnn", "stable", "1", "--config", str(config), *mount]) == EXIT_OK
-    )
+    assert models_cli("set", "other", "--base-path", "/models/other") == EXIT_OK
+    assert models_cli("set", "cnn", "--base-path", "/models/cnn", "--specific", "1") == EXIT_OK
+    # Without --mount the container path is not on this machine: said so.
+    assert models_cli("label", "cnn", "stable", "1") == EXIT_USAGE
+    assert "pass --mount HOST:CONTAINER" in capsys.readouterr().err
+    write_version("cnn", 4, drop=("variables",))
+    assert label("4") == EXIT_USAGE
+    assert "version 4 is incomplete (missing variables/" in capsys.readouterr().err
+    assert label("1") == EXIT_OK
     # Straight to version 2: refused, with the two-step hint; the file is unchanged.
     before = config.read_text()
-    assert (
-        main(["config", "models", "label", "cnn", "stable", "2", "--config", str(config), *mount])
-        == EXIT_USAGE
-    )
+    assert label("2") == EXIT_USAGE
     assert "--step 1" in capsys.readouterr().err
     assert config.read_text() == before
     # Not on disk: refused.
-    assert (
-        main(
-            [
-                "config",
-                "models",
-                "label",
-                "cnn",
-                "stable",
-                "3",
-                "--step",
-                "1",
-                "--config",
-                str(config),
-                *mount,
-            ]
-        )
-        == EXIT_USAGE
-    )
+    assert label("3", "--step", "1") == EXIT_USAGE
     assert "version 3 is not on disk (versions present: [1, 2])" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "config",
-                "models",
-                "label",
-                "cnn",
-                "stable",
-                "2",
-                "--step",
-                "1",
-                "--config",
-                str(config),
-                *mount,
-            ]
-        )
-        == 0
-    )
+    assert label("2", "--step", "1") == EXIT_OK
     entry = models.find_model(models.read_model_server_config(config), "cnn")
     assert (list(entry.model_version_policy.specific.versions), dict(entry.version_labels)) == (
         [1, 2],
         {"stable": 1},
     )
-    step2 = [
-        "config",
-        "models",
-        "label",
-        "cnn",
-        "stable",
-        "2",
-        "--step",
-        "2",
-        "--config",
-        str(config),
-        *mount,
-    ]
     # Step 2 waits for AVAILABLE when a server is named.
     with rest_status_server({"cnn": {1: "AVAILABLE", 2: "LOADING"}}) as url:
-        assert main([*step2, "--server", url]) == EXIT_USAGE
+        assert label("2", "--step", "2", "--server", url) == EXIT_USAGE
         assert "version 2 of model 'cnn' is LOADING" in capsys.readouterr().err
     with rest_status_server({}) as url:
-        assert main([*step2, "--server", url]) == EXIT_SERVING
+        assert label("2", "--step", "2", "--server", url) == EXIT_SERVING
     with rest_status_server({"cnn": {1: "AVAILABLE", 2: "AVAILABLE"}}) as url:
-        assert main([*step2, "--server", url, "--retire-unlabelled"]) == EXIT_OK
+        assert label("2", "--step", "2", "--server", url, "--retire-unlabelled") == EXIT_OK
     entry = models.find_model(models.read_model_server_config(config), "cnn")
     assert (list(entry.model_version_policy.specific.versions), dict(entry.version_labels)) == (
         [2],
         {"stable": 2},
     )
     capsys.readouterr()
-    assert main(["config", "models", "show", "--json", "--config", str(config)]) == EXIT_OK
+    assert models_cli("show", "--json") == EXIT_OK
     assert json.loads(capsys.readouterr().out) == [
         {"name": "other", "base_path": "/models/other", "policy": "latest 1", "labels": {}},
         {"name": "cnn", "base_path": "/models/cnn", "policy": "specific 2", "labels": {"stable": 2}},
     ]
-    assert main(["config", "models", "unlabel", "cnn", "stable", "--config", str(config)]) == EXIT_OK
-    assert main(["config", "models", "policy", "cnn", "--latest", "2", "--config", str(config)]) == EXIT_OK
-    assert main(["config", "models", "remove", "other", "--config", str(config)]) == EXIT_OK
+    assert models_cli("unlabel", "cnn", "stable") == EXIT_OK
+    assert models_cli("policy", "cnn", "--latest", "2") == EXIT_OK
+    assert models_cli("remove", "other") == EXIT_OK
     assert config.read_text() == (
         'model_config_list {\n  config {\n    name: "cnn"\n    base_path: "/models/cnn"\n'
         '    model_platform: "tensorflow"\n    model_version_policy {\n      latest {\n'
         "        num_versions: 2\n      }\n    }\n  }\n}\n"
     )
     capsys.readouterr()
-    assert main(["config", "models", "remove", "cnn", "--dry-run", "--config", str(config)]) == EXIT_OK
+    assert models_cli("remove", "cnn", "--dry-run") == EXIT_OK
     assert capsys.readouterr().out == "model_config_list {\n}\n"
 
 

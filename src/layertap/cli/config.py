@@ -210,7 +210,19 @@ def _run_label(args: argparse.Namespace) -> int:
     config = _load_models(args)
     entry = cfg.find_model(config, args.name)
     host_path = cfg.resolve_base_path(entry.base_path, _mounts(args.mount))
-    on_disk = {v.version for v in cfg.list_versions(host_path).values() if v.complete}
+    if not Path(host_path).is_dir():
+        raise ConfigError(
+            f"model {args.name!r}: base_path {entry.base_path} is not a directory on this machine; "
+            "labels are checked against the versions on disk: pass --mount HOST:CONTAINER"
+        )
+    versions = cfg.list_versions(host_path)
+    found = versions.get(args.version)
+    if found is not None and not found.complete:
+        raise ConfigError(
+            f"model {args.name!r}: version {args.version} is incomplete (missing {', '.join(found.missing)} "
+            f"in {found.path}); TF Serving could not load it, so it cannot carry a label"
+        )
+    on_disk = {v.version for v in versions.values() if v.complete}
     if args.step == 1:
         updated = cfg.begin_label_move(config, args.name, args.label, args.version, versions_on_disk=on_disk)
         print(
