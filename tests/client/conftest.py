@@ -93,6 +93,10 @@ def saved_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             },
             input_signature=[image],
         ),
+        # A layer with two output tensors: the exporter names them "<layer>:0" and "<layer>:1".
+        "split": tf.function(
+            lambda image: {"split:0": toy.d1(image), "split:1": toy.d2(image)}, input_signature=[image]
+        ),
         "pair": tf.function(
             lambda a, b: {"pair": a + b},
             input_signature=[

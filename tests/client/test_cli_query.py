@@ -29,7 +29,11 @@ def test_layers_table_and_json(target: str, peer: Peer, capsys: pytest.CaptureFi
         "inputs": {"image": "float32[?, 4]"},
         "output": {"alias": "dense_1", "type": "float32[?, 3]"},
     }
-    assert listing["groups"] == {"features": ["dense_1", "dense_2"], "heads": ["dense_1", "scores"]}
+    assert listing["groups"] == {
+        "features": ["dense_1", "dense_2"],
+        "heads": ["dense_1", "scores"],
+        "split": ["split:0", "split:1"],
+    }
 
 
 def test_predict_npy_to_npz(

@@ -25,7 +25,16 @@ def test_catalogue_lists_layers_signatures_and_inputs(client: LayerClient, peer:
     assert catalogue.model == MODEL and catalogue.version == 1
     assert "__saved_model_init_op" not in catalogue.signatures
     assert list(catalogue.layers) == sorted(
-        ["dense_1", "dense_2", "scores", "pair", "fixed", *(f"echo_{name}" for name in ECHO_DTYPES)]
+        [
+            "dense_1",
+            "dense_2",
+            "scores",
+            "pair",
+            "fixed",
+            "split:0",
+            "split:1",
+            *(f"echo_{name}" for name in ECHO_DTYPES),
+        ]
     )
     assert catalogue.layers["dense_1"].signature == "dense_1"  # its own signature, not a group
     assert catalogue.layers["scores"].signature == "heads"  # only a group answers for it
@@ -33,7 +42,8 @@ def test_catalogue_lists_layers_signatures_and_inputs(client: LayerClient, peer:
     assert catalogue.layers["dense_1"].inputs == {"image": TensorSpec("image", "float32", (None, 4))}
     assert catalogue.layers["fixed"].inputs["image"].shape == (2, 4)
     assert catalogue.layers["echo_string"].inputs["x"] == TensorSpec("x", "string", None)
-    assert sorted(sig.key for sig in catalogue.groups) == ["features", "heads"]
+    assert sorted(sig.key for sig in catalogue.groups) == ["features", "heads", "split"]
+    assert catalogue.layers["split:1"].signature == "split"
     assert client.layers() is catalogue  # cached: one metadata call
     assert peer.count("GetModelMetadata") == 1
     assert client.layers(refresh=True) is not catalogue
@@ -211,3 +221,14 @@ def test_results_are_arrays_usable_after_the_client_closes(target: str, peer: Pe
     with LayerClient(target, MODEL) as client:
         out = client.predict_layer(X, "dense_1")
     assert float(out.sum()) == pytest.approx(float(dense_1(X).sum()), rel=1e-6)
+
+
+def test_a_layer_with_several_output_tensors(client: LayerClient, peer: Peer) -> None:
+    out = client.predict(X, ["split:1", "split:0"])
+    np.testing.assert_allclose(out["split:0"], dense_1(X), rtol=1e-6)
+    np.testing.assert_allclose(out["split:1"], dense_2(X), rtol=1e-6)
+    assert peer.count("Predict") == 1 and list(peer.settings.requests[-1].output_filter) == []
+    with pytest.raises(
+        LayerNotFoundError, match="has 2 output tensors; ask for them by name: split:0, split:1"
+    ):
+        client.predict_layer(X, "split")

@@ -106,12 +106,23 @@ class Catalogue:
         try:
             return self.layers[name]
         except KeyError:
+            tensors = [n for n in self.layers if n.startswith(f"{name}:") and n[len(name) + 1 :].isdigit()]
+            if tensors:
+                # The exporter names the tensors of a layer with several outputs "<layer>:<index>".
+                raise LayerNotFoundError(
+                    f"layer {name!r} of model {self.model!r} has {len(tensors)} output tensors; "
+                    f"ask for them by name: {', '.join(sorted(tensors, key=_tensor_index))}"
+                ) from None
             close = nearest(name, list(self.layers))
             hint = f" Nearest: {', '.join(close)}." if close else ""
             raise LayerNotFoundError(
                 f"model {self.model!r} has no layer {name!r}. Layers: {', '.join(self.layers) or '(none)'}."
                 + hint
             ) from None
+
+
+def _tensor_index(alias: str) -> int:
+    return int(alias.rsplit(":", 1)[1])
 
 
 def metadata_request(spec: pb.ModelSpec) -> bytes:
