@@ -141,3 +141,42 @@ def test_tensorflow_version_from_the_exporters_manifest_layout(
     report = check.check_serving_config(_config(tmp_path), mounts={str(tmp_path / "models"): "/models"})
     assert [f.level for f in report.findings] == ["warning"]
     assert "exported with TensorFlow 2.30.0 (assets.extra/layertap.json)" in report.findings[0].message
+
+
+def _write_warmup(version_dir: Path, signatures: list[str], *, truncate: bool = False) -> None:
+    # TFRecord framing with zero CRCs: our reader checks the framing only (the real exporter's file, with
+    # CRCs, is read in tests/deploy/test_deploy_image_compat.py).
+    records = b""
+    for name in signatures:
+        request = pb.PredictRequest()
+        request.model_spec.name = "cnn"
+        request.model_spec.signature_name = name
+        data = pb.PredictionLog(predict_log=pb.PredictLog(request=request)).SerializeToString()
+        records += len(data).to_bytes(8, "little") + b"\0" * 4 + data + b"\0" * 4
+    (version_dir / "assets.extra").mkdir(exist_ok=True)
+    (version_dir / "assets.extra" / "tf_serving_warmup_requests").write_bytes(
+        records[:-6] if truncate else records
+    )
+
+
+def test_warmup_records(tmp_path: Path, write_version: VersionWriter) -> None:
+    mounts = {str(tmp_path / "models"): "/models"}
+    version = write_version("cnn", 1)
+    _write_warmup(version, ["conv_2", "pool_2", ""])  # "" is serving_default
+    assert check.check_serving_config(_config(tmp_path), mounts=mounts).findings == ()
+    _write_warmup(version, ["conv_2", "dense_9"])
+    assert _messages(check.check_serving_config(_config(tmp_path), mounts=mounts)) == [
+        "error: version 1: warmup records name signatures it does not have: dense_9; the warmup fails "
+        "and the version never becomes AVAILABLE",
+        "warning: version 1: no warmup record for pool_2, serving_default; each initialises on its first "
+        "request, which is slow (on a GPU, seconds)",
+    ]
+    _write_warmup(version, ["conv_2", "pool_2", "serving_default"] * 334)
+    assert _messages(check.check_serving_config(_config(tmp_path), mounts=mounts)) == [
+        "error: version 1 has 1002 warmup records; TF Serving refuses more than 1000 and the version "
+        "fails to load"
+    ]
+    _write_warmup(version, ["conv_2"], truncate=True)
+    [finding] = check.check_serving_config(_config(tmp_path), mounts=mounts).findings
+    assert finding.level == "error"
+    assert "is truncated in record 1" in finding.message

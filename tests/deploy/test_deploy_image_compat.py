@@ -16,13 +16,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from layertap.cli import EXIT_OK, main
+from layertap.cli import main
 from layertap.config import IMAGE_TENSORFLOW_VERSION, models
 
 _LOAD_IN_SESSION = """
 import json, sys
 import numpy as np
+import pytest
 import tensorflow as tf
 
 export_dir, wanted_version, data = sys.argv[1], sys.argv[2], np.load(sys.argv[3])
@@ -41,7 +43,9 @@ print(json.dumps({"tensorflow": tf.__version__, "errors": errors}))
 """
 
 
-def test_export_loads_through_the_session_loader_of_the_images_tensorflow(tmp_path: Path) -> None:
+def test_export_loads_through_the_session_loader_of_the_images_tensorflow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import keras
 
     from layertap.exporter import export
@@ -90,23 +94,17 @@ def test_export_loads_through_the_session_loader_of_the_images_tensorflow(tmp_pa
         assert len(errors) == 1
         assert max(errors.values()) < 1e-5
 
-    # `layertap config check` reads the exporter's real manifest: same TensorFlow as the image, no warning.
+    # `layertap config check` reads the exporter's real manifest and warmup file: same TensorFlow as the
+    # image, every signature warmed up, nothing to report.
     config_path = tmp_path / "models.config"
     models.write_model_server_config(
         config_path, models.set_model(models.parse_model_server_config(""), "tiny", "/models/tiny")
     )
     signature_args = [arg for key in expected for arg in ("--signature", key)]
+    mount = f"{tmp_path / 'models'}:/models"
+    capsys.readouterr()
     assert (
-        main(
-            [
-                "config",
-                "check",
-                "--config",
-                str(config_path),
-                "--mount",
-                f"{tmp_path / 'models'}:/models",
-                *signature_args,
-            ]
-        )
-        == EXIT_OK
+        main(["config", "check", "--config", str(config_path), "--mount", mount, *signature_args, "--json"])
+        == 0
     )
+    assert json.loads(capsys.readouterr().out) == {"ok": True, "served": {"tiny": [1]}, "findings": []}

@@ -16,11 +16,13 @@ from typing import Any, Literal
 from layertap.config.compat import IMAGE_TENSORFLOW_VERSION, is_newer, parse_version
 from layertap.config.models import describe_policy
 from layertap.config.repository import (
+    MAX_WARMUP_RECORDS,
     VersionDir,
     aspired_versions,
     list_versions,
     read_manifest,
     read_saved_model_summary,
+    read_warmup_signatures,
 )
 from layertap.errors import ConfigError
 from layertap.proto import serving_pb2 as pb
@@ -189,6 +191,7 @@ def _check_version(model: str, version: VersionDir, signatures: set[str], image_
                 f"it has: {', '.join(sorted(summary.signature_names)) or 'none'}",
             )
         )
+    findings.extend(_check_warmup(model, version, summary.signature_names))
     try:
         manifest = read_manifest(version.path)
     except ConfigError as error:
@@ -216,6 +219,47 @@ def _check_version(model: str, version: VersionDir, signatures: set[str], image_
                         "lacks and fail to load. Export with TensorFlow <= the image's, or move the pin",
                     )
                 )
+    return findings
+
+
+def _check_warmup(model: str, version: VersionDir, signatures: frozenset[str]) -> list[Finding]:
+    """Warmup records TF Serving would fail on (the version then never loads), and signatures left cold."""
+    try:
+        warmed = read_warmup_signatures(version.path)
+    except ConfigError as error:
+        return [Finding("error", model, f"version {version.version}: {error}")]
+    if warmed is None:
+        return []
+    findings = []
+    if len(warmed) > MAX_WARMUP_RECORDS:
+        findings.append(
+            Finding(
+                "error",
+                model,
+                f"version {version.version} has {len(warmed)} warmup records; TF Serving refuses more than "
+                f"{MAX_WARMUP_RECORDS} and the version fails to load",
+            )
+        )
+    unknown = sorted(set(warmed) - signatures)
+    if unknown:
+        findings.append(
+            Finding(
+                "error",
+                model,
+                f"version {version.version}: warmup records name signatures it does not have: "
+                f"{', '.join(unknown)}; the warmup fails and the version never becomes AVAILABLE",
+            )
+        )
+    cold = sorted(signatures - set(warmed))
+    if cold:
+        findings.append(
+            Finding(
+                "warning",
+                model,
+                f"version {version.version}: no warmup record for {', '.join(cold)}; each initialises on its "
+                "first request, which is slow (on a GPU, seconds)",
+            )
+        )
     return findings
 
 

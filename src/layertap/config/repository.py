@@ -28,12 +28,15 @@ from layertap.proto import serving_pb2 as pb
 __all__ = [
     "INT64_MAX",
     "MANIFEST_PATH",
+    "MAX_WARMUP_RECORDS",
+    "WARMUP_PATH",
     "SavedModelSummary",
     "VersionDir",
     "aspired_versions",
     "list_versions",
     "read_manifest",
     "read_saved_model_summary",
+    "read_warmup_signatures",
 ]
 
 logger = logging.getLogger(__name__)
@@ -42,6 +45,9 @@ INT64_MAX = 2**63 - 1
 
 #: Where the layertap exporter writes its manifest, relative to a version directory.
 MANIFEST_PATH = Path("assets.extra") / "layertap.json"
+#: TF Serving's warmup file, relative to a version directory, and its record limit (more fails the load).
+WARMUP_PATH = Path("assets.extra") / "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,49 @@ def read_manifest(version_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
             f"the export manifest {str(path)!r} must hold a JSON object; got {type(manifest).__name__}"
         )
     return manifest
+
+
+def read_warmup_signatures(version_dir: str | os.PathLike[str]) -> list[str] | None:
+    """The signature named by each warmup record, in file order; None when the version has no warmup file.
+
+    The file is a TFRecord of `PredictionLog`s: per record a little-endian uint64 length, a 4-byte CRC of
+    it, the bytes, a 4-byte CRC of them. The framing is checked, not the CRCs (CRC-32C is not in the
+    standard library; TF Serving checks them when it reads the file).
+
+    Raises:
+        ConfigError: the file is truncated or a record is not a PredictionLog with a predict_log.
+    """
+    path = Path(version_dir) / WARMUP_PATH
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ConfigError(f"cannot read the warmup file {str(path)!r}: {error.strerror}") from error
+    names: list[str] = []
+    offset = 0
+    while offset < len(data):
+        if offset + 12 > len(data):
+            raise ConfigError(f"the warmup file {str(path)!r} is truncated at byte {offset}")
+        length = int.from_bytes(data[offset : offset + 8], "little")
+        start, end = offset + 12, offset + 12 + length
+        if end + 4 > len(data):
+            raise ConfigError(f"the warmup file {str(path)!r} is truncated in record {len(names) + 1}")
+        log = pb.PredictionLog()
+        try:
+            log.ParseFromString(data[start:end])
+        except DecodeError as error:
+            raise ConfigError(
+                f"warmup record {len(names) + 1} in {str(path)!r} is not a PredictionLog"
+            ) from error
+        if not log.HasField("predict_log"):
+            raise ConfigError(
+                f"warmup record {len(names) + 1} in {str(path)!r} is not a predict_log; layertap exports "
+                "only warm up Predict"
+            )
+        names.append(log.predict_log.request.model_spec.signature_name or "serving_default")
+        offset = end + 4
+    return names
 
 
 def _saved_model_class() -> type[Message]:
