@@ -162,7 +162,7 @@ def test_several_addresses_share_the_calls(peer: Peer) -> None:
 def test_channel_options() -> None:
     plain = dict(channel_options("localhost:8500"))
     assert plain["grpc.max_receive_message_length"] == -1 and plain["grpc.max_send_message_length"] == -1
-    assert plain["grpc.keepalive_time_ms"] == 30_000 and "grpc.service_config" not in plain
+    assert plain["grpc.keepalive_time_ms"] == 60_000 and "grpc.service_config" not in plain
     balanced = dict(channel_options("dns:///serving.internal:8500", keepalive_seconds=None))
     assert '"round_robin"' in balanced["grpc.service_config"] and "grpc.keepalive_time_ms" not in balanced
 

@@ -50,7 +50,7 @@ class AsyncLayerClient:
         max_batch_size: int | None = None,
         max_concurrency: int = 8,
         validate: bool = True,
-        keepalive_seconds: float | None = 30.0,
+        keepalive_seconds: float | None = 60.0,
         options: dict[str, Any] | None = None,
     ) -> None:
         self._core = ClientCore(

@@ -54,7 +54,7 @@ def credentials_for(tls: TLS) -> Any:
 def channel_options(
     target: str,
     *,
-    keepalive_seconds: float | None = 30.0,
+    keepalive_seconds: float | None = 60.0,
     server_name: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> list[tuple[str, Any]]:
@@ -64,10 +64,12 @@ def channel_options(
         "grpc.max_send_message_length": UNLIMITED,
     }
     if keepalive_seconds is not None:
+        # Pings only while calls are in flight: gRPC servers (TF Serving included) answer pings on
+        # idle connections more often than every 5 minutes with GOAWAY "too_many_pings". A dead idle
+        # connection shows at the next call as UNAVAILABLE, which is retried.
         options["grpc.keepalive_time_ms"] = int(keepalive_seconds * 1000)
         options["grpc.keepalive_timeout_ms"] = 20_000
-        options["grpc.keepalive_permit_without_calls"] = 1
-        options["grpc.http2.max_pings_without_data"] = 0
+        options["grpc.keepalive_permit_without_calls"] = 0
     if _several_addresses(target):
         # One HTTP/2 connection would pin every call to one server: spread calls over all addresses.
         options["grpc.service_config"] = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
@@ -83,7 +85,7 @@ def create_channel(
     tls: TLS | bool | None = None,
     credentials: Any = None,
     compression: str | None = None,
-    keepalive_seconds: float | None = 30.0,
+    keepalive_seconds: float | None = 60.0,
     options: dict[str, Any] | None = None,
     aio: bool = False,
 ) -> Any:
