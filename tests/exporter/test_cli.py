@@ -138,6 +138,7 @@ def test_inspect_table_and_json(cnn_file: Path, capsys: pytest.CaptureFixture[st
     }
 
 
+@pytest.mark.filterwarnings("ignore:You are saving a model that has not yet been built")
 def test_inspect_sequential_without_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import keras
 

@@ -29,21 +29,25 @@ def write_savedmodel(
 
     archive = tf.Module()
     # Keras 3 variables wrap tf.Variables; the tf.Variable is what the checkpoint must hold. The
-    # attribute name is part of each variable's checkpoint key.
-    archive.model_variables = [variable.value for variable in model.variables]
+    # attribute name is repeated in every variable's checkpoint key (twice per variable in the
+    # variables files), so it is kept to one letter: on small models that overhead is what
+    # separates the files from the parameter bytes.
+    archive.w = [variable.value for variable in model.variables]
     concrete: dict[str, Any] = {}
     for number, signature in enumerate(signatures, start=1):
         progress(f"tracing signature {number}/{len(signatures)}: {signature.key}")
         concrete[signature.key] = _trace(signature).get_concrete_function()
     # State the functions use that is not among the model's variables (e.g. the global seed
     # generator behind an unseeded keras.random call) must be tracked too, or saving fails.
-    tracked = {id(variable) for variable in archive.model_variables}
-    archive.other_variables = [
-        variable
-        for function in concrete.values()
-        for variable in function.variables
-        if id(variable) not in tracked and not tracked.add(id(variable))  # type: ignore[func-returns-value]
-    ]
+    tracked = {id(variable) for variable in archive.w}
+    others = []
+    for function in concrete.values():
+        for variable in function.variables:
+            if id(variable) not in tracked:
+                tracked.add(id(variable))
+                others.append(variable)
+    if others:
+        archive.other_variables = others
     progress(f"saving {len(concrete)} signatures to {path}")
     tf.saved_model.save(archive, str(path), signatures=concrete)
 
