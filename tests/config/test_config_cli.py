@@ -159,4 +159,6 @@ def test_check_command(
     }
     assert main([*base, "--image-tensorflow", "2.19.0"]) == EXIT_OK
     assert "newer than the server image's TensorFlow 2.19.0" in capsys.readouterr().err
+    assert main([*base, "--image-tensorflow", "2.19.0", "--strict"]) == EXIT_USAGE
+    assert "FAILED, 0 error(s), 1 warning(s)" in capsys.readouterr().err
     assert main(["config", "check", "--config", str(serving_config / "models.config")]) == EXIT_USAGE

@@ -410,6 +410,7 @@ def _add_check(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help=f"the server's TensorFlow version (default: the pinned image's, {cfg.IMAGE_TENSORFLOW_VERSION})",
     )
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
+    parser.add_argument("--strict", action="store_true", help="fail on warnings too (for CI)")
     parser.set_defaults(handler=_run_check)
 
 
@@ -442,8 +443,10 @@ def _run_check(args: argparse.Namespace) -> int:
         for name, versions in report.served.items():
             print(f"{name}: serves versions {list(versions)}")
         summary = f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)"
-        print(f"{args.config}: {'ok' if report.ok else 'FAILED'}, {summary}", file=sys.stderr)
-    return EXIT_OK if report.ok else EXIT_USAGE
+        verdict = "FAILED" if not report.ok or (args.strict and report.warnings) else "ok"
+        print(f"{args.config}: {verdict}, {summary}", file=sys.stderr)
+    failed = not report.ok or (args.strict and bool(report.warnings))
+    return EXIT_USAGE if failed else EXIT_OK
 
 
 def _run_demo(args: argparse.Namespace) -> int:
