@@ -180,3 +180,10 @@ def test_warmup_records(tmp_path: Path, write_version: VersionWriter) -> None:
     [finding] = check.check_serving_config(_config(tmp_path), mounts=mounts).findings
     assert finding.level == "error"
     assert "is truncated in record 1" in finding.message
+
+
+def test_remote_base_path_is_not_checked(tmp_path: Path) -> None:
+    config = models.set_model(models.parse_model_server_config(""), "cnn", "gs://bucket/cnn")
+    assert _messages(check.check_serving_config(config)) == [
+        "warning: base_path gs://bucket/cnn is remote storage; its versions were not checked"
+    ]

@@ -68,6 +68,12 @@ def test_syntax_error_carries_line() -> None:
         ('"tensorflow"\n    model_version', '"tf"\n    model_version', 7, "model_platform 'tf'"),
         ("versions: 1\n        versions: 2", "versions: -2", 7, "versions [-2]"),
         ('    name: "a"\n', "", 2, "model entry 1 has no name"),
+        (
+            '"/models/b"',
+            '"models/b"',
+            7,
+            "relative base_path 'models/b'; TensorFlow Serving expects an absolute",
+        ),
     ],
 )
 def test_semantic_errors_point_at_the_entry(old: str, new: str, line: int, fragment: str) -> None:
@@ -153,3 +159,13 @@ def test_write_is_atomic_and_reads_back(tmp_path: Path) -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         models.read_model_server_config(tmp_path / "absent.config")
+
+
+def test_uri_base_paths_are_accepted() -> None:
+    text = TWO_MODELS.replace('"/models/b"', '"gs://bucket/models/b"')
+    entry = models.find_model(models.parse_model_server_config(text), "b")
+    assert entry.base_path == "gs://bucket/models/b"
+    assert models.is_uri("s3://x/y")
+    assert not models.is_uri("/models/b")
+    with pytest.raises(ConfigError, match="relative base_path"):
+        models.set_model(models.parse_model_server_config(TWO_MODELS), "c", "models/c")

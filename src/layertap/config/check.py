@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from layertap.config.compat import IMAGE_TENSORFLOW_VERSION, is_newer, parse_version
-from layertap.config.models import describe_policy
+from layertap.config.models import describe_policy, is_uri
 from layertap.config.repository import (
     MAX_WARMUP_RECORDS,
     VersionDir,
@@ -124,6 +124,9 @@ def _check_model(
     def report(level: Level, message: str) -> None:
         findings.append(Finding(level, entry.name, message))
 
+    if is_uri(entry.base_path):
+        report("warning", f"base_path {entry.base_path} is remote storage; its versions were not checked")
+        return findings, ()
     host_path = resolve_base_path(entry.base_path, mounts)
     shown = entry.base_path if host_path == entry.base_path else f"{entry.base_path} (host: {host_path})"
     if not Path(host_path).is_dir():

@@ -9,6 +9,7 @@ comments), so re-writing an unchanged config yields the same bytes.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 
 from layertap.config.textformat import (
@@ -27,6 +28,7 @@ __all__ = [
     "describe_policy",
     "find_model",
     "format_model_server_config",
+    "is_uri",
     "latest_versions",
     "parse_model_server_config",
     "read_model_server_config",
@@ -40,13 +42,16 @@ __all__ = [
 #: The only platform the stock `tensorflow/serving` image serves.
 MODEL_PLATFORM = "tensorflow"
 
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
 
 def parse_model_server_config(text: str, path: str | None = None) -> pb.ModelServerConfig:
     """Parse a `models.config` as TF Serving would, refusing what it would refuse at load time.
 
     Refused: text-format errors and unknown fields (TF Serving's parser refuses them too), a model listed
-    twice ("Illegal to list model M multiple times"), a model without a name or base path, a platform other
-    than "tensorflow", and a `specific` policy that names no version or a negative one.
+    twice ("Illegal to list model M multiple times"), a model without a name, a missing or relative base
+    path ("Expected model M to have an absolute path or URI"), a platform other than "tensorflow", and a
+    `specific` policy that names no version or a negative one.
 
     Raises:
         ConfigParseError: with `path` and the 1-based `line` of the offending entry.
@@ -184,6 +189,11 @@ def remove_model(config: pb.ModelServerConfig, name: str) -> pb.ModelServerConfi
     return updated
 
 
+def is_uri(base_path: str) -> bool:
+    """True for a base path with a URI scheme (gs://, s3://, hdfs://): remote storage TF Serving reads."""
+    return _URI.match(base_path) is not None
+
+
 def _copy(config: pb.ModelServerConfig) -> pb.ModelServerConfig:
     copied = pb.ModelServerConfig()
     copied.CopyFrom(config)
@@ -217,6 +227,14 @@ def _entry_problems(config: pb.ModelServerConfig) -> Iterable[tuple[int, str]]:
         seen.add(entry.name)
         if not entry.base_path:
             yield index, f"{label} has no base_path; it must name the directory holding numbered versions"
+        elif not (entry.base_path.startswith("/") or is_uri(entry.base_path)):
+            yield (
+                index,
+                (
+                    f"{label} has the relative base_path {entry.base_path!r}; TensorFlow Serving expects an "
+                    "absolute path (as the server sees it, e.g. /models/NAME) or a URI (gs://, s3://...)"
+                ),
+            )
         if entry.model_platform != MODEL_PLATFORM:
             yield (
                 index,
