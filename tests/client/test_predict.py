@@ -232,3 +232,13 @@ def test_a_layer_with_several_output_tensors(client: LayerClient, peer: Peer) ->
         LayerNotFoundError, match="has 2 output tensors; ask for them by name: split:0, split:1"
     ):
         client.predict_layer(X, "split")
+
+
+def test_each_signature_gets_only_the_inputs_it_takes(client: LayerClient, peer: Peer) -> None:
+    a = np.ones((3, 2), np.float32)
+    b = np.full((3, 2), 2.0, np.float32)
+    out = client.predict({"image": X, "a": a, "b": b}, ["pair", "dense_1"])
+    np.testing.assert_array_equal(out["pair"], a + b)
+    np.testing.assert_allclose(out["dense_1"], dense_1(X), rtol=1e-6)
+    sent = {r.model_spec.signature_name: sorted(r.inputs) for r in peer.settings.requests}
+    assert sent == {"pair": ["a", "b"], "dense_1": ["image"]}

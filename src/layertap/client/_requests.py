@@ -7,7 +7,7 @@ answers back together in the caller's order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,8 +91,12 @@ def plan_predict(
     groups = _signatures_for(catalogue, wanted)
     calls: list[Call] = []
     chunk_count = 1
+    model_inputs = {alias for sig in catalogue.signatures.values() for alias in sig.inputs}
     for signature, names in groups:
-        arrays = check_inputs(signature, inputs, layer=names[0]) if validate else _as_dict(signature, inputs)
+        if validate:
+            arrays = check_inputs(signature, inputs, layer=names[0], model_inputs=model_inputs)
+        else:
+            arrays = _as_dict(signature, inputs, model_inputs=model_inputs)
         chunks = _split(arrays, max_batch_size)
         chunk_count = len(chunks)
         aliases = {catalogue.layers[name].output.alias: name for name in names}
@@ -129,17 +133,20 @@ def assemble(plan: Plan, results: Sequence[codec.PredictResult]) -> dict[str, np
     return joined
 
 
-def check_inputs(signature: Signature, inputs: Inputs, *, layer: str) -> dict[str, np.ndarray]:
+def check_inputs(
+    signature: Signature, inputs: Inputs, *, layer: str, model_inputs: Collection[str] = ()
+) -> dict[str, np.ndarray]:
     """Inputs as arrays by alias, checked against the signature before anything is sent.
 
     Arrays are cast to the signature's dtype only where numpy calls the cast safe; plain Python
-    lists and scalars take the signature's dtype directly.
+    lists and scalars take the signature's dtype directly. Inputs of the model that this
+    signature does not need (a layer that depends on some inputs only) are left out.
 
     Raises:
-        InvalidInputError: missing or extra aliases, a wrong rank or fixed dimension, or a dtype
+        InvalidInputError: missing or unknown aliases, a wrong rank or fixed dimension, or a dtype
             that cannot be cast safely. The message names the layer and what was expected.
     """
-    arrays = _as_dict(signature, inputs, layer=layer)
+    arrays = _as_dict(signature, inputs, layer=layer, model_inputs=model_inputs)
     where = f"layer {layer!r} (signature {signature.key!r})"
     missing = sorted(set(signature.inputs) - set(arrays))
     extra = sorted(set(arrays) - set(signature.inputs))
@@ -181,10 +188,16 @@ def _check_array(array: np.ndarray, spec: TensorSpec, where: str) -> np.ndarray:
     return array
 
 
-def _as_dict(signature: Signature, inputs: Inputs, *, layer: str = "") -> dict[str, np.ndarray]:
+def _as_dict(
+    signature: Signature, inputs: Inputs, *, layer: str = "", model_inputs: Collection[str] = ()
+) -> dict[str, np.ndarray]:
     if isinstance(inputs, Mapping):
+        # Other signatures' inputs are the model's too: a layer that needs fewer is sent fewer.
+        unused = set(model_inputs) - set(signature.inputs)
         return {
-            str(alias): _as_array(value, signature.inputs.get(str(alias))) for alias, value in inputs.items()
+            str(alias): _as_array(value, signature.inputs.get(str(alias)))
+            for alias, value in inputs.items()
+            if str(alias) not in unused
         }
     if len(signature.inputs) != 1:
         raise InvalidInputError(
