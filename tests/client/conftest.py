@@ -139,6 +139,8 @@ class PeerSettings:
     calls: dict[str, int] = field(default_factory=dict)
     requests: list[Any] = field(default_factory=list)
     metadata: list[dict[str, str]] = field(default_factory=list)
+    in_flight: int = 0
+    most_in_flight: int = 0
 
 
 class Peer:
@@ -192,14 +194,25 @@ class Peer:
         return 1
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 (gRPC's name)
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
-
         self._enter("Predict", context)
         self.settings.requests.append(request)
         self.settings.metadata.append({key: str(value) for key, value in context.invocation_metadata()})
-        if self.settings.delay:
-            time.sleep(self.settings.delay)
+        settings = self.settings
+        with self.lock:
+            settings.in_flight += 1
+            settings.most_in_flight = max(settings.most_in_flight, settings.in_flight)
+        try:
+            if settings.delay:
+                time.sleep(settings.delay)
+            return self._predict(request, context)
+        finally:
+            with self.lock:
+                settings.in_flight -= 1
+
+    def _predict(self, request: Any, context: grpc.ServicerContext) -> Any:
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
         version = self._version(request.model_spec, context)
         key = request.model_spec.signature_name or "serving_default"
         if key not in self.signature_defs or key.startswith("__"):

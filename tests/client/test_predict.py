@@ -242,3 +242,13 @@ def test_each_signature_gets_only_the_inputs_it_takes(client: LayerClient, peer:
     np.testing.assert_allclose(out["dense_1"], dense_1(X), rtol=1e-6)
     sent = {r.model_spec.signature_name: sorted(r.inputs) for r in peer.settings.requests}
     assert sent == {"pair": ["a", "b"], "dense_1": ["image"]}
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_split_requests_run_concurrently_within_the_limit(target: str, peer: Peer, limit: int) -> None:
+    peer.settings.delay = 0.15  # long enough for the chunks to overlap on the server
+    x = np.random.default_rng(3).normal(size=(6, 4)).astype(np.float32)
+    with LayerClient(target, MODEL, max_batch_size=1, max_concurrency=limit) as client:
+        np.testing.assert_allclose(client.predict_layer(x, "dense_1"), dense_1(x), rtol=1e-5, atol=1e-6)
+    assert peer.count("Predict") == 6
+    assert peer.settings.most_in_flight == limit

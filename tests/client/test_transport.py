@@ -182,3 +182,26 @@ def test_a_reply_over_a_lowered_limit_is_message_too_large(target: str, peer: Pe
         with pytest.raises(errors.MessageTooLargeError) as raised:
             client.predict_layer(np.zeros(10_000, np.float32), "echo_float32")
     assert raised.value.code == "RESOURCE_EXHAUSTED" and "larger than max" in str(raised.value)
+
+
+def test_an_injected_channel_is_used_and_left_open(target: str, peer: Peer) -> None:
+    channel = grpc.insecure_channel(target)
+    try:
+        with LayerClient("ignored:1", MODEL, channel=channel) as client:
+            np.testing.assert_allclose(client.predict_layer(X, "dense_1"), dense_1(X), rtol=1e-6)
+        # The client did not close the caller's channel: it still works.
+        grpc.channel_ready_future(channel).result(timeout=10)
+        with LayerClient("ignored:1", MODEL, channel=channel) as again:
+            assert again.layers().version == 1
+    finally:
+        channel.close()
+
+
+def test_ready_made_credentials(peer: Peer, certificates: Certificates) -> None:
+    server, port = tls_server(peer, certificates, mutual=False)
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=certificates.ca)
+        with LayerClient(f"localhost:{port}", MODEL, credentials=credentials) as client:
+            np.testing.assert_allclose(client.predict_layer(X, "dense_1"), dense_1(X), rtol=1e-6)
+    finally:
+        server.stop(None)
