@@ -105,3 +105,21 @@ def test_inspect_resnet50_shares(resnet50: Any) -> None:
     assert rows["conv1_conv"].parameters == 7 * 7 * 3 * 64 + 64
     # conv1_conv: 7x7x3x64 kernel over 32x32 positions, + one bias add per output
     assert rows["conv1_conv"].flops == 2 * 9408 * 1024 + 65536 + rows["conv1_pad"].flops
+
+
+def test_mobilenet_v3_small_with_keras_ops_in_its_graph(tmp_path: Path) -> None:
+    import keras
+
+    from layertap.exporter import export
+
+    # MobileNetV3 builds hard-swish from keras ops (not layers) inside its functional graph.
+    model = keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3))
+    result = export(
+        model, ["expanded_conv_2_project_bn", "activation_7", "logits"], base_path=tmp_path, name="v3"
+    )
+    assert result.signatures["expanded_conv_2_project_bn"].outputs == {
+        "expanded_conv_2_project_bn": ((None, 4, 4, 24), "float32")
+    }
+    assert result.signatures["logits"].outputs == {"logits": ((None, 1, 1, 1000), "float32")}
+    assert all(error <= 1e-5 for error in result.max_errors.values())
+    assert result.sizes.ratio <= 1.01

@@ -202,3 +202,25 @@ def test_state_outside_the_model_is_saved_too(tmp_path: Path) -> None:
     result = export(keras.Model(x, noisy), ["noisy"], base_path=tmp_path, name="seeded")
     assert result.sizes.parameter_bytes == 0
     assert result.max_errors == {"serving_default": 0.0, "noisy": 0.0}
+
+
+def test_layer_with_several_outputs(run_in_session: SessionRunner, tmp_path: Path) -> None:
+    import keras
+
+    keras.utils.set_random_seed(9)
+    x = keras.Input((5, 3), name="sequence")
+    sequence, hidden, cell = keras.layers.LSTM(4, return_sequences=True, return_state=True, name="lstm")(x)
+    model = keras.Model(x, keras.layers.Dense(1, name="out")(hidden))
+    result = export(model, ["lstm"], base_path=tmp_path, name="lstm")
+    assert result.signatures["lstm"].outputs == {
+        "lstm:0": ((None, 5, 4), "float32"),
+        "lstm:1": ((None, 4), "float32"),
+        "lstm:2": ((None, 4), "float32"),
+    }
+    value = np.linspace(-1, 1, 30, dtype=np.float32).reshape(2, 5, 3)
+    got = run_in_session(result.path, "lstm", {"sequence": value})
+    # the last step of the sequence output is the hidden state
+    np.testing.assert_allclose(got["lstm:0"][:, -1], got["lstm:1"], atol=1e-6)
+    expected = [np.asarray(t) for t in keras.Model(x, [sequence, hidden, cell])(value)]
+    for index, want in enumerate(expected):
+        np.testing.assert_allclose(got[f"lstm:{index}"], want, atol=1e-5)
