@@ -55,7 +55,12 @@ def test_flags_parse_with_tf_serving_spelling() -> None:
 
 
 @pytest.mark.parametrize(
-    "flag", ["--enable_batching", "--enable_batching=true", "--monitoring_config_file=m.cfg"]
+    "flag",
+    [
+        "--enable_per_model_batching_parameters",
+        "--xla_cpu_compilation_enabled=true",
+        "--monitoring_config_file=m.cfg",
+    ],
 )
 def test_unsupported_tf_serving_flags_are_refused_by_name(flag: str) -> None:
     name = flag.removeprefix("--").split("=")[0]
@@ -63,6 +68,15 @@ def test_unsupported_tf_serving_flags_are_refused_by_name(flag: str) -> None:
         _parse("--model_base_path=/m", flag)
     assert f"--{name} is a TensorFlow Serving flag that layertap serve does not support" in str(caught.value)
     assert UNSUPPORTED_FLAGS[name] in str(caught.value)
+
+
+def test_batching_file_without_batching_is_refused() -> None:
+    refused = r"--batching_parameters_file=b\.config needs --enable_batching=true"
+    with pytest.raises(ConfigError, match=refused):
+        _parse("--model_base_path=/m", "--batching_parameters_file=b.config")
+    assert _parse(
+        "--model_base_path=/m", "--enable_batching", "--batching_parameters_file=b.config"
+    ).enable_batching
 
 
 def test_missing_model_and_bad_boolean() -> None:
@@ -86,10 +100,11 @@ def test_cli_refuses_unknown_flag_prefix_and_unsupported_flag() -> None:
     result = _run_cli("--model_base=/m")
     assert result.returncode == 2
     assert "unrecognized arguments: --model_base=/m" in result.stderr
-    result = _run_cli("--model_base_path=/m", "--enable_batching")
+    result = _run_cli("--model_base_path=/m", "--grpc_socket_path=/tmp/serving.sock")
     assert result.returncode == 2
     assert (
-        "--enable_batching is a TensorFlow Serving flag that layertap serve does not support" in result.stderr
+        "--grpc_socket_path is a TensorFlow Serving flag that layertap serve does not support"
+        in result.stderr
     )
 
 

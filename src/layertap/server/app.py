@@ -9,6 +9,7 @@ TF Serving itself ignores SIGTERM; draining here is what a Kubernetes rollout wa
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -20,6 +21,7 @@ import grpc
 
 from layertap.errors import ConfigError, ServerError
 from layertap.proto import serving_pb2 as pb
+from layertap.server.batching import BatchingOptions, BatchScheduler
 from layertap.server.flags import ServerOptions
 from layertap.server.handlers import build_handlers
 from layertap.server.manager import ModelManager, single_model_config
@@ -65,6 +67,7 @@ class LayertapServer:
         self.manager = manager
         self.port = 0
         self.rest_port = 0
+        self.batching: BatchScheduler | None = None
         self._rest: RestServer | None = None
         self._health: object | None = None
         workers = options.grpc_max_threads
@@ -153,6 +156,8 @@ class LayertapServer:
         self._grpc.stop(grace).wait()
         logger.info("gRPC server stopped after %.2f s of draining", time.monotonic() - started)
         self.manager.stop()
+        if self.batching is not None:
+            self.batching.stop()
 
     def wait(self) -> None:
         """Block until the gRPC server terminates."""
@@ -168,7 +173,8 @@ def create_server(options: ServerOptions) -> tuple[LayertapServer, int]:
         ConfigError: the config file or SSL config is invalid.
         ServerError: a model could not be loaded, or the port could not be bound.
     """
-    manager = ModelManager(options)
+    batching = _batching(options)
+    manager = ModelManager(options, batching=batching)
     if options.model_config_file:
         config = _read_model_config(options.model_config_file)
         source = options.model_config_file
@@ -184,8 +190,34 @@ def create_server(options: ServerOptions) -> tuple[LayertapServer, int]:
         port = server.start()
     except BaseException:
         manager.stop()
+        if batching is not None:
+            batching.stop()
         raise
+    server.batching = batching
     return server, port
+
+
+def _batching(options: ServerOptions) -> BatchScheduler | None:
+    if not options.enable_batching:
+        return None
+    from layertap.config.batching import BatchingSettings, read_batching_config
+
+    settings = (
+        read_batching_config(options.batching_parameters_file)
+        if options.batching_parameters_file
+        else BatchingSettings()
+    )
+    batching = BatchingOptions.from_settings(settings, cpus=os.cpu_count() or 1)
+    logger.info(
+        "Batching: max_batch_size %d, batch_timeout_micros %d, max_enqueued_batches %d, "
+        "num_batch_threads %d%s",
+        batching.max_batch_size,
+        batching.batch_timeout_micros,
+        batching.max_enqueued_batches,
+        batching.num_batch_threads,
+        f", allowed_batch_sizes {list(batching.allowed_batch_sizes)}" if batching.allowed_batch_sizes else "",
+    )
+    return BatchScheduler(batching)
 
 
 def serve(options: ServerOptions) -> int:

@@ -53,6 +53,8 @@ class ServerOptions:
     grpc_max_threads: int = field(default_factory=lambda: 4 * (os.cpu_count() or 1))
     grpc_channel_arguments: str = ""
     enable_grpc_healthcheck_service: bool = True
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
     ssl_config_file: str = ""
     rest_api_port: int = 0
     rest_api_timeout_in_ms: int = 30000
@@ -84,12 +86,9 @@ UNSUPPORTED_FLAGS: dict[str, str] = {
     "grpc_socket_path": "layertap serve listens on TCP only; use --port (and --bind_address)",
     "rest_api_num_threads": "the REST API runs on a small thread pool of its own",
     "rest_api_enable_cors_support": "the REST API sends no CORS headers",
-    "enable_batching": (
-        "server-side batching is not implemented; requests run in parallel on a bounded pool "
-        "(--grpc_max_threads, --max_queued_requests) and clients can batch on their side"
+    "enable_per_model_batching_parameters": (
+        "per-model batching_params.pbtxt is not read; all models use --batching_parameters_file"
     ),
-    "batching_parameters_file": "server-side batching (--enable_batching) is not implemented",
-    "enable_per_model_batching_parameters": "server-side batching (--enable_batching) is not implemented",
     "num_load_threads": "versions load one at a time, as with TF Serving's default of 0",
     "num_unload_threads": "versions unload one at a time, as with TF Serving's default of 0",
     "flush_filesystem_caches": "there are no filesystem caches to flush in this server",
@@ -176,6 +175,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     number("grpc_max_threads", int, "requests run at once (default 4 x CPUs)")
     text("grpc_channel_arguments", "gRPC server arguments, e.g. grpc.max_connection_age_ms=2000")
     boolean("enable_grpc_healthcheck_service", "serve grpc.health.v1.Health (layertap default: true)")
+    boolean("enable_batching", "batch concurrent requests of each signature on the server")
+    text("batching_parameters_file", "BatchingParameters in protobuf text format (with --enable_batching)")
     text("ssl_config_file", "SSLConfig in protobuf text format: serve gRPC over TLS")
     number("rest_api_port", int, "HTTP/REST port; 0 = no REST API (default)")
     number("rest_api_timeout_in_ms", int, "deadline of one REST request (default 30000)")
@@ -219,6 +220,11 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         raise ConfigError(
             "--grpc_max_threads must be >= 1 and --max_queued_requests >= 0; got "
             f"{options.grpc_max_threads} and {options.max_queued_requests}"
+        )
+    if options.batching_parameters_file and not options.enable_batching:
+        raise ConfigError(
+            f"--batching_parameters_file={options.batching_parameters_file} needs --enable_batching=true; "
+            "without it nothing would be batched"
         )
     if not options.tags:
         raise ConfigError("--saved_model_tags names no tag; the usual value is 'serve'")

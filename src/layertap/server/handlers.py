@@ -20,6 +20,7 @@ import grpc
 from layertap.errors import ServingError, TensorFormatError
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
+from layertap.server.batching import QUEUE_FULL_MESSAGE
 from layertap.server.manager import ModelManager
 from layertap.server.predict import predict
 from layertap.wire import codec
@@ -29,7 +30,6 @@ __all__ = ["MESSAGE_LIMIT", "QUEUE_FULL_MESSAGE", "Admission", "build_handlers",
 logger = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 1024
-QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
 SIGNATURE_DEF_FIELD = "signature_def"
 
 

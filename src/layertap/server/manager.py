@@ -28,6 +28,7 @@ from layertap.errors import (
 )
 from layertap.proto import serving_pb2 as pb
 from layertap.server import policy, repository, warmup
+from layertap.server.batching import BatchScheduler
 from layertap.server.flags import ServerOptions
 from layertap.server.servable import Servable, SessionSettings, import_tensorflow, serving_error_from_tf
 
@@ -84,10 +85,14 @@ class ModelManager:
     Args:
         options: the server's flags (poll intervals, warmup, retries, label rules, session settings).
         loader: how one version is loaded; injectable so tests can count or fail loads.
+        batching: the shared batch scheduler when --enable_batching (warmup runs through it too).
     """
 
-    def __init__(self, options: ServerOptions, loader: Loader | None = None) -> None:
+    def __init__(
+        self, options: ServerOptions, loader: Loader | None = None, batching: BatchScheduler | None = None
+    ) -> None:
         self._options = options
+        self._batching = batching
         self._loader = loader or self._load_saved_model
         self._models: dict[str, _Model] = {}
         self._labels: dict[str, dict[str, int]] = {}
@@ -342,6 +347,7 @@ class ModelManager:
             options.tensorflow_session_parallelism,
         )
         servable = Servable.load(name, version, path, options.tags, settings)
+        servable.batching = self._batching
         if options.enable_model_warmup:
             try:
                 warmup.replay(servable, options.num_request_iterations_for_warmup)

@@ -19,6 +19,7 @@ import numpy as np
 
 from layertap.errors import InvalidArgumentError, ServingError
 from layertap.proto import serving_pb2 as pb
+from layertap.server.batching import BatchScheduler
 
 __all__ = ["Servable", "SessionSettings", "import_tensorflow", "serving_error_from_tf"]
 
@@ -106,6 +107,8 @@ class Servable:
         self.path = path
         self.signatures = dict(signatures)
         self._session = session
+        #: Set by the manager when --enable_batching: requests then run as part of batches.
+        self.batching: BatchScheduler | None = None
         self._users = 0
         self._closed = False
         self._idle = threading.Condition()
@@ -175,6 +178,13 @@ class Servable:
             ServingError: the session failed; the code is TensorFlow's (DEADLINE_EXCEEDED when
                 `timeout_ms` passed, INVALID_ARGUMENT for shapes the graph refuses, ...).
         """
+        if self.batching is not None:
+            return self.batching.run(id(self), self._run_session, feeds, fetches, timeout_ms)
+        return self._run_session(feeds, fetches, timeout_ms)
+
+    def _run_session(
+        self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str], timeout_ms: int | None
+    ) -> list[np.ndarray]:
         import tensorflow as tf
 
         options = None
@@ -193,6 +203,8 @@ class Servable:
             self._closed = True
             while self._users:
                 self._idle.wait()
+        if self.batching is not None:
+            self.batching.forget(id(self))
         self._session.close()
         logger.debug(
             "closed session of %s version %d after %.3f s",

@@ -1,0 +1,272 @@
+"""Server-side batching (`--enable_batching`), after TF Serving's shared batch scheduler.
+
+Each queue holds the requests of ONE signature (more precisely: one set of fed and fetched tensors with
+the same trailing shapes), so requests to different layer signatures never share a batch. Requests join
+the queue's open batch until it holds `max_batch_size` rows or `batch_timeout_micros` passed since its
+first request; `num_batch_threads` threads, shared by every queue, run batches: inputs are concatenated
+along dimension 0 (padded up to the next `allowed_batch_sizes` entry with copies of the first row, as TF
+Serving pads), the session runs once, and the outputs are split back per request. A queue holds at most
+`max_enqueued_batches` batches; beyond that a request is refused UNAVAILABLE with TF Serving's message.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from layertap.errors import ServingError
+
+__all__ = ["QUEUE_FULL_MESSAGE", "BatchScheduler", "BatchingOptions", "RunFunction"]
+
+logger = logging.getLogger(__name__)
+
+QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
+#: Runs one (merged) session call: feeds by tensor name, fetch names, timeout in ms.
+RunFunction = Callable[[Mapping[str, np.ndarray], Sequence[str], "int | None"], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """The batching parameters in effect, with TF Serving's defaults for unset fields."""
+
+    max_batch_size: int = 1000
+    batch_timeout_micros: int = 0
+    max_enqueued_batches: int = 10
+    num_batch_threads: int = 4
+    allowed_batch_sizes: tuple[int, ...] = ()
+    enable_large_batch_splitting: bool = False
+    max_execution_batch_size: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: object, cpus: int) -> BatchingOptions:
+        """From a `layertap.config.BatchingSettings` (None fields take TF Serving's defaults)."""
+        defaults = cls(num_batch_threads=cpus)
+        values = {
+            name: getattr(settings, name)
+            for name in (
+                "max_batch_size",
+                "batch_timeout_micros",
+                "max_enqueued_batches",
+                "num_batch_threads",
+                "enable_large_batch_splitting",
+                "max_execution_batch_size",
+            )
+            if getattr(settings, name) is not None
+        }
+        sizes = tuple(getattr(settings, "allowed_batch_sizes", ()))
+        return BatchingOptions(**{**defaults.__dict__, **values, "allowed_batch_sizes": sizes})
+
+    @property
+    def execution_size(self) -> int:
+        """The most rows one batch runs with."""
+        if self.enable_large_batch_splitting and self.max_execution_batch_size:
+            return self.max_execution_batch_size
+        return self.max_batch_size
+
+
+@dataclass
+class _Task:
+    feeds: Mapping[str, np.ndarray]
+    size: int
+    done: threading.Event = field(default_factory=threading.Event)
+    outputs: list[np.ndarray] | None = None
+    error: ServingError | None = None
+
+
+@dataclass
+class _Batch:
+    tasks: list[_Task] = field(default_factory=list)
+    size: int = 0
+    opened: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Queue:
+    run: RunFunction
+    fetches: tuple[str, ...]
+    ready: deque[_Batch] = field(default_factory=deque)
+    open: _Batch | None = None
+
+
+def _invalid(message: str) -> ServingError:
+    return ServingError(message, code="INVALID_ARGUMENT", details=message)
+
+
+class BatchScheduler:
+    """Batches concurrent requests per queue and runs them on a shared pool of threads."""
+
+    def __init__(self, options: BatchingOptions) -> None:
+        self.options = options
+        self._queues: dict[Hashable, _Queue] = {}
+        self._lock = threading.Condition()
+        self._stopped = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"layertap-batch-{n}", daemon=True)
+            for n in range(max(1, options.num_batch_threads))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def run(
+        self,
+        key: Hashable,
+        run: RunFunction,
+        feeds: Mapping[str, np.ndarray],
+        fetches: Sequence[str],
+        timeout_ms: int | None,
+    ) -> list[np.ndarray]:
+        """Run one request as part of a batch of its queue; returns its own rows of every output.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT for inputs that cannot be batched or too many rows,
+                UNAVAILABLE when the queue is full, DEADLINE_EXCEEDED when the deadline passes while
+                queued, or the session's error.
+        """
+        sizes = {array.shape[0] if array.ndim else -1 for array in feeds.values()}
+        if len(sizes) != 1 or -1 in sizes:
+            raise _invalid(
+                "Batching session Run() input tensors must have equal 0th-dimension size; got "
+                + ", ".join(f"{name}: {array.shape}" for name, array in sorted(feeds.items()))
+            )
+        size = sizes.pop()
+        limit = self.options.max_batch_size
+        if size > self.options.execution_size and not self.options.enable_large_batch_splitting:
+            raise _invalid(f"Task size {size} is larger than maximum input batch size {limit}")
+        shapes = tuple((name, array.shape[1:], array.dtype.str) for name, array in sorted(feeds.items()))
+        queue_key = (key, tuple(fetches), shapes)
+        step = self.options.execution_size
+        pieces = [
+            _Task(
+                {name: array[start : start + step] for name, array in feeds.items()}, min(step, size - start)
+            )
+            for start in range(0, max(size, 1), step)
+        ]
+        with self._lock:
+            queue = self._queues.setdefault(queue_key, _Queue(run, tuple(fetches)))
+            for task in pieces:
+                self._enqueue(queue, task)
+            self._lock.notify_all()
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        for task in pieces:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not task.done.wait(left):
+                raise ServingError("Deadline exceeded while queued for batching", code="DEADLINE_EXCEEDED")
+            if task.error is not None:
+                raise task.error
+        outputs = [task.outputs for task in pieces if task.outputs is not None]
+        if len(outputs) == 1:
+            return outputs[0]
+        merged = []
+        for parts in zip(*outputs, strict=True):
+            rows = [part.shape[0] if part.ndim else -1 for part in parts]
+            # Outputs with the request's rows are joined; others (no batch dimension) are the same whole.
+            batched = rows == [task.size for task in pieces]
+            merged.append(np.concatenate(parts) if batched else parts[0])
+        return merged
+
+    def _enqueue(self, queue: _Queue, task: _Task) -> None:
+        limit = self.options.execution_size
+        batch = queue.open
+        if batch is not None and batch.size + task.size > limit:
+            queue.ready.append(batch)
+            batch = queue.open = None
+        if batch is None:
+            if len(queue.ready) + 1 > self.options.max_enqueued_batches:
+                raise ServingError(QUEUE_FULL_MESSAGE, code="UNAVAILABLE", details=QUEUE_FULL_MESSAGE)
+            batch = queue.open = _Batch()
+        batch.tasks.append(task)
+        batch.size += task.size
+        if batch.size >= limit:
+            queue.ready.append(batch)
+            queue.open = None
+
+    def _next_batch(self) -> tuple[_Queue, _Batch] | None:
+        """A batch to run now, or None; with the lock held."""
+        timeout = self.options.batch_timeout_micros / 1e6
+        now = time.monotonic()
+        for queue in self._queues.values():
+            if queue.ready:
+                return queue, queue.ready.popleft()
+        for queue in self._queues.values():
+            if queue.open is not None and now - queue.open.opened >= timeout:
+                batch, queue.open = queue.open, None
+                return queue, batch
+        return None
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                chosen = self._next_batch()
+                while chosen is None:
+                    if self._stopped:
+                        return
+                    self._lock.wait(self._wait_time())
+                    chosen = self._next_batch()
+            self._execute(*chosen)
+
+    def _wait_time(self) -> float | None:
+        opened = [q.open.opened for q in self._queues.values() if q.open is not None]
+        if not opened:
+            return None
+        return max(0.0, min(opened) + self.options.batch_timeout_micros / 1e6 - time.monotonic())
+
+    def _execute(self, queue: _Queue, batch: _Batch) -> None:
+        rows = batch.size
+        padded = self._padded(rows)
+        feeds = {}
+        for name in batch.tasks[0].feeds:
+            parts = [task.feeds[name] for task in batch.tasks]
+            if padded > rows:
+                # TF Serving pads with copies of the first row of the first request.
+                parts.append(np.repeat(parts[0][:1], padded - rows, axis=0))
+            feeds[name] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        try:
+            outputs = queue.run(feeds, queue.fetches, None)
+        except ServingError as error:
+            for task in batch.tasks:
+                task.error = error
+                task.done.set()
+            return
+        except Exception as error:  # the session failed in a way run() did not map
+            failure = ServingError(str(error), code="INTERNAL", details=str(error))
+            for task in batch.tasks:
+                task.error = failure
+                task.done.set()
+            return
+        start = 0
+        for task in batch.tasks:
+            task.outputs = [
+                output[start : start + task.size] if output.ndim and output.shape[0] == padded else output
+                for output in outputs
+            ]
+            start += task.size
+            task.done.set()
+        logger.debug("ran a batch of %d requests, %d rows (padded to %d)", len(batch.tasks), rows, padded)
+
+    def _padded(self, rows: int) -> int:
+        sizes = self.options.allowed_batch_sizes
+        if not sizes:
+            return rows
+        index = bisect.bisect_left(sizes, rows)
+        return sizes[index] if index < len(sizes) else rows
+
+    def forget(self, key: Hashable) -> None:
+        """Drop the (empty) queues of one servable when it unloads."""
+        with self._lock:
+            for queue_key in [k for k in self._queues if isinstance(k, tuple) and k[0] == key]:
+                del self._queues[queue_key]
+
+    def stop(self) -> None:
+        """Let the threads finish what is queued, then end them."""
+        with self._lock:
+            self._stopped = True
+            self._lock.notify_all()
+        for thread in self._threads:
+            thread.join()
