@@ -10,6 +10,7 @@ The server process is stopped on the way out, also on errors and Ctrl-C.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -144,23 +145,30 @@ def compare_layers(
             f"{len(images)} images per request"
         )
         client.predict(images[:1], list(layers))  # first call fetches the signatures and opens the channel
+        log("  median of 3 calls each, after one untimed call")
         log(f"  {'layer':<10} {'shape':<22} {'layertap serve':>15} {'Keras predict':>15} {'max |diff|':>11}")
         for layer in layers:
-            started = time.perf_counter()
-            served = client.predict_layer(images, layer)
-            served_ms = (time.perf_counter() - started) * 1000
             # What people do today: a sub-model per layer, asked in-process with Model.predict.
             sub_model = keras.Model(model.inputs, model.get_layer(layer).output)
-            sub_model.predict(images[:1], verbose=0)  # exclude tracing, as the server warmed up
-            started = time.perf_counter()
-            local = sub_model.predict(images, verbose=0)
-            local_ms = (time.perf_counter() - started) * 1000
+            served, served_ms = _timed(functools.partial(client.predict_layer, images, layer))
+            local, local_ms = _timed(functools.partial(sub_model.predict, images, verbose=0))
             differences[layer] = float(np.max(np.abs(served - local)))
             log(
                 f"  {layer:<10} {served.shape!s:<22} {served_ms:>12.1f} ms {local_ms:>12.1f} ms"
                 f" {differences[layer]:>11.1e}"
             )
     return differences
+
+
+def _timed(call: Callable[[], np.ndarray], repeats: int = 3) -> tuple[np.ndarray, float]:
+    """The result of `call` and its median latency in ms over `repeats` runs, after one untimed run."""
+    result = call()  # first calls trace functions and pick kernels; neither side should pay for that here
+    latencies = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = call()
+        latencies.append((time.perf_counter() - started) * 1000)
+    return result, float(np.median(latencies))
 
 
 def run_serving_half(
