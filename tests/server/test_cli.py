@@ -120,8 +120,9 @@ def test_health_and_reflection(make_repo: Callable[..., Path], start_server: Cal
     requests = [
         reflection_pb2.ServerReflectionRequest(list_services=""),
         reflection_pb2.ServerReflectionRequest(file_containing_symbol="tensorflow.serving.PredictionService"),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.health.v1.Health"),
     ]
-    listed, described = list(stub.ServerReflectionInfo(iter(requests), timeout=10))
+    listed, described, health_file = list(stub.ServerReflectionInfo(iter(requests), timeout=10))
     names = sorted(service.name for service in listed.list_services_response.service)
     assert names == [
         "grpc.health.v1.Health",
@@ -137,6 +138,11 @@ def test_health_and_reflection(make_repo: Callable[..., Path], start_server: Cal
     ]
     services = {s.name: [m.name for m in s.method] for f in files for s in f.service}
     assert services["PredictionService"] == ["Predict", "GetModelMetadata"]
+    assert "layertap/proto/serving.proto" in {f.name for f in files}  # the message types come along
+    health_proto = descriptor_pb2.FileDescriptorProto.FromString(
+        health_file.file_descriptor_response.file_descriptor_proto[0]
+    )
+    assert [s.name for s in health_proto.service] == ["Health"]
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_cleanly(make_repo: Callable[..., Path]) -> None:

@@ -89,7 +89,6 @@ class LayertapServer:
                 *options.channel_arguments(),
             ],
         )
-        extra: tuple[str, ...] = ()
         if options.enable_grpc_healthcheck_service:
             from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -97,8 +96,7 @@ class LayertapServer:
             health_pb2_grpc.add_HealthServicer_to_server(servicer, self._grpc)
             servicer.set("", health_pb2.HealthCheckResponse.SERVING)
             self._health = servicer
-            extra = (health.SERVICE_NAME,)
-        enable_reflection(self._grpc, extra)
+        enable_reflection(self._grpc, health=options.enable_grpc_healthcheck_service)
 
     @property
     def address(self) -> str:

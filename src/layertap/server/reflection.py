@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
 
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
@@ -29,13 +30,24 @@ _SERVICES: dict[str, list[tuple[str, str, str]]] = {
 }
 
 
-def service_pool() -> descriptor_pool.DescriptorPool:
-    """A descriptor pool holding layertap's messages and TF Serving's service definitions over them."""
+def _add_file(pool: descriptor_pool.DescriptorPool, file: FileDescriptor, added: set[str]) -> None:
+    if file.name in added:
+        return
+    for dependency in file.dependencies:
+        _add_file(pool, dependency, added)
+    proto = descriptor_pb2.FileDescriptorProto()
+    file.CopyToProto(proto)
+    pool.Add(proto)
+    added.add(file.name)
+
+
+def service_pool(extra_files: tuple[FileDescriptor, ...] = ()) -> descriptor_pool.DescriptorPool:
+    """A descriptor pool holding layertap's messages, TF Serving's service definitions over them, and
+    `extra_files` (e.g. the health service's)."""
     pool = descriptor_pool.DescriptorPool()
-    for file in (*pb.DESCRIPTOR.dependencies, pb.DESCRIPTOR):
-        proto = descriptor_pb2.FileDescriptorProto()
-        file.CopyToProto(proto)
-        pool.Add(proto)
+    added: set[str] = set()
+    for file in (pb.DESCRIPTOR, *extra_files):
+        _add_file(pool, file, added)
     services = descriptor_pb2.FileDescriptorProto(
         name=SERVICE_FILE, package="tensorflow.serving", syntax="proto3", dependency=[pb.DESCRIPTOR.name]
     )
@@ -51,9 +63,16 @@ def service_pool() -> descriptor_pool.DescriptorPool:
     return pool
 
 
-def enable_reflection(server: grpc.Server, extra_services: tuple[str, ...] = ()) -> None:
-    """Serve grpc.reflection.v1alpha.ServerReflection listing TF Serving's services and `extra_services`."""
-    from grpc_reflection.v1alpha import reflection
+def enable_reflection(server: grpc.Server, *, health: bool) -> None:
+    """Serve grpc.reflection.v1alpha.ServerReflection for TF Serving's services, itself, and health."""
+    from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-    names = (*_SERVICES, *extra_services, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server, pool=service_pool())
+    files: tuple[FileDescriptor, ...] = (reflection_pb2.DESCRIPTOR,)
+    names: tuple[str, ...] = (*_SERVICES, reflection.SERVICE_NAME)
+    if health:
+        from grpc_health.v1 import health as health_module
+        from grpc_health.v1 import health_pb2
+
+        files += (health_pb2.DESCRIPTOR,)
+        names += (health_module.SERVICE_NAME,)
+    reflection.enable_server_reflection(names, server, pool=service_pool(files))
