@@ -59,7 +59,7 @@ def test_flags_parse_with_tf_serving_spelling() -> None:
     [
         "--enable_per_model_batching_parameters",
         "--xla_cpu_compilation_enabled=true",
-        "--monitoring_config_file=m.cfg",
+        "--num_tflite_pools=2",
     ],
 )
 def test_unsupported_tf_serving_flags_are_refused_by_name(flag: str) -> None:
@@ -68,6 +68,11 @@ def test_unsupported_tf_serving_flags_are_refused_by_name(flag: str) -> None:
         _parse("--model_base_path=/m", flag)
     assert f"--{name} is a TensorFlow Serving flag that layertap serve does not support" in str(caught.value)
     assert UNSUPPORTED_FLAGS[name] in str(caught.value)
+
+
+def test_monitoring_needs_the_rest_port() -> None:
+    with pytest.raises(ConfigError, match="serves metrics on the REST port; add --rest_api_port"):
+        _parse("--model_base_path=/m", "--monitoring_config_file=monitoring.config")
 
 
 def test_batching_file_without_batching_is_refused() -> None:

@@ -93,3 +93,50 @@ def test_metadata(rest: str) -> None:
     add = body["metadata"]["signature_def"]["signature_def"]["add"]
     assert add["inputs"]["a"]["dtype"] == "DT_INT64"
     assert add["method_name"] == "tensorflow/serving/predict"
+
+
+def test_prometheus_metrics_on_the_rest_port(
+    make_repo: Callable[..., Path], start_server: Callable[..., tuple], tmp_path: Path
+) -> None:
+    import grpc
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    base = make_repo("mon", {1: "1"})
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n')
+    server, channel = start_server(
+        model_name="mon",
+        model_base_path=str(base),
+        rest_api_port=_free_port(),
+        monitoring_config_file=str(monitoring),
+        enable_model_warmup=False,
+    )
+    rest_url = f"http://127.0.0.1:{server.rest_port}"
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mon"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.ones((1, 2), np.float32)))
+    stub.Predict(request, timeout=10)
+    request.model_spec.version.value = 9
+    with pytest.raises(grpc.RpcError):
+        stub.Predict(request, timeout=10)
+    assert _call(f"{rest_url}/v1/models/mon:predict", {"instances": [[1.0, 1.0]]})[0] == 200
+    with urllib.request.urlopen(f"{rest_url}/monitoring/prometheus/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"] == "text/plain; version=0.0.4"
+        lines = response.read().decode().splitlines()
+    assert ":tensorflow:serving:request_count" in {
+        line.split()[2] for line in lines if line.startswith("# TYPE")
+    }
+    assert ':tensorflow:serving:request_count{model_name="mon",status="OK"} 2' in lines
+    assert ':tensorflow:serving:request_count{model_name="mon",status="NOT_FOUND"} 1' in lines
+    grpc_prefix = (
+        ':tensorflow:serving:request_latency_bucket{model_name="mon",API="Predict",entrypoint="GRPC",'
+    )
+    assert f'{grpc_prefix}le="10"}} 0' in lines
+    assert f'{grpc_prefix}le="+Inf"}} 1' in lines
+    assert (
+        f':tensorflow:cc:saved_model:load_attempt_count{{model_path="{base / "1"}",status="success"}} 1'
+        in lines
+    )

@@ -127,7 +127,11 @@ class LayertapServer:
         if self.options.rest_api_port:
             try:
                 self._rest = RestServer(
-                    self.manager, host, self.options.rest_api_port, self.options.rest_api_timeout_in_ms
+                    self.manager,
+                    host,
+                    self.options.rest_api_port,
+                    self.options.rest_api_timeout_in_ms,
+                    _metrics_path(self.options.monitoring_config_file),
                 )
             except OSError as error:
                 self._grpc.stop(None)
@@ -193,6 +197,19 @@ def create_server(options: ServerOptions) -> tuple[LayertapServer, int]:
         raise
     server.batching = batching
     return server, port
+
+
+def _metrics_path(monitoring_config_file: str) -> str | None:
+    if not monitoring_config_file:
+        return None
+    from layertap.config.monitoring import PROMETHEUS_PATH, read_monitoring_config
+
+    config = read_monitoring_config(monitoring_config_file).prometheus_config
+    if not config.enable:
+        return None
+    path = config.path or PROMETHEUS_PATH
+    logger.info("Prometheus metrics at %s on the REST port", path)
+    return path
 
 
 def _batching(options: ServerOptions) -> BatchScheduler | None:

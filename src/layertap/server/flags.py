@@ -56,6 +56,7 @@ class ServerOptions:
     enable_batching: bool = False
     batching_parameters_file: str = ""
     ssl_config_file: str = ""
+    monitoring_config_file: str = ""
     rest_api_port: int = 0
     rest_api_timeout_in_ms: int = 30000
     # layertap's own flags (TF Serving has no equivalent).
@@ -98,7 +99,6 @@ UNSUPPORTED_FLAGS: dict[str, str] = {
     "use_alts_credentials": "ALTS needs Google Cloud; use --ssl_config_file",
     "platform_config_file": "only the TensorFlow SavedModel platform is served",
     "per_process_gpu_memory_fraction": "layertap serve runs on the CPU",
-    "monitoring_config_file": "Prometheus metrics are not exported",
     "remove_unused_fields_from_bundle_metagraph": "the MetaGraph is kept whole",
     "prefer_tflite_model": "TensorFlow Lite models are not served",
     "num_tflite_pools": "TensorFlow Lite models are not served",
@@ -178,6 +178,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     boolean("enable_batching", "batch concurrent requests of each signature on the server")
     text("batching_parameters_file", "BatchingParameters in protobuf text format (with --enable_batching)")
     text("ssl_config_file", "SSLConfig in protobuf text format: serve gRPC over TLS")
+    text("monitoring_config_file", "MonitoringConfig text: Prometheus metrics on the REST port")
     number("rest_api_port", int, "HTTP/REST port; 0 = no REST API (default)")
     number("rest_api_timeout_in_ms", int, "deadline of one REST request (default 30000)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -220,6 +221,11 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
         raise ConfigError(
             "--grpc_max_threads must be >= 1 and --max_queued_requests >= 0; got "
             f"{options.grpc_max_threads} and {options.max_queued_requests}"
+        )
+    if options.monitoring_config_file and not options.rest_api_port:
+        raise ConfigError(
+            f"--monitoring_config_file={options.monitoring_config_file} serves metrics on the REST port; "
+            "add --rest_api_port (TF Serving uses 8501)"
         )
     if options.batching_parameters_file and not options.enable_batching:
         raise ConfigError(

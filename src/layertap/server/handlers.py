@@ -20,6 +20,7 @@ import grpc
 from layertap.errors import ServingError, TensorFormatError
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
+from layertap.server import metrics
 from layertap.server.batching import QUEUE_FULL_MESSAGE
 from layertap.server.manager import ModelManager
 from layertap.server.predict import predict
@@ -82,17 +83,23 @@ class _Services:
     def predict(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         if not self._admission.try_enter():
             context.abort(grpc.StatusCode.UNAVAILABLE, QUEUE_FULL_MESSAGE)
+        started = time.monotonic()
+        model = [""]
         try:
-            return self._admission.run(lambda: self._predict(request, context))
+            response = self._admission.run(lambda: self._predict(request, context, model))
         except ServingError as error:
             logger.debug("Predict failed: %s %s", error.code, error.details or error)
+            metrics.record_request(model[0], error.code or "UNKNOWN", "Predict", "GRPC", 0)
             _abort(context, error)
+        metrics.record_request(model[0], "OK", "Predict", "GRPC", (time.monotonic() - started) * 1e6)
+        return response
 
-    def _predict(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+    def _predict(self, request: bytes, context: grpc.ServicerContext, model: list[str]) -> bytes:
         try:
             call = codec.decode_predict_request(request)
         except TensorFormatError as error:
             raise ServingError(str(error), code="INVALID_ARGUMENT", details=str(error)) from None
+        model[0] = call.model_spec.name
         remaining = context.time_remaining()
         timeout_ms = None if remaining is None or remaining > 1e9 else int(remaining * 1000)
         if timeout_ms is not None and timeout_ms <= 0:

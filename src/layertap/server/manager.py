@@ -27,7 +27,7 @@ from layertap.errors import (
     ServingError,
 )
 from layertap.proto import serving_pb2 as pb
-from layertap.server import policy, repository, warmup
+from layertap.server import metrics, policy, repository, warmup
 from layertap.server.batching import BatchScheduler
 from layertap.server.flags import ServerOptions
 from layertap.server.servable import Servable, SessionSettings, import_tensorflow, serving_error_from_tf
@@ -280,6 +280,7 @@ class ModelManager:
             except Exception as error:
                 failure = serving_error_from_tf(error)
             else:
+                metrics.record_load(str(record.path), ok=True)
                 with self._lock:
                     record.servable, record.state, record.error = (
                         servable,
@@ -296,6 +297,7 @@ class ModelManager:
                     ", ".join(sorted(servable.signatures)),
                 )
                 return
+            metrics.record_load(str(record.path), ok=False)
             logger.error(
                 "Loading servable { name: %s version: %d } failed (attempt %d of %d): %s",
                 name,

@@ -8,12 +8,14 @@ the Predict RPC and warmup replay, so both behave the same.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from layertap.errors import InvalidArgumentError, SignatureNotFoundError, TensorFormatError
 from layertap.proto import serving_pb2 as pb
+from layertap.server import metrics
 from layertap.server.servable import Servable
 from layertap.wire import dtypes
 
@@ -127,5 +129,7 @@ def predict(
     spec.version.value = servable.version
     feeds = _check_inputs(signature, inputs)
     plan = _output_plan(signature, output_filter)
+    started = time.monotonic()
     arrays = servable.run(feeds, [name for _, name in plan], timeout_ms)
+    metrics.record_runtime(model_name, "Predict", (time.monotonic() - started) * 1e6)
     return Prediction(spec, {alias: array for (alias, _), array in zip(plan, arrays, strict=True)})

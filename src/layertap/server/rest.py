@@ -3,7 +3,8 @@
 `GET /v1/models/M[/versions/V|/labels/L]` is the model status (the usual readiness probe),
 `.../metadata` the signatures, and `POST .../M[/versions/V|/labels/L]:predict` takes
 `{"signature_name", "instances"}` (row format) or `{"inputs"}` (columnar), answering `predictions` or
-`outputs`. Errors are `{"error": message}` with TF Serving's HTTP status for the gRPC code. The
+`outputs`. With `--monitoring_config_file`, Prometheus metrics are served at the configured path.
+Errors are `{"error": message}` with TF Serving's HTTP status for the gRPC code. The
 standard library's threading HTTP server runs it; checks and messages are the gRPC path's.
 """
 
@@ -14,6 +15,7 @@ import json
 import logging
 import re
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,6 +25,7 @@ from google.protobuf import json_format
 
 from layertap.errors import ServingError
 from layertap.proto import serving_pb2 as pb
+from layertap.server import metrics
 from layertap.server.manager import ModelManager
 from layertap.server.predict import predict, resolve_signature
 from layertap.wire import dtypes
@@ -178,14 +181,25 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
+        path = self.path.split("?", 1)[0]
+        if method == "GET" and self.server.metrics_path and path == self.server.metrics_path:
+            self._send_text(200, metrics.METRICS.render())
+            return
+        started = time.monotonic()
+        match = _PATH.match(path)
         try:
-            match = _PATH.match(self.path.split("?", 1)[0])
             if match is None or (method == "POST") != (match["method"] is not None):
                 raise _invalid(f"Malformed request: {method} {self.path}")
             if method == "GET":
                 body = self._metadata(match) if match["resource"] else self._status(match)
             elif match["method"] == "predict":
-                body = self._predict(match)
+                try:
+                    body = self._predict(match)
+                except ServingError as error:
+                    metrics.record_request(match["name"], error.code or "UNKNOWN", "Predict", "REST", 0)
+                    raise
+                elapsed = (time.monotonic() - started) * 1e6
+                metrics.record_request(match["name"], "OK", "Predict", "REST", elapsed)
             else:
                 message = f"layertap serve does not implement :{match['method']}; use :predict"
                 raise ServingError(message, code="UNIMPLEMENTED", details=message)
@@ -235,11 +249,16 @@ class _Handler(BaseHTTPRequestHandler):
         return _predict_body(result.outputs, row)
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body, indent=1).encode()
+        self._send_bytes(status, json.dumps(body, indent=1).encode(), "application/json")
+
+    def _send_text(self, status: int, text: str) -> None:
+        self._send_bytes(status, text.encode(), "text/plain; version=0.0.4")
+
+    def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
         self.send_response(
             status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
         )
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -257,17 +276,22 @@ def _code_name(code: int) -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], manager: ModelManager, timeout_ms: int) -> None:
+    def __init__(
+        self, address: tuple[str, int], manager: ModelManager, timeout_ms: int, metrics_path: str | None
+    ) -> None:
         super().__init__(address, _Handler)
         self.manager = manager
         self.timeout_ms = timeout_ms
+        self.metrics_path = metrics_path
 
 
 class RestServer:
-    """The REST API on `host:port`, served from a background thread until `stop`."""
+    """The REST API on `host:port` (and Prometheus metrics at `metrics_path`), until `stop`."""
 
-    def __init__(self, manager: ModelManager, host: str, port: int, timeout_ms: int) -> None:
-        self._server = _Server((host, port), manager, timeout_ms)
+    def __init__(
+        self, manager: ModelManager, host: str, port: int, timeout_ms: int, metrics_path: str | None = None
+    ) -> None:
+        self._server = _Server((host, port), manager, timeout_ms, metrics_path)
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="layertap-rest", daemon=True)
 
