@@ -193,15 +193,20 @@ def test_keras_hub_backbone(run_in_session: SessionRunner, tmp_path: Path) -> No
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_state_outside_the_model_is_saved_too(tmp_path: Path) -> None:
+def test_state_outside_the_model_is_saved_too(run_in_session: SessionRunner, tmp_path: Path) -> None:
     import keras
 
     x = keras.Input((4,), name="x")
-    # An unseeded keras.random call uses Keras' global seed generator, which is no model variable.
+    # An unseeded keras.random call uses Keras' global seed generator, which is no model variable:
+    # saving used to fail with "untracked resource". (Random ops at inference draw new numbers on
+    # every call, so there is nothing deterministic to verify against.)
     noisy = keras.layers.Lambda(lambda t: t + keras.random.normal(keras.ops.shape(t)), name="noisy")(x)
-    result = export(keras.Model(x, noisy), ["noisy"], base_path=tmp_path, name="seeded")
+    result = export(keras.Model(x, noisy), ["noisy"], base_path=tmp_path, name="seeded", verify=False)
     assert result.sizes.parameter_bytes == 0
-    assert result.max_errors == {"serving_default": 0.0, "noisy": 0.0}
+    value = np.zeros((2, 4), dtype=np.float32)
+    drawn = run_in_session(result.path, "noisy", {"x": value})["noisy"]
+    assert drawn.shape == (2, 4)
+    assert np.all(drawn != 0.0)
 
 
 def test_layer_with_several_outputs(run_in_session: SessionRunner, tmp_path: Path) -> None:

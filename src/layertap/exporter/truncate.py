@@ -9,6 +9,7 @@ depend on, so a signature for one branch of a two-input model asks for that bran
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from layertap.exporter.specs import LayerRef
 __all__ = ["DEFAULT_SIGNATURE", "Signature", "plan_signatures", "tensors_for"]
 
 DEFAULT_SIGNATURE = "serving_default"
+_CUTS = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ def _tensors(steps: Sequence[tuple[Any, Any]]) -> list[Any]:
     # A Sequential's `.input` is its first call's input in the OUTER graph; its own inputs are
     # `.inputs`. A Functional's `.input` is its own input structure, which its call expects.
     own_input = layer.inputs[0] if len(layer.inputs) == 1 else layer.input
-    cut = keras.Model(own_input, inner_outputs, name=f"{layer.name}_cut")
+    # Unique names: one reference model later holds the cuts of several signatures.
+    cut = keras.Model(own_input, inner_outputs, name=f"{layer.name}_cut_{next(_CUTS)}")
     outputs = cut(*node.arguments.args, **node.arguments.kwargs)
     return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
 

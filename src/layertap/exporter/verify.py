@@ -53,17 +53,7 @@ def verify_savedmodel(
     """
     import tensorflow as tf
 
-    expected: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
-    for number, signature in enumerate(signatures):
-        inputs = sample_inputs(signature.input_specs, batch=VERIFY_BATCH, seed=seed + number)
-        outputs = signature.model([inputs[alias] for alias in signature.input_aliases], training=False)
-        if not isinstance(outputs, list | tuple):
-            outputs = [outputs]
-        expected[signature.key] = (
-            inputs,
-            {alias: np.asarray(out) for alias, out in zip(signature.output_aliases, outputs, strict=True)},
-        )
-
+    expected = _keras_outputs(signatures, seed=seed)
     errors: dict[str, float] = {}
     graph = tf.Graph()
     with tf.compat.v1.Session(graph=graph) as session:
@@ -76,6 +66,40 @@ def verify_savedmodel(
             progress(f"verifying signature {signature.key} through the session loader")
             errors[signature.key] = _run_one(session, meta_graph, signature, *expected[signature.key])
     return errors
+
+
+def _keras_outputs(
+    signatures: Sequence[Signature], *, seed: int
+) -> dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Random inputs and the in-memory Keras outputs for every signature: {key: (inputs, outputs)}.
+
+    All signatures share one set of inputs and one Keras pass over every output they return: the
+    sub-models share the model's graph, so this computes each output once.
+    """
+    import keras
+
+    tensors: dict[str, Any] = {}
+    specs: dict[str, tuple[str, tuple[int | None, ...], str]] = {}
+    for signature in signatures:
+        for alias, tensor, spec in zip(
+            signature.input_aliases, signature.model.inputs, signature.input_specs, strict=True
+        ):
+            tensors[alias] = tensor
+            specs[alias] = spec
+    aliases = list(tensors)
+    outputs = [tensor for signature in signatures for tensor in signature.model.outputs]
+    combined = keras.Model([tensors[alias] for alias in aliases], outputs, name="layertap_reference")
+    inputs = sample_inputs([specs[alias] for alias in aliases], batch=VERIFY_BATCH, seed=seed)
+    values = iter(
+        np.asarray(value) for value in combined([inputs[alias] for alias in aliases], training=False)
+    )
+    return {
+        signature.key: (
+            {alias: inputs[alias] for alias in signature.input_aliases},
+            {alias: next(values) for alias in signature.output_aliases},
+        )
+        for signature in signatures
+    }
 
 
 def _run_one(
