@@ -192,3 +192,18 @@ def test_versions_increment_and_are_never_overwritten(cnn: Any, tmp_path: Path) 
         export(cnn, ["conv_2"], base_path=tmp_path, name="m", version=7, verify=False)
     assert (tmp_path / "m" / "7" / "saved_model.pb").read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [".layertap.lock", "1", "2", "7", "8"]
+
+
+def test_signature_key_collisions_fail_before_writing(cnn: Any, tmp_path: Path) -> None:
+    from layertap.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"group name 'conv_1' is already a signature key"):
+        export(cnn, ["conv_1"], base_path=tmp_path, name="m", groups={"conv_1": ["conv_2"]})
+    with pytest.raises(UsageError, match="group name 'serving_default'"):
+        export(cnn, [], base_path=tmp_path, name="m", groups={"serving_default": ["conv_2"]})
+    with pytest.raises(UsageError, match="lists a layer twice"):
+        export(cnn, [], base_path=tmp_path, name="m", groups={"g": ["conv_2", 2]})
+    assert not (tmp_path / "m").exists()
+    # the same layer by name and by index is one signature
+    result = export(cnn, ["conv_1", 0], base_path=tmp_path, name="m", verify=False)
+    assert list(result.signatures) == ["serving_default", "conv_1"]

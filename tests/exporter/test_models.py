@@ -229,3 +229,43 @@ def test_layer_with_several_outputs(run_in_session: SessionRunner, tmp_path: Pat
     expected = [np.asarray(t) for t in keras.Model(x, [sequence, hidden, cell])(value)]
     for index, want in enumerate(expected):
         np.testing.assert_allclose(got[f"lstm:{index}"], want, atol=1e-5)
+
+
+def test_dtypes_are_kept_for_mixed_precision(run_in_session: SessionRunner, tmp_path: Path) -> None:
+    import keras
+
+    keras.utils.set_random_seed(10)
+    x = keras.Input((3,), name="x")
+    half = keras.layers.Dense(4, dtype="mixed_float16", name="half")(x)
+    model = keras.Model(x, keras.layers.Dense(2, dtype="float32", name="out")(half))
+    result = export(model, ["half"], base_path=tmp_path, name="mixed")
+    assert result.signatures["half"].inputs == {"x": ((None, 3), "float32")}
+    assert result.signatures["half"].outputs == {"half": ((None, 4), "float16")}
+    assert result.signatures["serving_default"].outputs == {"out": ((None, 2), "float32")}
+    got = run_in_session(result.path, "half", {"x": np.ones((1, 3), dtype=np.float32)})["half"]
+    assert got.dtype == np.float16
+    kernel, bias = (np.asarray(w, dtype=np.float32) for w in model.get_layer("half").weights)
+    np.testing.assert_allclose(got.astype(np.float32), np.ones((1, 3)) @ kernel + bias, rtol=1e-2, atol=1e-2)
+
+
+def test_inspect_nested_model_rows() -> None:
+    import keras
+
+    from layertap.exporter import inspect_model
+
+    inner_in = keras.Input((4,), name="inner_in")
+    inner = keras.Model(inner_in, keras.layers.Dense(3, name="a")(inner_in), name="tower")
+    x = keras.Input((4,), name="x")
+    model = keras.Model(x, keras.layers.Dense(1, name="top")(inner(keras.layers.Dense(4, name="pre")(x))))
+    rows = inspect_model(model)
+    assert [(row.index, row.spec, row.kind) for row in rows] == [
+        (1, "pre", "Dense"),
+        (2, "tower", "Functional"),
+        (None, "tower/a", "Dense"),
+        (3, "top", "Dense"),
+    ]
+    # pre: 2*16 + 4; tower/a: 2*12 + 3; top: 2*3 + 1
+    assert [row.flops for row in rows] == [36, 63, 63, 70]
+    assert [row.parameters for row in rows] == [20, 15, 15, 4]
+    assert rows[2].output_shape == ((None, 3),)
+    assert rows[-1].share == 1.0

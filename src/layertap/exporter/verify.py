@@ -19,20 +19,31 @@ from layertap.errors import VerificationError
 from layertap.exporter.samples import sample_inputs
 from layertap.exporter.truncate import Signature
 
-__all__ = ["TOLERANCE", "VERIFY_BATCH", "relative_error", "verify_savedmodel"]
+__all__ = ["TOLERANCE", "VERIFY_BATCH", "relative_error", "tolerance_for", "verify_savedmodel"]
 
 logger = logging.getLogger(__name__)
 
 # float32: max abs error <= 1e-5 of the output's scale (its largest magnitude).
 TOLERANCE = 1e-5
 VERIFY_BATCH = 3
+# Half-precision outputs (mixed-precision models) carry ~3 significant digits.
+_HALF_TOLERANCE = 1e-2
+
+
+def _is_float(dtype: np.dtype[Any]) -> bool:
+    return dtype.kind in "fc" or dtype.name == "bfloat16"
+
+
+def tolerance_for(dtype: np.dtype[Any]) -> float:
+    """The accepted relative error for outputs of `dtype`."""
+    return _HALF_TOLERANCE if _is_float(dtype) and dtype.itemsize <= 2 else TOLERANCE
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     """Max abs difference over the largest magnitude of `expected` (exact match for non-floats)."""
     if actual.shape != expected.shape:
         return float("inf")
-    if expected.dtype.kind not in "fc":
+    if not _is_float(expected.dtype):
         return 0.0 if np.array_equal(actual, expected) else float("inf")
     difference = float(np.max(np.abs(actual.astype(np.float64) - expected), initial=0.0))
     scale = float(np.max(np.abs(expected.astype(np.float64)), initial=0.0))
@@ -134,10 +145,11 @@ def _run_one(
     worst = 0.0
     for alias, want in expected.items():
         deviation = relative_error(np.asarray(actual[alias]), want)
-        if not deviation <= TOLERANCE:
+        accepted = tolerance_for(want.dtype)
+        if not deviation <= accepted:
             raise VerificationError(
                 f"signature {signature.key!r} output {alias!r} differs from the Keras model: max abs "
-                f"error {deviation:.3g} of the output's scale, more than the {TOLERANCE:g} accepted "
+                f"error {deviation:.3g} of the output's scale, more than the {accepted:g} accepted "
                 f"(shapes {np.shape(actual[alias])} vs {want.shape})"
             )
         worst = max(worst, deviation)
