@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from layertap.errors import ExportError, LayertapError
 from layertap.exporter import _graph, specs
@@ -163,6 +166,7 @@ def export(
             verify_savedmodel(reservation.staging, signatures, seed=seed, progress=report) if verify else {}
         )
         lap("verify")
+        report("writing warmup requests and the manifest to assets.extra")
         extra = reservation.staging / "assets.extra"
         extra.mkdir(exist_ok=True)
         write_warmup(extra, name, signatures, seed=seed)
@@ -172,7 +176,7 @@ def export(
         write_manifest(extra, manifest)
         sizes = Sizes(
             variables_bytes=sum(f.stat().st_size for f in (reservation.staging / "variables").iterdir()),
-            parameter_bytes=sum(int(v.value.numpy().nbytes) for v in model.variables),
+            parameter_bytes=sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables),
         )
         report(f"publishing version {reservation.version}")
         final = repository.publish(reservation)
