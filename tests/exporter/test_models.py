@@ -269,3 +269,44 @@ def test_inspect_nested_model_rows() -> None:
     assert [row.parameters for row in rows] == [20, 15, 15, 4]
     assert rows[2].output_shape == ((None, 3),)
     assert rows[-1].share == 1.0
+
+
+def test_deep_nesting_sequential_and_a_model_called_twice(
+    run_in_session: SessionRunner, tmp_path: Path
+) -> None:
+    import keras
+
+    from layertap.errors import AmbiguousLayerError
+
+    keras.utils.set_random_seed(11)
+    deep_in = keras.Input((3,), name="deep_in")
+    deep = keras.Model(deep_in, keras.layers.Dense(3, name="core", activation="relu")(deep_in), name="deep")
+    seq = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, name="first"), deep], name="seq")
+    tower_in = keras.Input((3,), name="tower_in")
+    tower = keras.Model(tower_in, keras.layers.Dense(3, name="t", activation="tanh")(tower_in), name="tower")
+    x = keras.Input((3,), name="x")
+    model = keras.Model(x, tower(tower(seq(x))))
+
+    with pytest.raises(AmbiguousLayerError, match="'tower' is called 2 times"):
+        export(model, ["tower/t"], base_path=tmp_path, name="deep")
+    result = export(model, ["seq/deep/core", "tower@0/t", "tower@1/t"], base_path=tmp_path, name="deep")
+    assert list(result.signatures) == ["serving_default", "seq/deep/core", "tower@0/t", "tower@1/t"]
+
+    value = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, -0.5]], dtype=np.float32)
+
+    def dense(name: str, owner: Any, inputs: np.ndarray) -> np.ndarray:
+        kernel, bias = (np.asarray(w) for w in owner.get_layer(name).weights)
+        return inputs @ kernel + bias
+
+    core = np.maximum(dense("core", deep, dense("first", seq, value)), 0)
+    once = np.tanh(dense("t", tower, core))
+    twice = np.tanh(dense("t", tower, once))
+    np.testing.assert_allclose(
+        run_in_session(result.path, "seq/deep/core", {"x": value})["seq/deep/core"], core, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        run_in_session(result.path, "tower@0/t", {"x": value})["tower@0/t"], once, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        run_in_session(result.path, "tower@1/t", {"x": value})["tower@1/t"], twice, atol=1e-5
+    )
