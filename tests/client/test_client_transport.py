@@ -8,7 +8,7 @@ import threading
 import grpc
 import numpy as np
 import pytest
-from conftest import MODEL, Certificates, Peer, dense_1, start_server
+from client_peer import MODEL, Certificates, Peer, dense_1, start_server
 
 from layertap import errors
 from layertap.client import TLS, LayerClient

@@ -8,7 +8,7 @@ import time
 import grpc
 import numpy as np
 import pytest
-from conftest import MODEL, Peer, PeerSettings, dense_1, start_server
+from client_peer import MODEL, Peer, PeerSettings, dense_1, start_server
 
 from layertap import errors
 from layertap.client import LayerClient, Retry

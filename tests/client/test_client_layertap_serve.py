@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ECHO_DTYPES, MODEL, dense_1, dense_2, scores
+from client_peer import ECHO_DTYPES, MODEL, dense_1, dense_2, scores
 
 from layertap import errors
 from layertap.client import AsyncLayerClient, LayerClient

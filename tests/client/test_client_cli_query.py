@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MODEL, Peer, dense_1, scores
+from client_peer import MODEL, Peer, dense_1, scores
 
 from layertap.cli import EXIT_OK, EXIT_SERVING, EXIT_USAGE, main
 

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import ECHO_DTYPES, MODEL, Peer, dense_1, dense_2, scores
+from client_peer import ECHO_DTYPES, MODEL, Peer, dense_1, dense_2, scores
 
 from layertap.client import LayerClient, TensorSpec
 from layertap.errors import InvalidInputError, LayerNotFoundError, UsageError

@@ -8,7 +8,7 @@ import inspect
 import grpc
 import numpy as np
 import pytest
-from conftest import MODEL, Peer, dense_1, dense_2, scores
+from client_peer import MODEL, Peer, dense_1, dense_2, scores
 
 from layertap import errors
 from layertap.client import AsyncLayerClient, LayerClient, Retry
