@@ -96,7 +96,7 @@ class ModelManager:
         self._loader = loader or self._load_saved_model
         self._models: dict[str, _Model] = {}
         self._labels: dict[str, dict[str, int]] = {}
-        self._configured = False
+        self._config: pb.ModelServerConfig | None = None
         # _lock guards the maps and is held only briefly; _work serialises polls and reloads, which
         # load models and so take long.
         self._lock = threading.RLock()
@@ -140,14 +140,9 @@ class ModelManager:
             return
 
         def loop() -> None:
-            last: pb.ModelServerConfig | None = None
             while not self._stop.wait(interval):
                 try:
-                    config = read(path)
-                    if last is not None and config == last:
-                        continue
-                    self.reload(config)
-                    last = config
+                    self.reload(read(path))
                 except (LayertapError, OSError) as error:
                     logger.error("not applying %s: %s", path, error)
 
@@ -170,6 +165,9 @@ class ModelManager:
             )
         self._validate(config)
         with self._work:
+            if config == self._config:
+                # TF Serving accepts an identical config as a no-op.
+                return
             labels = self._checked_labels(config)
             entries = {entry.name: entry for entry in config.model_config_list.config}
             with self._lock:
@@ -188,7 +186,8 @@ class ModelManager:
                     else:
                         current.config = entry
                 self._labels = labels
-                self._configured = True
+                self._config = pb.ModelServerConfig()
+                self._config.CopyFrom(config)
             for name in [name for name, model in self._models.items() if model.removed]:
                 self._unload_all(name)
         if wait:
