@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -160,6 +159,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_cleanly(make_repo: Callable
             sys.executable,
             "-m",
             "layertap.cli",
+            "-v",  # debug logs say when a request has arrived
             "serve",
             "--port=0",
             "--model_name=m",
@@ -181,7 +181,16 @@ def test_sigterm_drains_in_flight_requests_and_exits_cleanly(make_repo: Callable
                 break
         assert port is not None, "".join(lines)
         rest: list[str] = []
-        reader = threading.Thread(target=lambda: rest.extend(process.stderr))  # type: ignore[arg-type]
+        arrived = threading.Event()
+
+        def read() -> None:
+            assert process.stderr is not None
+            for line in process.stderr:
+                rest.append(line)
+                if "Predict request for model m signature spin" in line:
+                    arrived.set()
+
+        reader = threading.Thread(target=read)
         reader.start()
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -190,10 +199,11 @@ def test_sigterm_drains_in_flight_requests_and_exits_cleanly(make_repo: Callable
             request.model_spec.signature_name = "spin"
             request.inputs["n"].CopyFrom(tf.make_tensor_proto(np.int32(10)))
             stub.Predict(request, timeout=60)  # connected, and the spin signature warmed up
+            arrived.clear()
             request.inputs["n"].CopyFrom(tf.make_tensor_proto(np.int32(60000)))
             in_flight = stub.Predict.future(request, timeout=120)
-            # Wait until the request is being served, then ask the server to stop.
-            time.sleep(0.5)
+            # Once the server has the request, ask it to stop: it must still answer it.
+            assert arrived.wait(60)
             process.send_signal(signal.SIGTERM)
             response = in_flight.result()
             assert response.model_spec.version.value == 1

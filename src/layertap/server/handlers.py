@@ -100,6 +100,11 @@ class _Services:
         except TensorFormatError as error:
             raise ServingError(str(error), code="INVALID_ARGUMENT", details=str(error)) from None
         model[0] = call.model_spec.name
+        logger.debug(
+            "Predict request for model %s signature %s",
+            call.model_spec.name,
+            call.model_spec.signature_name or "serving_default",
+        )
         remaining = context.time_remaining()
         timeout_ms = None if remaining is None or remaining > 1e9 else int(remaining * 1000)
         if timeout_ms is not None and timeout_ms <= 0:
