@@ -107,6 +107,28 @@ def test_padding_to_allowed_sizes_and_splitting_large_requests(
     np.testing.assert_array_equal(doubled[:, 0], np.arange(10) * 2)
 
 
+def test_variable_length_inputs_are_padded_with_their_first_element(
+    scheduler: Callable[..., BatchScheduler],
+) -> None:
+    seen: list[np.ndarray] = []
+    gate = threading.Event()
+
+    def session(feeds: Mapping[str, np.ndarray], fetches: Sequence[str], timeout: int | None) -> list:
+        seen.append(feeds["x"].copy())
+        gate.wait(30)
+        return [feeds["x"]]
+
+    batcher = scheduler(max_batch_size=8, pad_variable_length_inputs=True, batch_timeout_micros=10**6)
+    short = {"x": np.array([[7, 1]], np.int32)}
+    long = {"x": np.array([[1, 2, 3]], np.int32)}
+    gate.set()
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda f: batcher.run("m", session, f, ["y"], None), [short, long]))
+    assert len(seen) == 1  # one batch for both, within the 1 s batch timeout
+    np.testing.assert_array_equal(results[0][0], [[7, 1, 7]])
+    np.testing.assert_array_equal(results[1][0], [[1, 2, 3]])
+
+
 def test_layertap_serve_with_batching_file(
     make_repo: Callable[..., Path], start_server: Callable[..., tuple], tmp_path: Path
 ) -> None:

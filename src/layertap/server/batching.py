@@ -5,8 +5,10 @@ the same trailing shapes), so requests to different layer signatures never share
 the queue's open batch until it holds `max_batch_size` rows or `batch_timeout_micros` passed since its
 first request; `num_batch_threads` threads, shared by every queue, run batches: inputs are concatenated
 along dimension 0 (padded up to the next `allowed_batch_sizes` entry with copies of the first row, as TF
-Serving pads), the session runs once, and the outputs are split back per request. A queue holds at most
-`max_enqueued_batches` batches; beyond that a request is refused UNAVAILABLE with TF Serving's message.
+Serving pads; with `pad_variable_length_inputs`, tensors of different trailing shapes are padded to the
+largest with their first element), the session runs once, and the outputs are split back per request.
+A queue holds at most `max_enqueued_batches` batches; beyond that a request is refused UNAVAILABLE with
+TF Serving's message.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class BatchingOptions:
     max_enqueued_batches: int = 10
     num_batch_threads: int = 4
     allowed_batch_sizes: tuple[int, ...] = ()
+    pad_variable_length_inputs: bool = False
     enable_large_batch_splitting: bool = False
     max_execution_batch_size: int | None = None
 
@@ -61,7 +64,10 @@ class BatchingOptions:
             if getattr(settings, name) is not None
         }
         sizes = tuple(getattr(settings, "allowed_batch_sizes", ()))
-        return BatchingOptions(**{**defaults.__dict__, **values, "allowed_batch_sizes": sizes})
+        pad = bool(getattr(settings, "pad_variable_length_inputs", False))
+        return BatchingOptions(
+            **{**defaults.__dict__, **values, "allowed_batch_sizes": sizes, "pad_variable_length_inputs": pad}
+        )
 
     @property
     def execution_size(self) -> int:
@@ -97,6 +103,23 @@ class _Queue:
 
 def _invalid(message: str) -> ServingError:
     return ServingError(message, code="INVALID_ARGUMENT", details=message)
+
+
+def _same_shape(parts: list[np.ndarray]) -> list[np.ndarray]:
+    """Pad every part after its values, in each non-batch dimension, to the largest size among the parts.
+
+    As TF Serving's pad_variable_length_inputs does, the padding value is the part's own first element.
+    """
+    target = tuple(max(sizes) for sizes in zip(*(part.shape[1:] for part in parts), strict=True))
+    padded = []
+    for part in parts:
+        if part.shape[1:] == target:
+            padded.append(part)
+            continue
+        widths = [(0, 0)] + [(0, want - have) for have, want in zip(part.shape[1:], target, strict=True)]
+        fill = part.reshape(-1)[0] if part.size else 0
+        padded.append(np.pad(part, widths, mode="constant", constant_values=fill))
+    return padded
 
 
 class BatchScheduler:
@@ -139,7 +162,15 @@ class BatchScheduler:
         limit = self.options.max_batch_size
         if size > self.options.execution_size and not self.options.enable_large_batch_splitting:
             raise _invalid(f"Task size {size} is larger than maximum input batch size {limit}")
-        shapes = tuple((name, array.shape[1:], array.dtype.str) for name, array in sorted(feeds.items()))
+        # Tensors of different trailing shapes share a batch only when they may be padded to one shape.
+        shapes = tuple(
+            (
+                name,
+                array.ndim if self.options.pad_variable_length_inputs else array.shape[1:],
+                array.dtype.str,
+            )
+            for name, array in sorted(feeds.items())
+        )
         queue_key = (key, tuple(fetches), shapes)
         step = self.options.execution_size
         pieces = [
@@ -222,7 +253,7 @@ class BatchScheduler:
         padded = self._padded(rows)
         feeds = {}
         for name in batch.tasks[0].feeds:
-            parts = [task.feeds[name] for task in batch.tasks]
+            parts = _same_shape([task.feeds[name] for task in batch.tasks])
             if padded > rows:
                 # TF Serving pads with copies of the first row of the first request.
                 parts.append(np.repeat(parts[0][:1], padded - rows, axis=0))
