@@ -11,7 +11,10 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -87,3 +90,55 @@ def write_version(tmp_path: Path, saved_model_dir: Path) -> VersionWriter:
         return target
 
     return write
+
+
+# A loopback HTTP server answering `GET /v1/models/NAME` with TF Serving's REST status body (string
+# versions, state names): exercises our REST status reader over real HTTP.
+@contextmanager
+def _rest_status_server(states: dict[str, dict[int, str]]) -> Iterator[str]:
+    """Serve `states` (model -> version -> state name) on 127.0.0.1; yields the base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            prefix = "/v1/models/"
+            name = self.path[len(prefix) :] if self.path.startswith(prefix) else None
+            if name is None or name not in states:
+                self._reply(404, {"error": f"Could not find any versions of model {name}"})
+                return
+            body = {
+                "model_version_status": [
+                    {"version": str(v), "state": s, "status": {"error_code": "OK", "error_message": ""}}
+                    for v, s in sorted(states[name].items(), reverse=True)
+                ]
+            }
+            self._reply(200, body)
+
+        def _reply(self, code: int, body: object) -> None:
+            data = json.dumps(body, indent=1).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+RestStatusServer = Callable[[dict[str, dict[int, str]]], AbstractContextManager[str]]
+
+
+@pytest.fixture
+def rest_status_server() -> RestStatusServer:
+    """`with rest_status_server({"model": {1: "AVAILABLE"}}) as url:` serves that status on 127.0.0.1."""
+    return _rest_status_server

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from config_rest_status import rest_status_server
 
 from layertap.cli import EXIT_FAILURE, EXIT_OK, EXIT_SERVING, EXIT_USAGE, main
 from layertap.config import demo_files, models
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VersionWriter = Callable[..., Path]
+RestStatusServer = Callable[[dict[str, dict[int, str]]], AbstractContextManager[str]]
 
 
 def test_committed_serving_config_is_current() -> None:
@@ -36,7 +37,10 @@ def test_demo_check_detects_drift(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_models_editing_and_label_move(
-    tmp_path: Path, write_version: VersionWriter, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    write_version: VersionWriter,
+    rest_status_server: RestStatusServer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = tmp_path / "models.config"
     mount = ["--mount", f"{tmp_path / 'models'}:/models"]

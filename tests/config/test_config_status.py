@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import pytest
-from config_rest_status import rest_status_server
 
 from layertap.config.status import fetch_version_states
 from layertap.errors import ModelNotFoundError, ServerUnavailableError, ServingError
 
+RestStatusServer = Callable[[dict[str, dict[int, str]]], AbstractContextManager[str]]
 
-def test_states_by_version() -> None:
+
+def test_states_by_version(rest_status_server: RestStatusServer) -> None:
     with rest_status_server({"cnn": {1: "AVAILABLE", 2: "LOADING"}}) as url:
         assert fetch_version_states(url, "cnn") == {1: "AVAILABLE", 2: "LOADING"}
         assert fetch_version_states(url + "/", "cnn") == {1: "AVAILABLE", 2: "LOADING"}

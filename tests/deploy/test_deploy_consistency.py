@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import yaml  # PyYAML comes with kubernetes-validate (dev extra)
-from deploy_tools import DOCKER_DIR, KUBERNETES_DIR, run_tool, tool
 
 from layertap.config import demo_files
 from layertap.config.compat import SERVING_IMAGE_CPU, SERVING_IMAGE_GPU, SERVING_VERSION
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DOCKER_DIR = REPO_ROOT / "docker"
+KUBERNETES_DIR = DOCKER_DIR / "kubernetes"
+Validate = Callable[..., subprocess.CompletedProcess[str]]
+
 
 REQUIRED_FLAGS = {
     "--port=8500",
@@ -29,9 +37,9 @@ def _dockerfile_cmd(name: str) -> list[str]:
     return list(json.loads(match.group(1)))
 
 
-def _compose(profile: str) -> dict:  # type: ignore[type-arg]
-    result = run_tool(
-        tool("docker-compose"),
+def _compose(validate: Validate, profile: str) -> dict:  # type: ignore[type-arg]
+    result = validate(
+        "docker-compose",
         "-f",
         str(DOCKER_DIR / "compose.yaml"),
         "--profile",
@@ -48,7 +56,7 @@ def _deployment() -> dict:  # type: ignore[type-arg]
     return yaml.safe_load((KUBERNETES_DIR / "deployment.yaml").read_text())  # type: ignore[no-any-return]
 
 
-def test_images_are_pinned_to_the_version_layertap_config_knows() -> None:
+def test_images_are_pinned_to_the_version_layertap_config_knows(validate: Validate) -> None:
     assert SERVING_VERSION == "2.21.0"
     assert re.findall(r"^FROM (\S+)$", (DOCKER_DIR / "Dockerfile").read_text(), re.MULTILINE) == [
         SERVING_IMAGE_GPU
@@ -56,19 +64,23 @@ def test_images_are_pinned_to_the_version_layertap_config_knows() -> None:
     assert re.findall(r"^FROM (\S+)$", (DOCKER_DIR / "Dockerfile.cpu").read_text(), re.MULTILINE) == [
         SERVING_IMAGE_CPU
     ]
-    assert _compose("gpu")["services"]["serving"]["image"] == f"layertap/serving:{SERVING_VERSION}-gpu"
-    assert _compose("cpu")["services"]["serving-cpu"]["image"] == f"layertap/serving:{SERVING_VERSION}"
+    assert (
+        _compose(validate, "gpu")["services"]["serving"]["image"] == f"layertap/serving:{SERVING_VERSION}-gpu"
+    )
+    assert (
+        _compose(validate, "cpu")["services"]["serving-cpu"]["image"] == f"layertap/serving:{SERVING_VERSION}"
+    )
     assert _deployment()["spec"]["template"]["spec"]["containers"][0]["image"] == (
         f"layertap/serving:{SERVING_VERSION}-gpu"
     )
 
 
-def test_the_same_flags_everywhere() -> None:
+def test_the_same_flags_everywhere(validate: Validate) -> None:
     gpu_cmd = _dockerfile_cmd("Dockerfile")
     assert gpu_cmd == _dockerfile_cmd("Dockerfile.cpu")
     assert set(gpu_cmd) >= REQUIRED_FLAGS
-    assert _compose("gpu")["services"]["serving"]["command"] == gpu_cmd
-    assert _compose("cpu")["services"]["serving-cpu"]["command"] == gpu_cmd
+    assert _compose(validate, "gpu")["services"]["serving"]["command"] == gpu_cmd
+    assert _compose(validate, "cpu")["services"]["serving-cpu"]["command"] == gpu_cmd
     k8s_args = _deployment()["spec"]["template"]["spec"]["containers"][0]["args"]
     assert k8s_args[: len(gpu_cmd)] == gpu_cmd
     assert k8s_args[len(gpu_cmd) :] == [
@@ -76,8 +88,8 @@ def test_the_same_flags_everywhere() -> None:
     ]
 
 
-def test_compose_gpu_ports_mounts_and_health() -> None:
-    service = _compose("gpu")["services"]["serving"]
+def test_compose_gpu_ports_mounts_and_health(validate: Validate) -> None:
+    service = _compose(validate, "gpu")["services"]["serving"]
     assert service["deploy"]["resources"]["reservations"]["devices"] == [
         {"capabilities": ["gpu"], "driver": "nvidia", "count": -1}  # count: all
     ]
@@ -92,7 +104,7 @@ def test_compose_gpu_ports_mounts_and_health() -> None:
         "tutorial_cnn",
         "8501",
     ]
-    assert "deploy" not in _compose("cpu")["services"]["serving-cpu"]
+    assert "deploy" not in _compose(validate, "cpu")["services"]["serving-cpu"]
 
 
 def test_kubernetes_gpu_probes_and_termination() -> None:

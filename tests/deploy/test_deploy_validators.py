@@ -7,11 +7,18 @@ schema shipped inside check-jsonschema (`--builtin-schema vendor.compose-spec`);
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml  # PyYAML comes with kubernetes-validate (dev extra)
-from deploy_tools import DOCKER_DIR, KUBERNETES_DIR, run_tool, tool
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DOCKER_DIR = REPO_ROOT / "docker"
+KUBERNETES_DIR = DOCKER_DIR / "kubernetes"
+Validate = Callable[..., subprocess.CompletedProcess[str]]
+
 
 COMPOSE = DOCKER_DIR / "compose.yaml"
 
@@ -25,33 +32,33 @@ def _broken_copy(source: Path, tmp_path: Path, old: str, new: str) -> Path:
 
 
 @pytest.mark.parametrize("profile", ["gpu", "cpu"])
-def test_compose_binary_accepts_the_compose_file(profile: str) -> None:
-    result = run_tool(tool("docker-compose"), "-f", str(COMPOSE), "--profile", profile, "config", "--quiet")
+def test_compose_binary_accepts_the_compose_file(profile: str, validate: Validate) -> None:
+    result = validate("docker-compose", "-f", str(COMPOSE), "--profile", profile, "config", "--quiet")
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_binary_rejects_a_broken_copy(tmp_path: Path) -> None:
+def test_compose_binary_rejects_a_broken_copy(tmp_path: Path, validate: Validate) -> None:
     broken = _broken_copy(COMPOSE, tmp_path, "  stop_grace_period: 15s", "  stop_grace_period: fifteen")
-    result = run_tool(tool("docker-compose"), "-f", str(broken), "--profile", "gpu", "config", "--quiet")
+    result = validate("docker-compose", "-f", str(broken), "--profile", "gpu", "config", "--quiet")
     assert result.returncode != 0
     assert "stop_grace_period" in result.stderr
 
 
-def test_compose_schema_accepts_the_compose_file() -> None:
-    result = run_tool(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE))
+def test_compose_schema_accepts_the_compose_file(validate: Validate) -> None:
+    result = validate("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_schema_rejects_a_broken_copy(tmp_path: Path) -> None:
+def test_compose_schema_rejects_a_broken_copy(tmp_path: Path, validate: Validate) -> None:
     broken = _broken_copy(COMPOSE, tmp_path, "  ports:\n", "  portz:\n")
-    result = run_tool(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(broken))
+    result = validate("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(broken))
     assert result.returncode == 1
     assert "portz" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.cpu"])
-def test_hadolint_accepts_the_dockerfiles(dockerfile: str) -> None:
-    result = run_tool(tool("hadolint"), str(DOCKER_DIR / dockerfile))
+def test_hadolint_accepts_the_dockerfiles(dockerfile: str, validate: Validate) -> None:
+    result = validate("hadolint", str(DOCKER_DIR / dockerfile))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -66,9 +73,11 @@ def test_hadolint_accepts_the_dockerfiles(dockerfile: str) -> None:
         ),
     ],
 )
-def test_hadolint_rejects_a_broken_copy(tmp_path: Path, old: str, new: str, rule: str) -> None:
+def test_hadolint_rejects_a_broken_copy(
+    tmp_path: Path, old: str, new: str, rule: str, validate: Validate
+) -> None:
     broken = _broken_copy(DOCKER_DIR / "Dockerfile", tmp_path, old, new)
-    result = run_tool(tool("hadolint"), str(broken))
+    result = validate("hadolint", str(broken))
     assert result.returncode == 1
     assert rule in result.stdout
 
@@ -81,8 +90,8 @@ def _manifests() -> list[Path]:
     return listed
 
 
-def test_kubernetes_validate_strict_accepts_the_manifests() -> None:
-    result = run_tool(tool("kubernetes-validate"), "--strict", *map(str, _manifests()))
+def test_kubernetes_validate_strict_accepts_the_manifests(validate: Validate) -> None:
+    result = validate("kubernetes-validate", "--strict", *map(str, _manifests()))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("passed for resource") == len(_manifests())
 
@@ -94,8 +103,10 @@ def test_kubernetes_validate_strict_accepts_the_manifests() -> None:
         ("terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: sixty"),  # wrong type
     ],
 )
-def test_kubernetes_validate_rejects_a_broken_copy(tmp_path: Path, old: str, new: str) -> None:
+def test_kubernetes_validate_rejects_a_broken_copy(
+    tmp_path: Path, old: str, new: str, validate: Validate
+) -> None:
     broken = _broken_copy(KUBERNETES_DIR / "deployment.yaml", tmp_path, old, new)
-    result = run_tool(tool("kubernetes-validate"), "--strict", str(broken))
+    result = validate("kubernetes-validate", "--strict", str(broken))
     assert result.returncode != 0
     assert "deployment.yaml" in result.stdout + result.stderr

@@ -1,4 +1,4 @@
-"""Paths of the deployment files, and running their validators (no Docker engine, no cluster)."""
+"""The validators that check docker/ without a Docker engine or a cluster, run offline."""
 
 from __future__ import annotations
 
@@ -6,17 +6,15 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DOCKER_DIR = REPO_ROOT / "docker"
-KUBERNETES_DIR = DOCKER_DIR / "kubernetes"
 BIN = Path(sys.executable).parent
 
 
-def tool(name: str) -> str:
+def _tool(name: str) -> str:
     """A validator installed by the dev extra, next to this interpreter (or on PATH)."""
     path = BIN / name
     if path.exists():
@@ -32,9 +30,18 @@ def tool(name: str) -> str:
 _OFFLINE = {name: "http://127.0.0.1:9" for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
 
 
-def run_tool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a validator offline; the result is returned whatever its exit code."""
+def _run(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run validator `name` offline; the result is returned whatever its exit code."""
     env = {key: value for key, value in os.environ.items() if key.lower() != "no_proxy"} | _OFFLINE
     return subprocess.run(
-        list(args), capture_output=True, text=True, timeout=120, cwd=cwd, env=env, check=False
+        [_tool(name), *args], capture_output=True, text=True, timeout=120, env=env, check=False
     )
+
+
+Validate = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def validate() -> Validate:
+    """`validate("hadolint", path)`: run a dev-extra validator offline and return its result."""
+    return _run
