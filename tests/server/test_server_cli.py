@@ -26,6 +26,70 @@ def _parse(*argv: str) -> ServerOptions:
     return options_from_args(parser.parse_args(list(argv)))
 
 
+# Every flag of tensorflow_model_server 2.20 (tensorflow_serving/model_servers/main.cc).
+TF_SERVING_FLAGS = [
+    "port",
+    "grpc_socket_path",
+    "rest_api_port",
+    "rest_api_num_threads",
+    "rest_api_timeout_in_ms",
+    "rest_api_enable_cors_support",
+    "enable_batching",
+    "allow_version_labels_for_unavailable_models",
+    "batching_parameters_file",
+    "enable_per_model_batching_parameters",
+    "model_config_file",
+    "model_config_file_poll_wait_seconds",
+    "model_name",
+    "model_base_path",
+    "num_load_threads",
+    "num_unload_threads",
+    "max_num_load_retries",
+    "load_retry_interval_micros",
+    "file_system_poll_wait_seconds",
+    "flush_filesystem_caches",
+    "tensorflow_session_parallelism",
+    "tensorflow_session_config_file",
+    "tensorflow_intra_op_parallelism",
+    "tensorflow_inter_op_parallelism",
+    "use_alts_credentials",
+    "ssl_config_file",
+    "platform_config_file",
+    "per_process_gpu_memory_fraction",
+    "saved_model_tags",
+    "grpc_channel_arguments",
+    "grpc_max_threads",
+    "enable_model_warmup",
+    "num_request_iterations_for_warmup",
+    "version",
+    "monitoring_config_file",
+    "remove_unused_fields_from_bundle_metagraph",
+    "prefer_tflite_model",
+    "num_tflite_pools",
+    "num_tflite_interpreters_per_pool",
+    "enable_signature_method_name_check",
+    "xla_cpu_compilation_enabled",
+    "xla_gpu_compilation_enabled",
+    "enable_profiler",
+    "thread_pool_factory_config_file",
+    "mixed_precision",
+    "skip_initialize_tpu",
+    "enable_grpc_healthcheck_service",
+    "enable_serialization_as_tensor_content",
+]
+
+
+def test_every_tf_serving_flag_is_either_implemented_or_refused_by_name() -> None:
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    add_flags(parser)
+    registered = {option.lstrip("-") for action in parser._actions for option in action.option_strings}
+    assert len(TF_SERVING_FLAGS) == 48
+    assert set(TF_SERVING_FLAGS) <= registered
+    implemented = set(TF_SERVING_FLAGS) - set(UNSUPPORTED_FLAGS)
+    assert implemented - {"version"} <= set(ServerOptions.__dataclass_fields__)
+    assert set(UNSUPPORTED_FLAGS) <= set(TF_SERVING_FLAGS)
+
+
 def test_flags_parse_with_tf_serving_spelling() -> None:
     options = _parse(
         "--port=9000",
