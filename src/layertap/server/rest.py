@@ -28,6 +28,7 @@ from layertap.proto import serving_pb2 as pb
 from layertap.server import metrics
 from layertap.server.manager import ModelManager
 from layertap.server.predict import predict, resolve_signature
+from layertap.server.servable import grpc_code_name
 from layertap.wire import dtypes
 
 __all__ = ["RestServer", "http_status"]
@@ -215,7 +216,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "version": str(status.version),
                     "state": _STATE_NAMES.get(status.state, "UNKNOWN"),
                     "status": {
-                        "error_code": _code_name(status.status.error_code),
+                        "error_code": "OK"
+                        if not status.status.error_code
+                        else grpc_code_name(status.status.error_code),
                         "error_message": status.status.error_message,
                     },
                 }
@@ -262,15 +265,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-
-
-def _code_name(code: int) -> str:
-    import grpc
-
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return str(status.name)
-    return str(code)
 
 
 class _Server(ThreadingHTTPServer):

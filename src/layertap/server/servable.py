@@ -21,7 +21,7 @@ from layertap.errors import InvalidArgumentError, ServingError
 from layertap.proto import serving_pb2 as pb
 from layertap.server.batching import BatchScheduler
 
-__all__ = ["Servable", "SessionSettings", "import_tensorflow", "serving_error_from_tf"]
+__all__ = ["Servable", "SessionSettings", "grpc_code_name", "import_tensorflow", "serving_error_from_tf"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class SessionSettings:
         self.inter_op = inter_op or session
 
 
-def _grpc_code_name(tf_code: int) -> str:
+def grpc_code_name(tf_code: int) -> str:
+    """The gRPC status code name for a TensorFlow/gRPC error code number ("UNKNOWN" when unknown)."""
     import grpc
 
     for status in grpc.StatusCode:
@@ -78,7 +79,7 @@ def serving_error_from_tf(error: BaseException) -> ServingError:
         # Python appends graph-construction tracebacks TF Serving's C++ status does not carry.
         message = str(error.message).split("\n\nErrors may have originated from")[0]
         message = message.split("\n\nOriginal stack trace")[0].strip()
-        return ServingError(message, code=_grpc_code_name(int(error.error_code)), details=message)
+        return ServingError(message, code=grpc_code_name(int(error.error_code)), details=message)
     if isinstance(error, ValueError | TypeError):
         return InvalidArgumentError(str(error), code="INVALID_ARGUMENT", details=str(error))
     if isinstance(error, OSError):
