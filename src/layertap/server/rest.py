@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -273,6 +274,8 @@ class _Server(ThreadingHTTPServer):
     def __init__(
         self, address: tuple[str, int], manager: ModelManager, timeout_ms: int, metrics_path: str | None
     ) -> None:
+        # An IPv6 --bind_address (e.g. ::1) needs an IPv6 socket.
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
         self.manager = manager
         self.timeout_ms = timeout_ms
