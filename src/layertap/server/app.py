@@ -67,6 +67,8 @@ class LayertapServer:
         self.manager = manager
         self.port = 0
         self.rest_port = 0
+        # Read before anything listens, so a bad monitoring config stops the start cleanly.
+        self._metrics_path = _metrics_path(options.monitoring_config_file)
         self.batching: BatchScheduler | None = None
         self._rest: RestServer | None = None
         self._health: object | None = None
@@ -131,7 +133,7 @@ class LayertapServer:
                     host,
                     self.options.rest_api_port,
                     self.options.rest_api_timeout_in_ms,
-                    _metrics_path(self.options.monitoring_config_file),
+                    self._metrics_path,
                 )
             except OSError as error:
                 self._grpc.stop(None)
