@@ -119,3 +119,28 @@ def test_unload_waits_for_requests_holding_the_version(make_repo: Callable[..., 
     holding.__exit__(None, None, None)
     stopper.join(30)
     assert _states(manager) == [(1, S.END)]
+
+
+def test_warmup_reader_checks_tfrecord_checksums(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from layertap.server.warmup import read_records
+
+    path = tmp_path / "records"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in (b"first", b"", b"third" * 100):
+            writer.write(record)
+    assert list(read_records(path)) == [b"first", b"", b"third" * 100]
+    original = path.read_bytes()
+    data = bytearray(original)
+    data[14] ^= 0xFF  # inside the first record's payload
+    path.write_bytes(bytes(data))
+    with pytest.raises(ServingError) as caught:
+        list(read_records(path))
+    assert caught.value.code == "DATA_LOSS"
+    assert str(caught.value) == (
+        f"corrupted record in {path}. Please verify your warmup data is in TFRecord format."
+    )
+    path.write_bytes(original[:-3])
+    with pytest.raises(ServingError, match="truncated record of 500 bytes"):
+        list(read_records(path))

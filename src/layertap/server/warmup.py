@@ -13,13 +13,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
+
 from layertap.errors import ServingError, TensorFormatError
 from layertap.proto import serving_pb2 as pb
 from layertap.server.predict import predict
 from layertap.server.servable import Servable
 from layertap.wire import codec
 
-__all__ = ["MAX_WARMUP_RECORDS", "WARMUP_FILE", "read_records", "replay"]
+__all__ = ["MAX_WARMUP_RECORDS", "WARMUP_FILE", "masked_crc32c", "read_records", "replay"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,22 +34,52 @@ def _failed(message: str) -> ServingError:
     return ServingError(message, code="INVALID_ARGUMENT", details=message)
 
 
-def read_records(path: Path) -> Iterator[bytes]:
-    """The records of a TFRecord file (8-byte length, 4-byte CRC, data, 4-byte CRC each).
+def _data_loss(message: str) -> ServingError:
+    # TF Serving's words for a file its TFRecord reader rejects.
+    full = f"{message}. Please verify your warmup data is in TFRecord format."
+    return ServingError(full, code="DATA_LOSS", details=full)
 
-    CRCs are not verified (CRC32C is not in the standard library); a truncated record is an error.
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's checksum: CRC-32C (Castagnoli), rotated right by 15 bits plus a constant."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def read_records(path: Path) -> Iterator[bytes]:
+    """The records of a TFRecord file (8-byte length, its CRC, data, the data's CRC), checksums verified.
 
     Raises:
-        ServingError: the file ends inside a record.
+        ServingError: DATA_LOSS for a truncated file or a checksum mismatch, as TensorFlow's reader.
     """
     with path.open("rb") as stream:
         while header := stream.read(12):
-            if len(header) < 12:
-                raise _failed(f"truncated TFRecord header in warmup file {path}")
-            (length,) = struct.unpack("<Q", header[:8])
+            length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:12].ljust(4, b"\0"))
+            if len(header) < 12 or masked_crc32c(length_bytes) != length_crc:
+                raise _data_loss(f"corrupted record header in {path}")
+            (length,) = struct.unpack("<Q", length_bytes)
             data = stream.read(length)
-            if len(data) < length or len(stream.read(4)) < 4:
-                raise _failed(f"truncated TFRecord of {length} bytes in warmup file {path}")
+            footer = stream.read(4)
+            if len(data) < length or len(footer) < 4:
+                raise _data_loss(f"truncated record of {length} bytes in {path}")
+            if masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+                raise _data_loss(f"corrupted record in {path}")
             yield data
 
 
@@ -72,7 +104,10 @@ def replay(servable: Servable, iterations: int = 0) -> int:
         count += 1
         if count > MAX_WARMUP_RECORDS:
             raise _failed(f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}")
-        log = pb.PredictionLog.FromString(record)
+        try:
+            log = pb.PredictionLog.FromString(record)
+        except DecodeError:
+            raise _failed(f"Failed to parse warmup record {count} from {path}") from None
         if log.WhichOneof("log_type") != "predict_log":
             raise _failed(
                 f"Unsupported log_type for warmup in record {count} of {path}: layertap serve "
