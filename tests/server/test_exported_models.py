@@ -10,7 +10,6 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from server_helpers import EXPORTED_LAYERS as LAYERS
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     predict_pb2,
@@ -20,6 +19,7 @@ from tensorflow_serving.apis import (
 
 def test_every_exported_layer_matches_keras(
     exported: tuple[Path, Any],
+    exported_layers: list[str],
     small_cnn: Any,
     start_server: Callable[..., tuple],
     caplog: pytest.LogCaptureFixture,
@@ -37,8 +37,8 @@ def test_every_exported_layer_matches_keras(
     metadata_request.model_spec.name = "cnn"
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     stub.GetModelMetadata(metadata_request, timeout=10).metadata["signature_def"].Unpack(signature_map)
-    assert set(LAYERS) | {"serving_default"} <= set(signature_map.signature_def)
-    for layer in [*LAYERS, "serving_default"]:
+    assert set(exported_layers) | {"serving_default"} <= set(signature_map.signature_def)
+    for layer in [*exported_layers, "serving_default"]:
         signature = signature_map.signature_def[layer]
         (input_alias,) = signature.inputs
         request = predict_pb2.PredictRequest()
@@ -76,7 +76,7 @@ def test_exported_signature_errors_are_tf_serving_errors(
 
 
 def test_layertap_client_against_layertap_serve(
-    exported: tuple[Path, Any], small_cnn: Any, start_server: Callable[..., tuple]
+    exported: tuple[Path, Any], exported_layers: list[str], small_cnn: Any, start_server: Callable[..., tuple]
 ) -> None:
     import keras
 
@@ -89,8 +89,8 @@ def test_layertap_client_against_layertap_serve(
     images = np.random.default_rng(5).random((3, 12, 12, 1), dtype=np.float32)
     with LayerClient(f"127.0.0.1:{server.port}", "cnn") as client:
         assert [s.version for s in client.wait_ready(timeout=30)] == [result.version]
-        outputs = client.predict(images, LAYERS)
-    assert list(outputs) == LAYERS
-    for layer in LAYERS:
+        outputs = client.predict(images, exported_layers)
+    assert list(outputs) == exported_layers
+    for layer in exported_layers:
         expected = keras.Model(small_cnn.inputs[0], small_cnn.get_layer(layer).output)(images, training=False)
         np.testing.assert_allclose(outputs[layer], np.asarray(expected), rtol=1e-5, atol=1e-6)

@@ -11,7 +11,6 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from server_helpers import publish, warmup_request, write_warmup
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_management_pb2,
@@ -62,7 +61,10 @@ def _config(tmp_path: Path, body: str, name: str = "models.config") -> Path:
 
 
 def test_new_version_under_load_fails_no_request_and_answers_switch(
-    make_repo: Callable[..., Path], start_server: StartServer, saved_models: dict[str, Path]
+    make_repo: Callable[..., Path],
+    start_server: StartServer,
+    saved_models: dict[str, Path],
+    publish: Callable[[Path, int, Path], None],
 ) -> None:
     base = make_repo("m", {1: "1"})
     _, channel = start_server(model_name="m", model_base_path=str(base), file_system_poll_wait_seconds=1)
@@ -103,7 +105,10 @@ def test_new_version_under_load_fails_no_request_and_answers_switch(
 
 
 def test_broken_version_is_reported_and_previous_keeps_serving(
-    make_repo: Callable[..., Path], start_server: StartServer, saved_models: dict[str, Path]
+    make_repo: Callable[..., Path],
+    start_server: StartServer,
+    saved_models: dict[str, Path],
+    publish: Callable[[Path, int, Path], None],
 ) -> None:
     base = make_repo("m", {1: "1"})
     _, channel = start_server(model_name="m", model_base_path=str(base), file_system_poll_wait_seconds=1)
@@ -242,18 +247,21 @@ def _states_or_none(channel: grpc.Channel, name: str) -> list[tuple[int, int, in
 
 
 def test_warmup_records_run_at_load_and_a_failing_record_fails_the_load(
-    make_repo: Callable[..., Path], start_server: StartServer, caplog: pytest.LogCaptureFixture
+    make_repo: Callable[..., Path],
+    start_server: StartServer,
+    caplog: pytest.LogCaptureFixture,
+    write_warmup: Callable[[Path, list[str]], None],
 ) -> None:
     base = make_repo("m", {1: "1", 2: "2"})
-    write_warmup(base / "1", [warmup_request(), warmup_request()])
-    write_warmup(base / "2", [warmup_request("no_such_signature")])
+    write_warmup(base / "1", ["serving_default", "serving_default"])
+    write_warmup(base / "2", ["no_such_signature"])
     caplog.set_level("INFO", logger="layertap.server")
     with pytest.raises(
         ServerError, match=r'warmup record 1 of .* failed: Serving signature key "no_such_signature"'
     ):
         start_server(model_name="m", model_base_path=str(base))
     (base / "2" / "assets.extra" / "tf_serving_warmup_requests").unlink()
-    write_warmup(base / "2", [warmup_request(), warmup_request("add")])
+    write_warmup(base / "2", ["serving_default", "add"])
     with pytest.raises(
         ServerError, match=r"warmup record 2 of .* failed: input size does not match signature"
     ):
@@ -264,5 +272,5 @@ def test_warmup_records_run_at_load_and_a_failing_record_fails_the_load(
     start_server(model_name="m", model_base_path=str(base))
     assert "Number of warmup records read: 2." in caplog.text
     # --enable_model_warmup=false skips the file entirely.
-    write_warmup(base / "1", [warmup_request("no_such_signature")])
+    write_warmup(base / "1", ["no_such_signature"])
     start_server(model_name="m", model_base_path=str(base), enable_model_warmup=False)
