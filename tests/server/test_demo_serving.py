@@ -48,3 +48,36 @@ def test_background_server_answers_like_keras_and_is_stopped_even_on_error(
         os.kill(pid, 0)
     table = [line for line in lines if line.lstrip().startswith(("conv_1", "flatten"))]
     assert [line.split()[1] for line in table] == ["(4,", "(4,"]
+
+
+@pytest.mark.slow
+def test_the_whole_demo_runs_and_leaves_nothing_running(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    result = subprocess.run(
+        [sys.executable, "-m", "layertap.demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout.splitlines()
+    assert "published version 1 at demo_models/tutorial_cnn/1" in out
+    table = {
+        line.split()[0]: line.split() for line in out if line.startswith("  conv_") or "(32, 1600)" in line
+    }
+    assert table["conv_1"][1:5] == ["(32,", "26,", "26,", "32)"]
+    assert table["conv_2"][1:5] == ["(32,", "11,", "11,", "64)"]
+    assert table["flatten"][1:3] == ["(32,", "1600)"]
+    assert all(float(row[-1]) < 1e-4 for row in table.values())  # served == Keras
+    assert "layertap serve stopped (exit code 0)" in out
+    assert (tmp_path / "serving_config" / "models.config").read_text() == (
+        ROOT / "serving_config" / "models.config"
+    ).read_text()
+    assert {p.pid for p in psutil.Process().children(recursive=True)} == before
