@@ -84,7 +84,7 @@ class _Services:
         if not self._admission.try_enter():
             context.abort(grpc.StatusCode.UNAVAILABLE, QUEUE_FULL_MESSAGE)
         started = time.monotonic()
-        model = [""]
+        model = [""]  # filled in once the request is decoded, for the per-model metrics
         try:
             response = self._admission.run(lambda: self._predict(request, context, model))
         except ServingError as error:
