@@ -143,7 +143,7 @@ def test_retries_never_run_past_the_deadline(target: str, peer: Peer) -> None:
         with pytest.raises(errors.ServerUnavailableError):
             client.predict_layer(X, "dense_1", timeout=0.5)
     # 0.5 s of 0.05 s pauses leaves room for about ten attempts, far from a thousand.
-    assert 2 <= peer.count("Predict") <= 11
+    assert 1 <= peer.count("Predict") <= 11
 
 
 def test_attempts_refuse_a_pause_that_would_cross_the_deadline() -> None:
@@ -222,7 +222,7 @@ def test_status_and_wait_ready(target: str, peer: Peer) -> None:
         LayerClient(target, MODEL, version=3) as client,
         pytest.raises(errors.DeadlineExceededError) as raised,
     ):
-        client.wait_ready(timeout=0.3, poll_interval=0.05)
+        client.wait_ready(timeout=2.0, poll_interval=0.05)
     assert "version 3 not AVAILABLE" in str(raised.value) and "Could not find version 3" in str(raised.value)
 
 

@@ -246,7 +246,7 @@ def test_each_signature_gets_only_the_inputs_it_takes(client: LayerClient, peer:
 
 @pytest.mark.parametrize("limit", [1, 3])
 def test_split_requests_run_concurrently_within_the_limit(target: str, peer: Peer, limit: int) -> None:
-    peer.settings.delay = 0.15  # long enough for the chunks to overlap on the server
+    peer.settings.delay = 0.3  # long enough for the chunks to overlap on the server
     x = np.random.default_rng(3).normal(size=(6, 4)).astype(np.float32)
     with LayerClient(target, MODEL, max_batch_size=1, max_concurrency=limit) as client:
         np.testing.assert_allclose(client.predict_layer(x, "dense_1"), dense_1(x), rtol=1e-5, atol=1e-6)

@@ -18,7 +18,7 @@ from layertap.client._channel import TLS
 from layertap.client._core import DEFAULT, ClientCore, Timeout
 from layertap.client._requests import Inputs
 from layertap.client._retry import Attempts, Retry
-from layertap.errors import ModelNotFoundError, ServerUnavailableError
+from layertap.errors import DeadlineExceededError, ModelNotFoundError, ServerUnavailableError
 from layertap.proto import methods
 
 __all__ = ["LayerClient"]
@@ -159,8 +159,8 @@ class LayerClient:
                 last = self.status(timeout=min(left, max(poll_interval, 1.0)))
                 if _status.is_ready(last, self._core.version):
                     return last
-            except (ModelNotFoundError, ServerUnavailableError) as error:
-                last = error
+            except (ModelNotFoundError, ServerUnavailableError, DeadlineExceededError) as error:
+                last = error  # not loaded, not up, or a slow poll: keep waiting
             time.sleep(min(poll_interval, max(0.0, timeout - (time.monotonic() - started))))
 
     def close(self) -> None:
