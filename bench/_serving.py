@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from layertap.client import LayerClient
@@ -70,3 +70,40 @@ def serving(models: Mapping[str, Path], *, extra_flags: tuple[str, ...] = ()) ->
                 process.kill()
                 process.wait()
             log.close()
+
+
+@contextlib.contextmanager
+def echo_server() -> Iterator[Callable[[int, int], Callable[[], bytes]]]:
+    """A gRPC server on loopback that answers any request with N zero bytes: the transport floor.
+
+    Yields `make_call(request_bytes, reply_bytes)`, a factory of calls moving exactly those sizes
+    through gRPC Python, so a benchmark can show how much of a served call is data movement alone.
+    """
+    from concurrent import futures
+
+    import grpc
+
+    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    replies: dict[int, bytes] = {}
+
+    def answer(request: bytes, context: object) -> bytes:
+        size = int.from_bytes(request[:8], "little")
+        return replies.setdefault(size, bytes(size))
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=unlimited)
+    handler = grpc.unary_unary_rpc_method_handler(answer)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=unlimited)
+    echo = channel.unary_unary("/bench.Echo/Echo")
+
+    def make_call(request_bytes: int, reply_bytes: int) -> Callable[[], bytes]:
+        request = reply_bytes.to_bytes(8, "little") + bytes(max(0, request_bytes - 8))
+        return lambda: echo(request)
+
+    try:
+        yield make_call
+    finally:
+        channel.close()
+        server.stop(grace=None)
