@@ -62,25 +62,32 @@ def _codec_throughput(codec: dict[str, Any], path: Path) -> Path:
 
 
 def _latency_vs_concurrency(end_to_end: dict[str, Any], path: Path) -> Path:
+    """One panel per model: p50 latency at batch 1 against concurrent callers, per client path;
+    in-process Keras predict (one caller) as a dashed reference line."""
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(8, 5))
-    series: dict[str, list[tuple[int, float]]] = {}
-    for row in end_to_end["rows"]:
-        if row.get("callers") is None or row.get("p50_ms") is None:
-            continue
-        label = f"{row['model']} b{row['batch']} {row['path']}"
-        series.setdefault(label, []).append((int(row["callers"]), float(row["p50_ms"])))
-    for label, points in sorted(series.items()):
-        points.sort()
-        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
-    axis.set_xscale("log", base=2)
-    axis.set_yscale("log")
-    axis.set_xlabel("concurrent callers")
-    axis.set_ylabel("p50 latency (ms, log)")
-    axis.set_title("End-to-end latency vs concurrency on loopback (lower is better)")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=7)
+    rows = [row for row in end_to_end["rows"] if row.get("batch") == 1 and row.get("p50_ms") is not None]
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    for axis, model in zip(axes[0], models, strict=True):
+        series: dict[str, list[tuple[int, float]]] = {}
+        for row in rows:
+            if row["model"] == model:
+                series.setdefault(row["path"], []).append((int(row["callers"]), float(row["p50_ms"])))
+        for label, points in series.items():
+            points.sort()
+            if len(points) == 1:  # measured with one caller only: a reference line
+                axis.axhline(points[0][1], linestyle="--", color="grey", label=f"{label}, 1 caller")
+            else:
+                axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("concurrent callers")
+        axis.set_ylabel("p50 latency at batch 1 (ms, log)")
+        axis.set_title(model)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.suptitle("End-to-end latency vs concurrency on loopback (lower is better)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
