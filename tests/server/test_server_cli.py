@@ -168,10 +168,10 @@ def test_cli_refuses_unknown_flag_prefix_and_unsupported_flag() -> None:
     result = _run_cli("--model_base=/m")
     assert result.returncode == 2
     assert "unrecognized arguments: --model_base=/m" in result.stderr
-    result = _run_cli("--model_base_path=/m", "--grpc_socket_path=/tmp/serving.sock")
+    result = _run_cli("--model_base_path=/m", "--platform_config_file=platform.config")
     assert result.returncode == 2
     assert (
-        "--grpc_socket_path is a TensorFlow Serving flag that layertap serve does not support"
+        "--platform_config_file is a TensorFlow Serving flag that layertap serve does not support"
         in result.stderr
     )
 

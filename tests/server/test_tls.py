@@ -1,4 +1,4 @@
-"""`--ssl_config_file`: TF Serving's SSLConfig (PEM text inline) serves gRPC over TLS."""
+"""Transports: TLS with TF Serving's SSLConfig (PEM inline), and a UNIX socket (--grpc_socket_path)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,16 @@ def test_tls_serving_with_tf_serving_ssl_config(
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel, pytest.raises(grpc.RpcError) as caught:
         model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=5)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_unix_socket_beside_the_tcp_port(
+    make_repo: Callable[..., Path], start_server: Callable[..., tuple], tmp_path: Path
+) -> None:
+    base = make_repo("m", {1: "1"})
+    socket_path = tmp_path / "serving.sock"
+    start_server(model_name="m", model_base_path=str(base), grpc_socket_path=str(socket_path))
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "m"
+    with grpc.insecure_channel(f"unix:{socket_path}") as channel:
+        response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
+    assert [s.version for s in response.model_version_status] == [1]

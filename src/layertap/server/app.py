@@ -125,6 +125,16 @@ class LayertapServer:
             raise ServerError(f"cannot listen on {target}: {error}") from None
         if not self.port:
             raise ServerError(f"cannot listen on {target}: the port is taken or the address is not local")
+        if self.options.grpc_socket_path:
+            # A UNIX socket skips TCP on the same host (TF Serving's --grpc_socket_path).
+            socket_target = f"unix:{Path(self.options.grpc_socket_path).absolute()}"
+            try:
+                bound = self._grpc.add_insecure_port(socket_target)
+            except RuntimeError as error:
+                raise ServerError(f"cannot listen on {socket_target}: {error}") from None
+            if not bound:
+                raise ServerError(f"cannot listen on {socket_target}: the path is taken or not writable")
+            logger.info("Running gRPC ModelServer at %s", socket_target)
         self._grpc.start()
         if self.options.rest_api_port:
             try:

@@ -35,6 +35,7 @@ class ServerOptions:
     """What `layertap serve` was asked to do. Field names follow TF Serving's flag names."""
 
     port: int = 8500
+    grpc_socket_path: str = ""
     model_name: str = "default"
     model_base_path: str = ""
     model_config_file: str = ""
@@ -84,7 +85,6 @@ class ServerOptions:
 
 # TF Serving flags layertap serve refuses, with why (each message names the flag).
 UNSUPPORTED_FLAGS: dict[str, str] = {
-    "grpc_socket_path": "layertap serve listens on TCP only; use --port (and --bind_address)",
     "rest_api_num_threads": "the REST API runs on a small thread pool of its own",
     "rest_api_enable_cors_support": "the REST API sends no CORS headers",
     "enable_per_model_batching_parameters": (
@@ -154,6 +154,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name}", default=getattr(defaults, name), help=help_text)
 
     number("port", int, "gRPC port (default 8500); 0 picks a free port and logs it")
+    text("grpc_socket_path", "also listen for gRPC on this UNIX socket path")
     text("model_name", "name of the model (ignored with --model_config_file)")
     text("model_base_path", "directory holding numbered version directories of one model")
     text("model_config_file", "ModelServerConfig in protobuf text format (models.config)")
