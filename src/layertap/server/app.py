@@ -84,12 +84,15 @@ class LayertapServer:
                 queue=options.max_queued_requests,
                 tensor_content=options.enable_serialization_as_tensor_content,
             ),
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
-                *options.channel_arguments(),
-            ],
+            # --grpc_channel_arguments override these defaults (gRPC keeps the FIRST of duplicate keys).
+            options=list(
+                {
+                    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+                    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+                    "grpc.so_reuseport": 0,
+                    **dict(options.channel_arguments()),
+                }.items()
+            ),
         )
         if options.enable_grpc_healthcheck_service:
             from grpc_health.v1 import health, health_pb2, health_pb2_grpc
