@@ -35,6 +35,8 @@ LOCK_FILE = ".layertap.lock"
 _TEMP_NAME = re.compile(rf"^{re.escape(TEMP_PREFIX)}(?P<version>\d+)-(?P<pid>\d+)-[0-9a-f]+$")
 # TF Serving parses version directories as int64.
 MAX_VERSION = 2**63 - 1
+# Model names become directory names and URL path segments (REST): a conservative, portable set.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,11 @@ class Repository:
     """The folder of one model, `<base_path>/<name>`, holding numeric version directories."""
 
     def __init__(self, base_path: Path | str, name: str) -> None:
-        if not name or "/" in name or name in {".", ".."} or name.startswith("."):
-            raise UsageError(f"model name {name!r} is not a plain directory name (e.g. 'mnist_cnn')")
+        if not _SAFE_NAME.fullmatch(name):
+            raise UsageError(
+                f"model name {name!r} is not a plain directory name (e.g. 'mnist_cnn'): use letters, "
+                "digits, '.', '_' and '-', starting with a letter or digit"
+            )
         self.path = Path(base_path) / name
 
     def versions(self) -> list[int]:
