@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from layertap.config.models import describe_policy
+from layertap.config.repository import aspired_versions, list_versions
 from layertap.errors import ModelNotFoundError, ServingError
 from layertap.proto import serving_pb2 as pb
 from layertap.server.flags import ServerOptions
 from layertap.server.manager import ModelManager, single_model_config
-from layertap.server.policy import aspired_versions, describe
-from layertap.server.repository import list_versions
 from layertap.server.servable import Servable, SessionSettings
 
 S = pb.ModelVersionStatus
@@ -34,16 +34,14 @@ def test_policies_and_version_directories(tmp_path: Path) -> None:
     assert sorted(list_versions(tmp_path)) == [1, 2, 7, 10]
     on_disk = [1, 2, 7, 10]
     latest = pb.ServableVersionPolicy()
-    assert aspired_versions(latest, on_disk) == {10}
+    assert aspired_versions(latest, on_disk) == [10]
     latest.latest.num_versions = 2
-    assert aspired_versions(latest, on_disk) == {7, 10}
-    assert aspired_versions(pb.ServableVersionPolicy(all=pb.ServableVersionPolicy.All()), on_disk) == set(
-        on_disk
-    )
+    assert aspired_versions(latest, on_disk) == [7, 10]
+    assert aspired_versions(pb.ServableVersionPolicy(all=pb.ServableVersionPolicy.All()), on_disk) == on_disk
     specific = pb.ServableVersionPolicy()
     specific.specific.versions.extend([2, 3])
-    assert aspired_versions(specific, on_disk) == {2}
-    assert (describe(latest), describe(specific)) == ("latest{2}", "specific{2,3}")
+    assert aspired_versions(specific, on_disk) == [2]
+    assert (describe_policy(latest), describe_policy(specific)) == ("latest 2", "specific 2,3")
     assert list_versions(tmp_path / "missing") == {}
 
 

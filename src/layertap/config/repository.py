@@ -72,8 +72,13 @@ class SavedModelSummary:
     tensorflow_version: str
 
 
-def list_versions(base_path: str | os.PathLike[str]) -> dict[int, VersionDir]:
-    """The version directories under `base_path`, by version number (empty if it is not a directory)."""
+def list_versions(base_path: str | os.PathLike[str], *, contained: bool = False) -> dict[int, VersionDir]:
+    """The version directories under `base_path`, by version number (empty if it is not a directory).
+
+    THE rule for what a version is, shared by the exporter, `layertap serve` and `config check`: a child
+    directory whose whole name is a non-negative int64. TF Serving also follows symlinks wherever they lead;
+    `contained=True` (what `layertap serve` uses) ignores a version that is a symlink out of `base_path`.
+    """
     base = Path(base_path)
     try:
         children = sorted(base.iterdir())
@@ -83,6 +88,10 @@ def list_versions(base_path: str | os.PathLike[str]) -> dict[int, VersionDir]:
     for child in children:
         name = child.name
         if not (name.isascii() and name.isdigit()) or int(name) > INT64_MAX or not child.is_dir():
+            continue
+        if contained and child.is_symlink() and not child.resolve().is_relative_to(base.resolve()):
+            # A link out of the base path would serve whatever it points at: refuse the escape.
+            logger.warning("ignoring version %s: a symlink to %s, outside %s", child, child.resolve(), base)
             continue
         version = int(name)
         # "0007" and "7" are the same version to TF Serving; the sorted order makes the choice stable.

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from layertap.config.repository import INT64_MAX, list_versions
 from layertap.errors import PublishError, UsageError
 
 __all__ = ["TEMP_PREFIX", "Repository", "Reservation", "fsync_tree"]
@@ -34,7 +35,7 @@ TEMP_PREFIX = ".layertap-tmp-"
 LOCK_FILE = ".layertap.lock"
 _TEMP_NAME = re.compile(rf"^{re.escape(TEMP_PREFIX)}(?P<version>\d+)-(?P<pid>\d+)-[0-9a-f]+$")
 # TF Serving parses version directories as int64.
-MAX_VERSION = 2**63 - 1
+MAX_VERSION = INT64_MAX
 # Model names become directory names and URL path segments (REST): a conservative, portable set.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -63,7 +64,7 @@ class Repository:
         """The published versions, ascending."""
         if not self.path.is_dir():
             return []
-        return sorted(int(entry.name) for entry in self.path.iterdir() if _is_version(entry.name))
+        return sorted(list_versions(self.path))
 
     def reserve(self, version: int | None = None) -> Reservation:
         """Choose a version (next free one if None), remove dead leftovers, create its staging directory.
@@ -146,13 +147,6 @@ class Repository:
                 logger.info("removing %s left by dead process %d", entry, pid)
                 shutil.rmtree(entry, ignore_errors=True)
         return live
-
-
-def _is_version(name: str) -> bool:
-    # TF Serving's rule: the whole name parses as an int64.
-    if not name.isdigit():
-        return False
-    return int(name) <= MAX_VERSION
 
 
 def _process_alive(pid: int) -> bool:

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from layertap.config.models import describe_policy
+from layertap.config.repository import aspired_versions, list_versions
 from layertap.errors import (
     ConfigError,
     InvalidArgumentError,
@@ -27,7 +29,7 @@ from layertap.errors import (
     ServingError,
 )
 from layertap.proto import serving_pb2 as pb
-from layertap.server import metrics, policy, repository, warmup
+from layertap.server import metrics, warmup
 from layertap.server.batching import BatchScheduler
 from layertap.server.flags import ServerOptions
 from layertap.server.servable import Servable, SessionSettings, import_tensorflow, serving_error_from_tf
@@ -180,7 +182,7 @@ class ModelManager:
                             "Adding model %s from %s with version policy %s",
                             name,
                             entry.base_path,
-                            policy.describe(entry.model_version_policy),
+                            describe_policy(entry.model_version_policy),
                         )
                         self._models[name] = _Model(config=entry)
                     else:
@@ -231,7 +233,7 @@ class ModelManager:
                 self._poll_model(name, entry)
 
     def _poll_model(self, name: str, entry: pb.ModelConfig) -> None:
-        on_disk = repository.list_versions(entry.base_path)
+        on_disk = list_versions(entry.base_path, contained=True)
         if not on_disk:
             logger.warning(
                 "No versions of servable %s found under base path %s. Did you forget to name your leaf "
@@ -239,7 +241,7 @@ class ModelManager:
                 name,
                 entry.base_path,
             )
-        aspired = policy.aspired_versions(entry.model_version_policy, on_disk)
+        aspired = set(aspired_versions(entry.model_version_policy, on_disk))
         with self._lock:
             model = self._models[name]
             # A version that failed is retried only once it has left the disk and come back.
@@ -256,7 +258,7 @@ class ModelManager:
                 )
             ]
             for version in to_load:
-                model.versions[version] = VersionRecord(version, on_disk[version])
+                model.versions[version] = VersionRecord(version, on_disk[version].path)
         for version in to_load:
             if self._stop.is_set():
                 return
