@@ -9,7 +9,14 @@ import sys
 
 from layertap.errors import UsageError
 
-__all__ = ["add_arguments", "parse_group", "parse_shape", "quiet_tensorflow_logs", "run"]
+__all__ = [
+    "add_arguments",
+    "add_model_arguments",
+    "parse_group",
+    "parse_shape",
+    "quiet_tensorflow_logs",
+    "run",
+]
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -36,9 +43,24 @@ def parse_group(text: str) -> tuple[str, list[str]]:
     return name.strip(), specs
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments that say which model file to load and how (shared with `layertap inspect`)."""
+    parser.add_argument("model", metavar="MODEL", help="a .keras file (legacy .h5 also accepted)")
+    parser.add_argument(
+        "--input-shape",
+        type=parse_shape,
+        default=None,
+        metavar="D1,D2,...",
+        help="sample shape without batch, for a Sequential model that was never built (e.g. 28,28,1)",
+    )
+    parser.add_argument(
+        "--allow-unsafe", action="store_true", help="load model files with Lambda layers (runs their code)"
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     """Arguments of `layertap export`."""
-    parser.add_argument("model", metavar="MODEL", help="a .keras file (legacy .h5 also accepted)")
+    add_model_arguments(parser)
     parser.add_argument(
         "--layer",
         dest="layers",
@@ -61,16 +83,6 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     parser.add_argument("--base-path", required=True, metavar="DIR", help="TF Serving model base path")
     parser.add_argument("--name", required=True, help="model name (the folder under --base-path)")
     parser.add_argument("--version", type=int, default=None, help="version number (default: highest + 1)")
-    parser.add_argument(
-        "--input-shape",
-        type=parse_shape,
-        default=None,
-        metavar="D1,D2,...",
-        help="sample shape without batch, for a Sequential model that was never built (e.g. 28,28,1)",
-    )
-    parser.add_argument(
-        "--allow-unsafe", action="store_true", help="load model files with Lambda layers (runs their code)"
-    )
     parser.add_argument(
         "--no-verify",
         dest="verify",

@@ -5,24 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from layertap.cli.export import parse_shape, quiet_tensorflow_logs
+from layertap.cli.export import add_model_arguments, quiet_tensorflow_logs
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     """Arguments of `layertap inspect`."""
-    parser.add_argument("model", metavar="MODEL", help="a .keras file (legacy .h5 also accepted)")
-    parser.add_argument(
-        "--input-shape",
-        type=parse_shape,
-        default=None,
-        metavar="D1,D2,...",
-        help="sample shape without batch, for a Sequential model that was never built (e.g. 28,28,1)",
-    )
-    parser.add_argument(
-        "--allow-unsafe", action="store_true", help="load model files with Lambda layers (runs their code)"
-    )
+    add_model_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
 
 
