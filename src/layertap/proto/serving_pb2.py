@@ -23,54 +23,86 @@ _SERIALIZED_FILE = (
     b'\x0b2*.layertap.serving.SignatureDef.InputsEntryR\x06inputs\x12E\n\x07outputs\x18\x02 \x03(\x0b2+.layertap.serving.Signat'
     b'ureDef.OutputsEntryR\x07outputs\x12\x1f\n\x0bmethod_name\x18\x03 \x01(\tR\nmethodName\x1aW\n\x0bInputsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x122'
     b'\n\x05value\x18\x02 \x01(\x0b2\x1c.layertap.serving.TensorInfoR\x05value:\x028\x01\x1aX\n\x0cOutputsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x122\n\x05valu'
-    b'e\x18\x02 \x01(\x0b2\x1c.layertap.serving.TensorInfoR\x05value:\x028\x01"\xb8\x01\n\tModelSpec\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x127\n\x07version\x18\x02 '
-    b'\x01(\x0b2\x1b.google.protobuf.Int64ValueH\x00R\x07version\x12%\n\rversion_label\x18\x04 \x01(\tH\x00R\x0cversionLabel\x12%\n\x0esignature_'
-    b'name\x18\x03 \x01(\tR\rsignatureNameB\x10\n\x0eversion_choice"\x91\x02\n\x0ePredictRequest\x12:\n\nmodel_spec\x18\x01 \x01(\x0b2\x1b.layertap.se'
-    b'rving.ModelSpecR\tmodelSpec\x12D\n\x06inputs\x18\x02 \x03(\x0b2,.layertap.serving.PredictRequest.InputsEntryR\x06inputs'
-    b'\x12#\n\routput_filter\x18\x03 \x03(\tR\x0coutputFilter\x1aX\n\x0bInputsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x123\n\x05value\x18\x02 \x01(\x0b2\x1d.layertap'
-    b'.serving.TensorProtoR\x05value:\x028\x01"\xf2\x01\n\x0fPredictResponse\x12:\n\nmodel_spec\x18\x02 \x01(\x0b2\x1b.layertap.serving.Model'
-    b'SpecR\tmodelSpec\x12H\n\x07outputs\x18\x01 \x03(\x0b2..layertap.serving.PredictResponse.OutputsEntryR\x07outputs\x1aY\n\x0cOut'
-    b'putsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x123\n\x05value\x18\x02 \x01(\x0b2\x1d.layertap.serving.TensorProtoR\x05value:\x028\x01"\x87\x01\n\nPredict'
-    b'Log\x12:\n\x07request\x18\x01 \x01(\x0b2 .layertap.serving.PredictRequestR\x07request\x12=\n\x08response\x18\x02 \x01(\x0b2!.layertap.ser'
-    b'ving.PredictResponseR\x08response"\\\n\rPredictionLog\x12?\n\x0bpredict_log\x18\x06 \x01(\x0b2\x1c.layertap.serving.PredictL'
-    b'ogH\x00R\npredictLogB\n\n\x08log_type"\xcc\x01\n\x0fSignatureDefMap\x12X\n\rsignature_def\x18\x01 \x03(\x0b23.layertap.serving.Signa'
-    b'tureDefMap.SignatureDefEntryR\x0csignatureDef\x1a_\n\x11SignatureDefEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x124\n\x05value\x18\x02 \x01(\x0b'
-    b'2\x1e.layertap.serving.SignatureDefR\x05value:\x028\x01"|\n\x17GetModelMetadataRequest\x12:\n\nmodel_spec\x18\x01 \x01(\x0b2\x1b.lay'
-    b'ertap.serving.ModelSpecR\tmodelSpec\x12%\n\x0emetadata_field\x18\x02 \x03(\tR\rmetadataField"\xff\x01\n\x18GetModelMetadataRe'
-    b'sponse\x12:\n\nmodel_spec\x18\x01 \x01(\x0b2\x1b.layertap.serving.ModelSpecR\tmodelSpec\x12T\n\x08metadata\x18\x02 \x03(\x0b28.layertap.'
-    b'serving.GetModelMetadataResponse.MetadataEntryR\x08metadata\x1aQ\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12*\n\x05v'
-    b'alue\x18\x02 \x01(\x0b2\x14.google.protobuf.AnyR\x05value:\x028\x01"Q\n\x0bStatusProto\x12\x1d\n\nerror_code\x18\x01 \x01(\x05R\terrorCode\x12#\n\rerr'
-    b'or_message\x18\x02 \x01(\tR\x0cerrorMessage"S\n\x15GetModelStatusRequest\x12:\n\nmodel_spec\x18\x01 \x01(\x0b2\x1b.layertap.serving.M'
-    b'odelSpecR\tmodelSpec"\xfc\x01\n\x12ModelVersionStatus\x12\x18\n\x07version\x18\x01 \x01(\x03R\x07version\x12@\n\x05state\x18\x02 \x01(\x0e2*.layertap.s'
-    b'erving.ModelVersionStatus.StateR\x05state\x125\n\x06status\x18\x03 \x01(\x0b2\x1d.layertap.serving.StatusProtoR\x06status"S\n'
-    b'\x05State\x12\x0b\n\x07UNKNOWN\x10\x00\x12\t\n\x05START\x10\n\x12\x0b\n\x07LOADING\x10\x14\x12\r\n\tAVAILABLE\x10\x1e\x12\r\n\tUNLOADING\x10(\x12\x07\n\x03END\x102"p\n\x16GetModelSt'
-    b'atusResponse\x12V\n\x14model_version_status\x18\x01 \x03(\x0b2$.layertap.serving.ModelVersionStatusR\x12modelVersionSt'
-    b'atus"R\n\x13ReloadConfigRequest\x12;\n\x06config\x18\x01 \x01(\x0b2#.layertap.serving.ModelServerConfigR\x06config"M\n\x14Relo'
-    b'adConfigResponse\x125\n\x06status\x18\x01 \x01(\x0b2\x1d.layertap.serving.StatusProtoR\x06status"\xdf\x02\n\x15ServableVersionPolic'
-    b'y\x12H\n\x06latest\x18d \x01(\x0b2..layertap.serving.ServableVersionPolicy.LatestH\x00R\x06latest\x12?\n\x03all\x18e \x01(\x0b2+.layer'
-    b'tap.serving.ServableVersionPolicy.AllH\x00R\x03all\x12N\n\x08specific\x18f \x01(\x0b20.layertap.serving.ServableVersio'
-    b'nPolicy.SpecificH\x00R\x08specific\x1a+\n\x06Latest\x12!\n\x0cnum_versions\x18\x01 \x01(\rR\x0bnumVersions\x1a\x05\n\x03All\x1a&\n\x08Specific\x12\x1a\n\x08'
-    b'versions\x18\x01 \x03(\x03R\x08versionsB\x0f\n\rpolicy_choice"\xdb\x02\n\x0bModelConfig\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n\tbase_path\x18\x02 \x01(\t'
-    b"R\x08basePath\x12%\n\x0emodel_platform\x18\x04 \x01(\tR\rmodelPlatform\x12Y\n\x14model_version_policy\x18\x07 \x01(\x0b2'.layertap.servi"
-    b'ng.ServableVersionPolicyR\x12modelVersionPolicy\x12W\n\x0eversion_labels\x18\x08 \x03(\x0b20.layertap.serving.ModelCon'
-    b'fig.VersionLabelsEntryR\rversionLabels\x1a@\n\x12VersionLabelsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05va'
-    b'lue:\x028\x01"H\n\x0fModelConfigList\x125\n\x06config\x18\x01 \x03(\x0b2\x1d.layertap.serving.ModelConfigR\x06config"n\n\x11ModelServer'
-    b'Config\x12O\n\x11model_config_list\x18\x01 \x01(\x0b2!.layertap.serving.ModelConfigListH\x00R\x0fmodelConfigListB\x08\n\x06confi'
-    b'g"\xa6\x05\n\x12BatchingParameters\x12A\n\x0emax_batch_size\x18\x01 \x01(\x0b2\x1b.google.protobuf.Int64ValueR\x0cmaxBatchSize\x12M\n\x14b'
-    b'atch_timeout_micros\x18\x02 \x01(\x0b2\x1b.google.protobuf.Int64ValueR\x12batchTimeoutMicros\x12M\n\x14max_enqueued_batch'
-    b'es\x18\x03 \x01(\x0b2\x1b.google.protobuf.Int64ValueR\x12maxEnqueuedBatches\x12G\n\x11num_batch_threads\x18\x04 \x01(\x0b2\x1b.google.pr'
-    b'otobuf.Int64ValueR\x0fnumBatchThreads\x12F\n\x10thread_pool_name\x18\x05 \x01(\x0b2\x1c.google.protobuf.StringValueR\x0ethre'
-    b'adPoolName\x12.\n\x13allowed_batch_sizes\x18\x06 \x03(\x03R\x11allowedBatchSizes\x12;\n\x1apad_variable_length_inputs\x18\x07 \x01(\x08R\x17'
-    b'padVariableLengthInputs\x12[\n\x1cenable_large_batch_splitting\x18\x08 \x01(\x0b2\x1a.google.protobuf.BoolValueR\x19enabl'
-    b'eLargeBatchSplitting\x12T\n\x18max_execution_batch_size\x18\t \x01(\x0b2\x1b.google.protobuf.Int64ValueR\x15maxExecutio'
-    b'nBatchSize">\n\x10PrometheusConfig\x12\x16\n\x06enable\x18\x01 \x01(\x08R\x06enable\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path"c\n\x10MonitoringConfig\x12O'
-    b'\n\x11prometheus_config\x18\x01 \x01(\x0b2".layertap.serving.PrometheusConfigR\x10prometheusConfig"\x8d\x01\n\tSSLConfig\x12\x1d\n'
-    b'\nserver_key\x18\x01 \x01(\tR\tserverKey\x12\x1f\n\x0bserver_cert\x18\x02 \x01(\tR\nserverCert\x12\x1b\n\tcustom_ca\x18\x03 \x01(\tR\x08customCa\x12#\n\rcl'
-    b'ient_verify\x18\x04 \x01(\x08R\x0cclientVerify*\xf4\x02\n\x08DataType\x12\x0e\n\nDT_INVALID\x10\x00\x12\x0c\n\x08DT_FLOAT\x10\x01\x12\r\n\tDT_DOUBLE\x10\x02\x12\x0c\n\x08DT_'
-    b'INT32\x10\x03\x12\x0c\n\x08DT_UINT8\x10\x04\x12\x0c\n\x08DT_INT16\x10\x05\x12\x0b\n\x07DT_INT8\x10\x06\x12\r\n\tDT_STRING\x10\x07\x12\x10\n\x0cDT_COMPLEX64\x10\x08\x12\x0c\n\x08DT_INT64\x10\t\x12'
-    b'\x0b\n\x07DT_BOOL\x10\n\x12\x0c\n\x08DT_QINT8\x10\x0b\x12\r\n\tDT_QUINT8\x10\x0c\x12\r\n\tDT_QINT32\x10\r\x12\x0f\n\x0bDT_BFLOAT16\x10\x0e\x12\r\n\tDT_QINT16\x10\x0f\x12\x0e\n\nDT_Q'
-    b'UINT16\x10\x10\x12\r\n\tDT_UINT16\x10\x11\x12\x11\n\rDT_COMPLEX128\x10\x12\x12\x0b\n\x07DT_HALF\x10\x13\x12\x0f\n\x0bDT_RESOURCE\x10\x14\x12\x0e\n\nDT_VARIANT\x10\x15\x12\r\n\tDT_U'
-    b'INT32\x10\x16\x12\r\n\tDT_UINT64\x10\x17b\x06proto3'
+    b'e\x18\x02 \x01(\x0b2\x1c.layertap.serving.TensorInfoR\x05value:\x028\x01"!\n\tBytesList\x12\x14\n\x05value\x18\x01 \x03(\x0cR\x05value"%\n\tFloatList'
+    b'\x12\x18\n\x05value\x18\x01 \x03(\x02B\x02\x10\x01R\x05value"\'\n\tInt64List\x12\x1a\n\x05value\x18\x01 \x03(\x03B\x04\x10\x010\x01R\x05value"\xcb\x01\n\x07Feature\x12<\n\nbytes_list\x18\x01 '
+    b'\x01(\x0b2\x1b.layertap.serving.BytesListH\x00R\tbytesList\x12<\n\nfloat_list\x18\x02 \x01(\x0b2\x1b.layertap.serving.FloatListH\x00'
+    b'R\tfloatList\x12<\n\nint64_list\x18\x03 \x01(\x0b2\x1b.layertap.serving.Int64ListH\x00R\tint64ListB\x06\n\x04kind"\xa4\x01\n\x08Features\x12A'
+    b"\n\x07feature\x18\x01 \x03(\x0b2'.layertap.serving.Features.FeatureEntryR\x07feature\x1aU\n\x0cFeatureEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03"
+    b'key\x12/\n\x05value\x18\x02 \x01(\x0b2\x19.layertap.serving.FeatureR\x05value:\x028\x01"A\n\x07Example\x126\n\x08features\x18\x01 \x01(\x0b2\x1a.layertap'
+    b'.serving.FeaturesR\x08features"\xb8\x01\n\tModelSpec\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x127\n\x07version\x18\x02 \x01(\x0b2\x1b.google.protobuf'
+    b'.Int64ValueH\x00R\x07version\x12%\n\rversion_label\x18\x04 \x01(\tH\x00R\x0cversionLabel\x12%\n\x0esignature_name\x18\x03 \x01(\tR\rsignature'
+    b'NameB\x10\n\x0eversion_choice"\x91\x02\n\x0ePredictRequest\x12:\n\nmodel_spec\x18\x01 \x01(\x0b2\x1b.layertap.serving.ModelSpecR\tmode'
+    b'lSpec\x12D\n\x06inputs\x18\x02 \x03(\x0b2,.layertap.serving.PredictRequest.InputsEntryR\x06inputs\x12#\n\routput_filter\x18\x03 \x03'
+    b'(\tR\x0coutputFilter\x1aX\n\x0bInputsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x123\n\x05value\x18\x02 \x01(\x0b2\x1d.layertap.serving.TensorProtoR'
+    b'\x05value:\x028\x01"\xf2\x01\n\x0fPredictResponse\x12:\n\nmodel_spec\x18\x02 \x01(\x0b2\x1b.layertap.serving.ModelSpecR\tmodelSpec\x12H\n\x07ou'
+    b'tputs\x18\x01 \x03(\x0b2..layertap.serving.PredictResponse.OutputsEntryR\x07outputs\x1aY\n\x0cOutputsEntry\x12\x10\n\x03key\x18\x01 \x01('
+    b'\tR\x03key\x123\n\x05value\x18\x02 \x01(\x0b2\x1d.layertap.serving.TensorProtoR\x05value:\x028\x01"D\n\x0bExampleList\x125\n\x08examples\x18\x01 \x03(\x0b'
+    b'2\x19.layertap.serving.ExampleR\x08examples"\x84\x01\n\x16ExampleListWithContext\x125\n\x08examples\x18\x01 \x03(\x0b2\x19.layertap.se'
+    b'rving.ExampleR\x08examples\x123\n\x07context\x18\x02 \x01(\x0b2\x19.layertap.serving.ExampleR\x07context"\xba\x01\n\x05Input\x12B\n\x0cexampl'
+    b'e_list\x18\x01 \x01(\x0b2\x1d.layertap.serving.ExampleListH\x00R\x0bexampleList\x12e\n\x19example_list_with_context\x18\x02 \x01(\x0b2(.'
+    b'layertap.serving.ExampleListWithContextH\x00R\x16exampleListWithContextB\x06\n\x04kind"3\n\x05Class\x12\x14\n\x05label\x18\x01 \x01('
+    b'\tR\x05label\x12\x14\n\x05score\x18\x02 \x01(\x02R\x05score"D\n\x0fClassifications\x121\n\x07classes\x18\x01 \x03(\x0b2\x17.layertap.serving.ClassR\x07cla'
+    b'sses"c\n\x14ClassificationResult\x12K\n\x0fclassifications\x18\x01 \x03(\x0b2!.layertap.serving.ClassificationsR\x0fclassi'
+    b'fications"\x82\x01\n\x15ClassificationRequest\x12:\n\nmodel_spec\x18\x01 \x01(\x0b2\x1b.layertap.serving.ModelSpecR\tmodelSpec\x12'
+    b'-\n\x05input\x18\x02 \x01(\x0b2\x17.layertap.serving.InputR\x05input"\x94\x01\n\x16ClassificationResponse\x12:\n\nmodel_spec\x18\x02 \x01(\x0b2\x1b.'
+    b'layertap.serving.ModelSpecR\tmodelSpec\x12>\n\x06result\x18\x01 \x01(\x0b2&.layertap.serving.ClassificationResultR\x06r'
+    b'esult""\n\nRegression\x12\x14\n\x05value\x18\x01 \x01(\x02R\x05value"R\n\x10RegressionResult\x12>\n\x0bregressions\x18\x01 \x03(\x0b2\x1c.layertap.se'
+    b'rving.RegressionR\x0bregressions"~\n\x11RegressionRequest\x12:\n\nmodel_spec\x18\x01 \x01(\x0b2\x1b.layertap.serving.ModelS'
+    b'pecR\tmodelSpec\x12-\n\x05input\x18\x02 \x01(\x0b2\x17.layertap.serving.InputR\x05input"\x8c\x01\n\x12RegressionResponse\x12:\n\nmodel_sp'
+    b'ec\x18\x02 \x01(\x0b2\x1b.layertap.serving.ModelSpecR\tmodelSpec\x12:\n\x06result\x18\x01 \x01(\x0b2".layertap.serving.RegressionRe'
+    b'sultR\x06result"l\n\rInferenceTask\x12:\n\nmodel_spec\x18\x01 \x01(\x0b2\x1b.layertap.serving.ModelSpecR\tmodelSpec\x12\x1f\n\x0bmet'
+    b'hod_name\x18\x02 \x01(\tR\nmethodName"\x89\x02\n\x0fInferenceResult\x12:\n\nmodel_spec\x18\x01 \x01(\x0b2\x1b.layertap.serving.ModelSpecR'
+    b'\tmodelSpec\x12]\n\x15classification_result\x18\x02 \x01(\x0b2&.layertap.serving.ClassificationResultH\x00R\x14classificat'
+    b'ionResult\x12Q\n\x11regression_result\x18\x03 \x01(\x0b2".layertap.serving.RegressionResultH\x00R\x10regressionResultB\x08\n\x06'
+    b'result"}\n\x15MultiInferenceRequest\x125\n\x05tasks\x18\x01 \x03(\x0b2\x1f.layertap.serving.InferenceTaskR\x05tasks\x12-\n\x05input\x18'
+    b'\x02 \x01(\x0b2\x17.layertap.serving.InputR\x05input"U\n\x16MultiInferenceResponse\x12;\n\x07results\x18\x01 \x03(\x0b2!.layertap.serv'
+    b'ing.InferenceResultR\x07results"\x87\x01\n\nPredictLog\x12:\n\x07request\x18\x01 \x01(\x0b2 .layertap.serving.PredictRequestR\x07'
+    b'request\x12=\n\x08response\x18\x02 \x01(\x0b2!.layertap.serving.PredictResponseR\x08response"\x96\x01\n\x0bClassifyLog\x12A\n\x07reques'
+    b"t\x18\x01 \x01(\x0b2'.layertap.serving.ClassificationRequestR\x07request\x12D\n\x08response\x18\x02 \x01(\x0b2(.layertap.serving.C"
+    b'lassificationResponseR\x08response"\x8d\x01\n\nRegressLog\x12=\n\x07request\x18\x01 \x01(\x0b2#.layertap.serving.RegressionReq'
+    b'uestR\x07request\x12@\n\x08response\x18\x02 \x01(\x0b2$.layertap.serving.RegressionResponseR\x08response"\x9c\x01\n\x11MultiInferen'
+    b"ceLog\x12A\n\x07request\x18\x01 \x01(\x0b2'.layertap.serving.MultiInferenceRequestR\x07request\x12D\n\x08response\x18\x02 \x01(\x0b2(.lay"
+    b'ertap.serving.MultiInferenceResponseR\x08response"\xb8\x02\n\rPredictionLog\x12B\n\x0cclassify_log\x18\x02 \x01(\x0b2\x1d.layerta'
+    b'p.serving.ClassifyLogH\x00R\x0bclassifyLog\x12?\n\x0bregress_log\x18\x03 \x01(\x0b2\x1c.layertap.serving.RegressLogH\x00R\nregre'
+    b'ssLog\x12U\n\x13multi_inference_log\x18\x04 \x01(\x0b2#.layertap.serving.MultiInferenceLogH\x00R\x11multiInferenceLog\x12?\n\x0b'
+    b'predict_log\x18\x06 \x01(\x0b2\x1c.layertap.serving.PredictLogH\x00R\npredictLogB\n\n\x08log_type"\xcc\x01\n\x0fSignatureDefMap\x12X\n'
+    b'\rsignature_def\x18\x01 \x03(\x0b23.layertap.serving.SignatureDefMap.SignatureDefEntryR\x0csignatureDef\x1a_\n\x11Signa'
+    b'tureDefEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x124\n\x05value\x18\x02 \x01(\x0b2\x1e.layertap.serving.SignatureDefR\x05value:\x028\x01"|\n\x17GetM'
+    b'odelMetadataRequest\x12:\n\nmodel_spec\x18\x01 \x01(\x0b2\x1b.layertap.serving.ModelSpecR\tmodelSpec\x12%\n\x0emetadata_fiel'
+    b'd\x18\x02 \x03(\tR\rmetadataField"\xff\x01\n\x18GetModelMetadataResponse\x12:\n\nmodel_spec\x18\x01 \x01(\x0b2\x1b.layertap.serving.Model'
+    b'SpecR\tmodelSpec\x12T\n\x08metadata\x18\x02 \x03(\x0b28.layertap.serving.GetModelMetadataResponse.MetadataEntryR\x08met'
+    b'adata\x1aQ\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12*\n\x05value\x18\x02 \x01(\x0b2\x14.google.protobuf.AnyR\x05value:\x028\x01"Q\n\x0bStat'
+    b'usProto\x12\x1d\n\nerror_code\x18\x01 \x01(\x05R\terrorCode\x12#\n\rerror_message\x18\x02 \x01(\tR\x0cerrorMessage"S\n\x15GetModelStatusReq'
+    b'uest\x12:\n\nmodel_spec\x18\x01 \x01(\x0b2\x1b.layertap.serving.ModelSpecR\tmodelSpec"\xfc\x01\n\x12ModelVersionStatus\x12\x18\n\x07versi'
+    b'on\x18\x01 \x01(\x03R\x07version\x12@\n\x05state\x18\x02 \x01(\x0e2*.layertap.serving.ModelVersionStatus.StateR\x05state\x125\n\x06status\x18\x03 '
+    b'\x01(\x0b2\x1d.layertap.serving.StatusProtoR\x06status"S\n\x05State\x12\x0b\n\x07UNKNOWN\x10\x00\x12\t\n\x05START\x10\n\x12\x0b\n\x07LOADING\x10\x14\x12\r\n\tAVAI'
+    b'LABLE\x10\x1e\x12\r\n\tUNLOADING\x10(\x12\x07\n\x03END\x102"p\n\x16GetModelStatusResponse\x12V\n\x14model_version_status\x18\x01 \x03(\x0b2$.layert'
+    b'ap.serving.ModelVersionStatusR\x12modelVersionStatus"R\n\x13ReloadConfigRequest\x12;\n\x06config\x18\x01 \x01(\x0b2#.layer'
+    b'tap.serving.ModelServerConfigR\x06config"M\n\x14ReloadConfigResponse\x125\n\x06status\x18\x01 \x01(\x0b2\x1d.layertap.serving'
+    b'.StatusProtoR\x06status"\xdf\x02\n\x15ServableVersionPolicy\x12H\n\x06latest\x18d \x01(\x0b2..layertap.serving.ServableVersio'
+    b'nPolicy.LatestH\x00R\x06latest\x12?\n\x03all\x18e \x01(\x0b2+.layertap.serving.ServableVersionPolicy.AllH\x00R\x03all\x12N\n\x08spe'
+    b'cific\x18f \x01(\x0b20.layertap.serving.ServableVersionPolicy.SpecificH\x00R\x08specific\x1a+\n\x06Latest\x12!\n\x0cnum_versi'
+    b'ons\x18\x01 \x01(\rR\x0bnumVersions\x1a\x05\n\x03All\x1a&\n\x08Specific\x12\x1a\n\x08versions\x18\x01 \x03(\x03R\x08versionsB\x0f\n\rpolicy_choice"\xdb\x02\n\x0bModel'
+    b'Config\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n\tbase_path\x18\x02 \x01(\tR\x08basePath\x12%\n\x0emodel_platform\x18\x04 \x01(\tR\rmodelPlatform\x12Y'
+    b"\n\x14model_version_policy\x18\x07 \x01(\x0b2'.layertap.serving.ServableVersionPolicyR\x12modelVersionPolicy\x12W\n\x0ever"
+    b'sion_labels\x18\x08 \x03(\x0b20.layertap.serving.ModelConfig.VersionLabelsEntryR\rversionLabels\x1a@\n\x12VersionLab'
+    b'elsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01"H\n\x0fModelConfigList\x125\n\x06config\x18\x01 \x03(\x0b2\x1d.layert'
+    b'ap.serving.ModelConfigR\x06config"n\n\x11ModelServerConfig\x12O\n\x11model_config_list\x18\x01 \x01(\x0b2!.layertap.servin'
+    b'g.ModelConfigListH\x00R\x0fmodelConfigListB\x08\n\x06config"\xa6\x05\n\x12BatchingParameters\x12A\n\x0emax_batch_size\x18\x01 \x01(\x0b2\x1b.'
+    b'google.protobuf.Int64ValueR\x0cmaxBatchSize\x12M\n\x14batch_timeout_micros\x18\x02 \x01(\x0b2\x1b.google.protobuf.Int64Va'
+    b'lueR\x12batchTimeoutMicros\x12M\n\x14max_enqueued_batches\x18\x03 \x01(\x0b2\x1b.google.protobuf.Int64ValueR\x12maxEnqueuedB'
+    b'atches\x12G\n\x11num_batch_threads\x18\x04 \x01(\x0b2\x1b.google.protobuf.Int64ValueR\x0fnumBatchThreads\x12F\n\x10thread_pool_n'
+    b'ame\x18\x05 \x01(\x0b2\x1c.google.protobuf.StringValueR\x0ethreadPoolName\x12.\n\x13allowed_batch_sizes\x18\x06 \x03(\x03R\x11allowedBat'
+    b'chSizes\x12;\n\x1apad_variable_length_inputs\x18\x07 \x01(\x08R\x17padVariableLengthInputs\x12[\n\x1cenable_large_batch_split'
+    b'ting\x18\x08 \x01(\x0b2\x1a.google.protobuf.BoolValueR\x19enableLargeBatchSplitting\x12T\n\x18max_execution_batch_size\x18\t '
+    b'\x01(\x0b2\x1b.google.protobuf.Int64ValueR\x15maxExecutionBatchSize">\n\x10PrometheusConfig\x12\x16\n\x06enable\x18\x01 \x01(\x08R\x06ena'
+    b'ble\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path"c\n\x10MonitoringConfig\x12O\n\x11prometheus_config\x18\x01 \x01(\x0b2".layertap.serving.Promet'
+    b'heusConfigR\x10prometheusConfig"\x8d\x01\n\tSSLConfig\x12\x1d\n\nserver_key\x18\x01 \x01(\tR\tserverKey\x12\x1f\n\x0bserver_cert\x18\x02 \x01(\tR\n'
+    b'serverCert\x12\x1b\n\tcustom_ca\x18\x03 \x01(\tR\x08customCa\x12#\n\rclient_verify\x18\x04 \x01(\x08R\x0cclientVerify*\xf4\x02\n\x08DataType\x12\x0e\n\nDT_'
+    b'INVALID\x10\x00\x12\x0c\n\x08DT_FLOAT\x10\x01\x12\r\n\tDT_DOUBLE\x10\x02\x12\x0c\n\x08DT_INT32\x10\x03\x12\x0c\n\x08DT_UINT8\x10\x04\x12\x0c\n\x08DT_INT16\x10\x05\x12\x0b\n\x07DT_INT8\x10\x06\x12\r\n'
+    b'\tDT_STRING\x10\x07\x12\x10\n\x0cDT_COMPLEX64\x10\x08\x12\x0c\n\x08DT_INT64\x10\t\x12\x0b\n\x07DT_BOOL\x10\n\x12\x0c\n\x08DT_QINT8\x10\x0b\x12\r\n\tDT_QUINT8\x10\x0c\x12\r\n\tDT_QIN'
+    b'T32\x10\r\x12\x0f\n\x0bDT_BFLOAT16\x10\x0e\x12\r\n\tDT_QINT16\x10\x0f\x12\x0e\n\nDT_QUINT16\x10\x10\x12\r\n\tDT_UINT16\x10\x11\x12\x11\n\rDT_COMPLEX128\x10\x12\x12\x0b\n\x07DT_HA'
+    b'LF\x10\x13\x12\x0f\n\x0bDT_RESOURCE\x10\x14\x12\x0e\n\nDT_VARIANT\x10\x15\x12\r\n\tDT_UINT32\x10\x16\x12\r\n\tDT_UINT64\x10\x17b\x06proto3'
 )
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(_SERIALIZED_FILE)
 
@@ -104,10 +136,35 @@ TensorShapeProto = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_
 TensorProto = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['TensorProto'])
 TensorInfo = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['TensorInfo'])
 SignatureDef = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['SignatureDef'])
+BytesList = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['BytesList'])
+FloatList = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['FloatList'])
+Int64List = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['Int64List'])
+Feature = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['Feature'])
+Features = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['Features'])
+Example = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['Example'])
 ModelSpec = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['ModelSpec'])
 PredictRequest = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['PredictRequest'])
 PredictResponse = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['PredictResponse'])
+ExampleList = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['ExampleList'])
+ExampleListWithContext = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['ExampleListWithContext'])
+Input = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['Input'])
+Class = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['Class'])
+Classifications = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['Classifications'])
+ClassificationResult = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['ClassificationResult'])
+ClassificationRequest = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['ClassificationRequest'])
+ClassificationResponse = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['ClassificationResponse'])
+Regression = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['Regression'])
+RegressionResult = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['RegressionResult'])
+RegressionRequest = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['RegressionRequest'])
+RegressionResponse = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['RegressionResponse'])
+InferenceTask = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['InferenceTask'])
+InferenceResult = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['InferenceResult'])
+MultiInferenceRequest = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['MultiInferenceRequest'])
+MultiInferenceResponse = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['MultiInferenceResponse'])
 PredictLog = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['PredictLog'])
+ClassifyLog = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['ClassifyLog'])
+RegressLog = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['RegressLog'])
+MultiInferenceLog = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['MultiInferenceLog'])
 PredictionLog = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['PredictionLog'])
 SignatureDefMap = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['SignatureDefMap'])
 GetModelMetadataRequest = _message_factory.GetMessageClass(DESCRIPTOR.message_types_by_name['GetModelMetadataRequest'])

@@ -304,6 +304,161 @@ class SignatureDef(_message.Message):
 Global___SignatureDef: _TypeAlias = SignatureDef  # noqa: Y015
 
 @_typing.final
+class BytesList(_message.Message):
+    """---------------------------------------------------------------- examples (tensorflow/core/example)
+    tensorflow.Example and its parts: the inputs of Classify, Regress and MultiInference.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def value(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        value: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BytesList: _TypeAlias = BytesList  # noqa: Y015
+
+@_typing.final
+class FloatList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def value(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        value: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FloatList: _TypeAlias = FloatList  # noqa: Y015
+
+@_typing.final
+class Int64List(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def value(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        value: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Int64List: _TypeAlias = Int64List  # noqa: Y015
+
+@_typing.final
+class Feature(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BYTES_LIST_FIELD_NUMBER: _builtins.int
+    FLOAT_LIST_FIELD_NUMBER: _builtins.int
+    INT64_LIST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def bytes_list(self) -> Global___BytesList: ...
+    @_builtins.property
+    def float_list(self) -> Global___FloatList: ...
+    @_builtins.property
+    def int64_list(self) -> Global___Int64List: ...
+    def __init__(
+        self,
+        *,
+        bytes_list: Global___BytesList | None = ...,
+        float_list: Global___FloatList | None = ...,
+        int64_list: Global___Int64List | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bytes_list", b"bytes_list", "float_list", b"float_list", "int64_list", b"int64_list", "kind", b"kind"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_list", b"bytes_list", "float_list", b"float_list", "int64_list", b"int64_list", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["bytes_list", "float_list", "int64_list"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___Feature: _TypeAlias = Feature  # noqa: Y015
+
+@_typing.final
+class Features(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class FeatureEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___Feature: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___Feature | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    FEATURE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def feature(self) -> _containers.MessageMap[_builtins.str, Global___Feature]: ...
+    def __init__(
+        self,
+        *,
+        feature: _abc.Mapping[_builtins.str, Global___Feature] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Features: _TypeAlias = Features  # noqa: Y015
+
+@_typing.final
+class Example(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def features(self) -> Global___Features: ...
+    def __init__(
+        self,
+        *,
+        features: Global___Features | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["features", b"features"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Example: _TypeAlias = Example  # noqa: Y015
+
+@_typing.final
 class ModelSpec(_message.Message):
     """---------------------------------------------------------------- requests (tensorflow_serving/apis)"""
 
@@ -431,6 +586,381 @@ class PredictResponse(_message.Message):
 Global___PredictResponse: _TypeAlias = PredictResponse  # noqa: Y015
 
 @_typing.final
+class ExampleList(_message.Message):
+    """Input of Classify, Regress and MultiInference (tensorflow_serving/apis/input.proto)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXAMPLES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def examples(self) -> _containers.RepeatedCompositeFieldContainer[Global___Example]: ...
+    def __init__(
+        self,
+        *,
+        examples: _abc.Iterable[Global___Example] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["examples", b"examples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExampleList: _TypeAlias = ExampleList  # noqa: Y015
+
+@_typing.final
+class ExampleListWithContext(_message.Message):
+    """`context` is merged into every example before the examples are fed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXAMPLES_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def examples(self) -> _containers.RepeatedCompositeFieldContainer[Global___Example]: ...
+    @_builtins.property
+    def context(self) -> Global___Example: ...
+    def __init__(
+        self,
+        *,
+        examples: _abc.Iterable[Global___Example] | None = ...,
+        context: Global___Example | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "examples", b"examples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExampleListWithContext: _TypeAlias = ExampleListWithContext  # noqa: Y015
+
+@_typing.final
+class Input(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXAMPLE_LIST_FIELD_NUMBER: _builtins.int
+    EXAMPLE_LIST_WITH_CONTEXT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def example_list(self) -> Global___ExampleList: ...
+    @_builtins.property
+    def example_list_with_context(self) -> Global___ExampleListWithContext: ...
+    def __init__(
+        self,
+        *,
+        example_list: Global___ExampleList | None = ...,
+        example_list_with_context: Global___ExampleListWithContext | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["example_list", b"example_list", "example_list_with_context", b"example_list_with_context", "kind", b"kind"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["example_list", b"example_list", "example_list_with_context", b"example_list_with_context", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["example_list", "example_list_with_context"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___Input: _TypeAlias = Input  # noqa: Y015
+
+@_typing.final
+class Class(_message.Message):
+    """Classify (tensorflow_serving/apis/classification.proto)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABEL_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    label: _builtins.str
+    score: _builtins.float
+    def __init__(
+        self,
+        *,
+        label: _builtins.str = ...,
+        score: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Class: _TypeAlias = Class  # noqa: Y015
+
+@_typing.final
+class Classifications(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLASSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def classes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Class]: ...
+    def __init__(
+        self,
+        *,
+        classes: _abc.Iterable[Global___Class] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["classes", b"classes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Classifications: _TypeAlias = Classifications  # noqa: Y015
+
+@_typing.final
+class ClassificationResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLASSIFICATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def classifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Classifications]: ...
+    def __init__(
+        self,
+        *,
+        classifications: _abc.Iterable[Global___Classifications] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["classifications", b"classifications"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClassificationResult: _TypeAlias = ClassificationResult  # noqa: Y015
+
+@_typing.final
+class ClassificationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_SPEC_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model_spec(self) -> Global___ModelSpec: ...
+    @_builtins.property
+    def input(self) -> Global___Input: ...
+    def __init__(
+        self,
+        *,
+        model_spec: Global___ModelSpec | None = ...,
+        input: Global___Input | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "model_spec", b"model_spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "model_spec", b"model_spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClassificationRequest: _TypeAlias = ClassificationRequest  # noqa: Y015
+
+@_typing.final
+class ClassificationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_SPEC_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model_spec(self) -> Global___ModelSpec: ...
+    @_builtins.property
+    def result(self) -> Global___ClassificationResult: ...
+    def __init__(
+        self,
+        *,
+        model_spec: Global___ModelSpec | None = ...,
+        result: Global___ClassificationResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model_spec", b"model_spec", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_spec", b"model_spec", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClassificationResponse: _TypeAlias = ClassificationResponse  # noqa: Y015
+
+@_typing.final
+class Regression(_message.Message):
+    """Regress (tensorflow_serving/apis/regression.proto)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: _builtins.int
+    value: _builtins.float
+    def __init__(
+        self,
+        *,
+        value: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Regression: _TypeAlias = Regression  # noqa: Y015
+
+@_typing.final
+class RegressionResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGRESSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def regressions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Regression]: ...
+    def __init__(
+        self,
+        *,
+        regressions: _abc.Iterable[Global___Regression] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["regressions", b"regressions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegressionResult: _TypeAlias = RegressionResult  # noqa: Y015
+
+@_typing.final
+class RegressionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_SPEC_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model_spec(self) -> Global___ModelSpec: ...
+    @_builtins.property
+    def input(self) -> Global___Input: ...
+    def __init__(
+        self,
+        *,
+        model_spec: Global___ModelSpec | None = ...,
+        input: Global___Input | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "model_spec", b"model_spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "model_spec", b"model_spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegressionRequest: _TypeAlias = RegressionRequest  # noqa: Y015
+
+@_typing.final
+class RegressionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_SPEC_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model_spec(self) -> Global___ModelSpec: ...
+    @_builtins.property
+    def result(self) -> Global___RegressionResult: ...
+    def __init__(
+        self,
+        *,
+        model_spec: Global___ModelSpec | None = ...,
+        result: Global___RegressionResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model_spec", b"model_spec", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_spec", b"model_spec", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegressionResponse: _TypeAlias = RegressionResponse  # noqa: Y015
+
+@_typing.final
+class InferenceTask(_message.Message):
+    """MultiInference (tensorflow_serving/apis/inference.proto): several classify/regress tasks on one input."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_SPEC_FIELD_NUMBER: _builtins.int
+    METHOD_NAME_FIELD_NUMBER: _builtins.int
+    method_name: _builtins.str
+    """"tensorflow/serving/classify" or "tensorflow/serving/regress"."""
+    @_builtins.property
+    def model_spec(self) -> Global___ModelSpec: ...
+    def __init__(
+        self,
+        *,
+        model_spec: Global___ModelSpec | None = ...,
+        method_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model_spec", b"model_spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["method_name", b"method_name", "model_spec", b"model_spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InferenceTask: _TypeAlias = InferenceTask  # noqa: Y015
+
+@_typing.final
+class InferenceResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_SPEC_FIELD_NUMBER: _builtins.int
+    CLASSIFICATION_RESULT_FIELD_NUMBER: _builtins.int
+    REGRESSION_RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model_spec(self) -> Global___ModelSpec: ...
+    @_builtins.property
+    def classification_result(self) -> Global___ClassificationResult: ...
+    @_builtins.property
+    def regression_result(self) -> Global___RegressionResult: ...
+    def __init__(
+        self,
+        *,
+        model_spec: Global___ModelSpec | None = ...,
+        classification_result: Global___ClassificationResult | None = ...,
+        regression_result: Global___RegressionResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["classification_result", b"classification_result", "model_spec", b"model_spec", "regression_result", b"regression_result", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["classification_result", b"classification_result", "model_spec", b"model_spec", "regression_result", b"regression_result", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["classification_result", "regression_result"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___InferenceResult: _TypeAlias = InferenceResult  # noqa: Y015
+
+@_typing.final
+class MultiInferenceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___InferenceTask]: ...
+    @_builtins.property
+    def input(self) -> Global___Input: ...
+    def __init__(
+        self,
+        *,
+        tasks: _abc.Iterable[Global___InferenceTask] | None = ...,
+        input: Global___Input | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MultiInferenceRequest: _TypeAlias = MultiInferenceRequest  # noqa: Y015
+
+@_typing.final
+class MultiInferenceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___InferenceResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___InferenceResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MultiInferenceResponse: _TypeAlias = MultiInferenceResponse  # noqa: Y015
+
+@_typing.final
 class PredictLog(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -455,24 +985,108 @@ class PredictLog(_message.Message):
 Global___PredictLog: _TypeAlias = PredictLog  # noqa: Y015
 
 @_typing.final
+class ClassifyLog(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def request(self) -> Global___ClassificationRequest: ...
+    @_builtins.property
+    def response(self) -> Global___ClassificationResponse: ...
+    def __init__(
+        self,
+        *,
+        request: Global___ClassificationRequest | None = ...,
+        response: Global___ClassificationResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClassifyLog: _TypeAlias = ClassifyLog  # noqa: Y015
+
+@_typing.final
+class RegressLog(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def request(self) -> Global___RegressionRequest: ...
+    @_builtins.property
+    def response(self) -> Global___RegressionResponse: ...
+    def __init__(
+        self,
+        *,
+        request: Global___RegressionRequest | None = ...,
+        response: Global___RegressionResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegressLog: _TypeAlias = RegressLog  # noqa: Y015
+
+@_typing.final
+class MultiInferenceLog(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def request(self) -> Global___MultiInferenceRequest: ...
+    @_builtins.property
+    def response(self) -> Global___MultiInferenceResponse: ...
+    def __init__(
+        self,
+        *,
+        request: Global___MultiInferenceRequest | None = ...,
+        response: Global___MultiInferenceResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MultiInferenceLog: _TypeAlias = MultiInferenceLog  # noqa: Y015
+
+@_typing.final
 class PredictionLog(_message.Message):
     """One record of assets.extra/tf_serving_warmup_requests."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    CLASSIFY_LOG_FIELD_NUMBER: _builtins.int
+    REGRESS_LOG_FIELD_NUMBER: _builtins.int
+    MULTI_INFERENCE_LOG_FIELD_NUMBER: _builtins.int
     PREDICT_LOG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def classify_log(self) -> Global___ClassifyLog: ...
+    @_builtins.property
+    def regress_log(self) -> Global___RegressLog: ...
+    @_builtins.property
+    def multi_inference_log(self) -> Global___MultiInferenceLog: ...
     @_builtins.property
     def predict_log(self) -> Global___PredictLog: ...
     def __init__(
         self,
         *,
+        classify_log: Global___ClassifyLog | None = ...,
+        regress_log: Global___RegressLog | None = ...,
+        multi_inference_log: Global___MultiInferenceLog | None = ...,
         predict_log: Global___PredictLog | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["log_type", b"log_type", "predict_log", b"predict_log"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["classify_log", b"classify_log", "log_type", b"log_type", "multi_inference_log", b"multi_inference_log", "predict_log", b"predict_log", "regress_log", b"regress_log"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["log_type", b"log_type", "predict_log", b"predict_log"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["classify_log", b"classify_log", "log_type", b"log_type", "multi_inference_log", b"multi_inference_log", "predict_log", b"predict_log", "regress_log", b"regress_log"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_log_type: _TypeAlias = _typing.Literal["predict_log"]  # noqa: Y015
+    _WhichOneofReturnType_log_type: _TypeAlias = _typing.Literal["classify_log", "regress_log", "multi_inference_log", "predict_log"]  # noqa: Y015
     _WhichOneofArgType_log_type: _TypeAlias = _typing.Literal["log_type", b"log_type"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_log_type) -> _WhichOneofReturnType_log_type | None: ...
 
