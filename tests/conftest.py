@@ -1,7 +1,21 @@
 """Shared test set-up. Fixtures that build models live in the conftest of the package they test."""
 
 import os
+from pathlib import Path
+
+import pytest
 
 # Quiet TensorFlow's C++ logging and keep Keras on the TensorFlow backend in every test process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+@pytest.fixture(scope="session")
+def half_plus_two(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model base path holding TF Serving's test model half_plus_two as version 00000123
+    (tests/half_plus_two.py). Read-only: tests that change a repository copy it first."""
+    from tests import half_plus_two as model
+
+    base = tmp_path_factory.mktemp("half_plus_two_base") / "half_plus_two"
+    model.build(base / f"{model.VERSION:08d}")
+    return base

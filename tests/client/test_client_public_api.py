@@ -16,12 +16,13 @@ sys.modules["keras"] = None
 import json, time
 started = time.perf_counter()
 import layertap.client
-from layertap.client import LayerClient
+from layertap.client import LayerClient, ServingClient
 elapsed = time.perf_counter() - started
 import layertap.wire.codec
 import layertap.cli.query
 client = LayerClient("127.0.0.1:1", "m")
 client.close()
+ServingClient("127.0.0.1:1", "m").close()
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tensorflow_serving")
                and sys.modules[m] is not None)
 # VmRSS, not ru_maxrss: the latter keeps the forking parent's peak across exec.
@@ -51,10 +52,13 @@ def test_tensorflow_is_not_imported_as_a_side_effect() -> None:
 def test_public_names_are_exactly_all() -> None:
     assert sorted(layertap.client.__all__) == [
         "AsyncLayerClient",
+        "AsyncServingClient",
         "Catalogue",
+        "Classification",
         "Layer",
         "LayerClient",
         "Retry",
+        "ServingClient",
         "Signature",
         "TLS",
         "TensorSpec",

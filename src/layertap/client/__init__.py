@@ -7,8 +7,18 @@
         conv = client.predict_layer(images, "conv_2")    # one layer
         outs = client.predict(images, ["conv_1", "conv_2"])  # several, in as few calls as possible
 
+`ServingClient` is the general TF Serving client for the rest of a served model, signature by
+signature: Classify, Regress and MultiInference on tf.Examples given as dicts of features, and
+Predict on any signature by name.
+
+    from layertap.client import ServingClient
+
+    with ServingClient("localhost:8500", "half_plus_two") as client:
+        client.regress([{"x": 1.0}, {"x": 5.0}], signature="regress_x_to_y")   # array([2.5, 4.5])
+        client.classify([{"x": 1.0}], signature="classify_x_to_y").scores     # array([[2.5]])
+
 Needs only grpcio, protobuf and numpy: importing it never imports TensorFlow. `AsyncLayerClient`
-is the same client for asyncio. Errors are those of `layertap.errors`.
+and `AsyncServingClient` are the same clients for asyncio. Errors are those of `layertap.errors`.
 """
 
 from __future__ import annotations
@@ -16,17 +26,23 @@ from __future__ import annotations
 from layertap.client._async import AsyncLayerClient
 from layertap.client._catalogue import Catalogue, Layer, Signature, TensorSpec
 from layertap.client._channel import TLS
+from layertap.client._inference import Classification
 from layertap.client._retry import Retry
+from layertap.client._serving import ServingClient
+from layertap.client._serving_async import AsyncServingClient
 from layertap.client._status import VersionStatus
 from layertap.client._sync import LayerClient
 
 __all__ = [
     "TLS",
     "AsyncLayerClient",
+    "AsyncServingClient",
     "Catalogue",
+    "Classification",
     "Layer",
     "LayerClient",
     "Retry",
+    "ServingClient",
     "Signature",
     "TensorSpec",
     "VersionStatus",

@@ -6,15 +6,17 @@ attempts, shared by the sync and the asyncio client, which only differ in how th
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
 
 from layertap.client._errors import RETRYABLE, code_name
 
-__all__ = ["Attempts", "Retry"]
+__all__ = ["Attempts", "Retry", "send_with_retries", "send_with_retries_async"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +90,33 @@ class Attempts:
         if left is not None and pause >= left:
             return None
         return pause
+
+
+def send_with_retries(
+    send: Callable[[float | None], bytes], attempts: Attempts, failed: Callable[[grpc.RpcError], Exception]
+) -> bytes:
+    """`send(timeout)` until it answers or `attempts` says to give up; then raise `failed(error)`."""
+    while True:
+        try:
+            return send(attempts.start())
+        except grpc.RpcError as error:
+            pause = attempts.pause_before_retry(error)
+            if pause is None:
+                raise failed(error) from error
+            time.sleep(pause)
+
+
+async def send_with_retries_async(
+    send: Callable[[float | None], Awaitable[bytes]],
+    attempts: Attempts,
+    failed: Callable[[grpc.RpcError], Exception],
+) -> bytes:
+    """The asyncio twin of `send_with_retries`: the same decisions, awaited."""
+    while True:
+        try:
+            return await send(attempts.start())
+        except grpc.RpcError as error:
+            pause = attempts.pause_before_retry(error)
+            if pause is None:
+                raise failed(error) from error
+            await asyncio.sleep(pause)
