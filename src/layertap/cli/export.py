@@ -13,6 +13,7 @@ __all__ = [
     "add_arguments",
     "add_model_arguments",
     "parse_group",
+    "parse_head_argument",
     "parse_shape",
     "quiet_tensorflow_logs",
     "run",
@@ -41,6 +42,17 @@ def parse_group(text: str) -> tuple[str, list[str]]:
             f"invalid group {text!r}: expected NAME=SPEC,SPEC (e.g. early=conv_1,conv_2)"
         )
     return name.strip(), specs
+
+
+def parse_head_argument(text: str) -> tuple[str, str, list[str]]:
+    """`NAME=SPEC:OP[,OP...]` -> (NAME, SPEC, [OP, ...]); the ops are checked by the exporter."""
+    from layertap.exporter.heads import parse_head
+
+    try:
+        name, spec, ops = parse_head(text)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return name, spec, [str(op) for op in ops]
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +90,18 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
         default=[],
         type=parse_group,
         metavar="NAME=SPEC,SPEC",
-        help="an extra signature NAME returning several layers in one pass. Repeatable.",
+        help="an extra signature NAME returning several layers (or heads, by NAME) in one pass. Repeatable.",
+    )
+    parser.add_argument(
+        "--head",
+        dest="heads",
+        action="append",
+        default=[],
+        type=parse_head_argument,
+        metavar="NAME=SPEC:OP[,OP...]",
+        help="a signature NAME computing the layer SPEC followed by ops, on the server: gap, gmp, "
+        "mean (masked), first, last (masked), avgpool=K, dims=N, l2, float16, bfloat16 "
+        "(e.g. pooled=conv2_block1_out:gap,float16). Repeatable.",
     )
     parser.add_argument("--base-path", required=True, metavar="DIR", help="TF Serving model base path")
     parser.add_argument("--name", required=True, help="model name (the folder under --base-path)")
@@ -98,8 +121,16 @@ def run(args: argparse.Namespace) -> int:
     from layertap.exporter import export
 
     quiet_tensorflow_logs()
-    if not args.layers and not args.groups:
-        raise UsageError("nothing to export: give at least one --layer SPEC (see `layertap inspect MODEL`)")
+    if not args.layers and not args.groups and not args.heads:
+        raise UsageError(
+            "nothing to export: give at least one --layer SPEC or --head NAME=SPEC:OPS "
+            "(see `layertap inspect MODEL`)"
+        )
+    heads: dict[str, tuple[str, list[str]]] = {}
+    for name, spec, ops in args.heads:
+        if name in heads:
+            raise UsageError(f"--head {name!r} is given twice")
+        heads[name] = (spec, ops)
     groups: dict[str, list[str]] = {}
     for name, specs in args.groups:
         if name in groups:
@@ -116,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         version=args.version,
         groups=groups,
+        heads=heads,
         input_shape=args.input_shape,
         allow_unsafe=args.allow_unsafe,
         verify=args.verify,
@@ -132,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
         )
         error = result.max_errors.get(key)
         checked = f"  (max error {error:.1e})" if error is not None else ""
-        print(f"  {key}: {outputs}{checked}")
+        heads = "".join(f"  [{alias} = {','.join(ops)}]" for alias, ops in info.heads.items())
+        print(f"  {key}: {outputs}{heads}{checked}")
     sizes = result.sizes
     print(
         f"variables {sizes.variables_bytes} bytes for {sizes.parameter_bytes} parameter bytes "

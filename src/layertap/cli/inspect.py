@@ -13,6 +13,13 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     """Arguments of `layertap inspect`."""
     add_model_arguments(parser)
+    parser.add_argument(
+        "--head",
+        metavar="OP[,OP...]",
+        default=None,
+        help="preview a head (e.g. gap,float16): its output shape and bytes per example at each "
+        "layer it fits",
+    )
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
 
 
@@ -21,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from layertap.exporter import inspect_model
 
     quiet_tensorflow_logs()
-    rows = inspect_model(args.model, input_shape=args.input_shape, allow_unsafe=args.allow_unsafe)
+    rows = inspect_model(
+        args.model, input_shape=args.input_shape, allow_unsafe=args.allow_unsafe, head=args.head
+    )
     if args.json:
         print(
             json.dumps(
@@ -34,6 +43,18 @@ def run(args: argparse.Namespace) -> int:
                         "parameters": row.parameters,
                         "flops": row.flops,
                         "flops_share": round(row.share, 6),
+                        **(
+                            {
+                                "output_bytes_per_example": row.output_bytes,
+                                "head": {
+                                    "shape": None if row.head_shape is None else list(row.head_shape),
+                                    "dtype": row.head_dtype,
+                                    "bytes_per_example": row.head_bytes,
+                                },
+                            }
+                            if args.head is not None
+                            else {}
+                        ),
                     }
                     for row in rows
                 ],
@@ -41,21 +62,36 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    table = [("index", "layer spec", "kind", "output shape", "params", "FLOPs", "share")]
+    header: tuple[str, ...] = ("index", "layer spec", "kind", "output shape", "params", "FLOPs", "share")
+    if args.head is not None:
+        header += ("bytes/example", f"head {args.head}", "head bytes/example")
+    table = [header]
     for row in rows:
-        shape = " ".join(str(tuple("batch" if d is None else d for d in s)) for s in row.output_shape)
-        table.append(
-            (
-                "" if row.index is None else str(row.index),
-                row.spec,
-                row.kind,
-                shape.replace("'", ""),
-                f"{row.parameters:,}",
-                f"{row.flops:,}",
-                f"{100 * row.share:.1f}%",
-            )
+        line: tuple[str, ...] = (
+            "" if row.index is None else str(row.index),
+            row.spec,
+            row.kind,
+            " ".join(_shape(s) for s in row.output_shape),
+            f"{row.parameters:,}",
+            f"{row.flops:,}",
+            f"{100 * row.share:.1f}%",
         )
+        if args.head is not None:
+            line += (
+                _bytes(row.output_bytes),
+                "-" if row.head_shape is None else f"{_shape(row.head_shape)} {row.head_dtype}",
+                "-" if row.head_shape is None else _bytes(row.head_bytes),
+            )
+        table.append(line)
     widths = [max(len(line[column]) for line in table) for column in range(len(table[0]))]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
     return 0
+
+
+def _shape(shape: tuple[int | None, ...]) -> str:
+    return str(tuple("batch" if d is None else d for d in shape)).replace("'", "")
+
+
+def _bytes(size: int | None) -> str:
+    return "?" if size is None else f"{size:,}"

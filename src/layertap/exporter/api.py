@@ -12,14 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from layertap.errors import ExportError, LayertapError
+from layertap.errors import ExportError, LayertapError, UsageError
 from layertap.exporter import _graph, specs
+from layertap.exporter import heads as head_ops
 from layertap.exporter.flops import graph_flops
 from layertap.exporter.loading import load_model
 from layertap.exporter.manifest import build_manifest, write_manifest
 from layertap.exporter.publish import Repository
 from layertap.exporter.savedmodel import write_savedmodel
-from layertap.exporter.truncate import plan_signatures
+from layertap.exporter.truncate import HeadRef, plan_signatures
 from layertap.exporter.verify import verify_savedmodel
 from layertap.exporter.warmup import write_warmup
 
@@ -32,12 +33,16 @@ ProgressCallback = Callable[[str], None]
 
 @dataclass(frozen=True)
 class SignatureInfo:
-    """A written signature: its inputs and outputs as alias -> (shape with batch None, dtype)."""
+    """A written signature: its inputs and outputs as alias -> (shape with batch None, dtype).
+
+    `heads` maps each output computed by a head to its ops (e.g. {"pooled": ("gap", "float16")}).
+    """
 
     key: str
     inputs: dict[str, tuple[tuple[int | None, ...], str]]
     outputs: dict[str, tuple[tuple[int | None, ...], str]]
     layers: tuple[str, ...]
+    heads: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class ExportResult:
                     "inputs": {a: {"shape": list(s), "dtype": d} for a, (s, d) in info.inputs.items()},
                     "outputs": {a: {"shape": list(s), "dtype": d} for a, (s, d) in info.outputs.items()},
                     "layers": list(info.layers),
+                    "heads": {alias: list(ops) for alias, ops in info.heads.items()},
                 }
                 for key, info in self.signatures.items()
             },
@@ -101,6 +107,7 @@ def export(
     name: str,
     version: int | None = None,
     groups: Mapping[str, Sequence[str | int]] | None = None,
+    heads: Mapping[str, tuple[str | int, Sequence[str] | str]] | None = None,
     input_shape: Sequence[int] | None = None,
     allow_unsafe: bool = False,
     verify: bool = True,
@@ -116,7 +123,11 @@ def export(
         base_path: the TF Serving model base path; the version goes to `<base_path>/<name>/<version>`.
         name: the model's name in TF Serving.
         version: the version number; default one more than the highest present (1 for a new model).
-        groups: extra signatures returning several layers in one pass: name -> specs.
+        groups: extra signatures returning several layers in one pass: name -> specs. A member
+            that is a head's name is that head's output.
+        heads: signatures computing a reduction of a layer's output on the server:
+            name -> (spec, ops), e.g. {"pooled": ("conv2_block1_out", ["gap", "float16"])}.
+            The name is the signature key and the output alias. Ops: see `layertap.exporter.heads`.
         input_shape: sample shape (no batch) for a Sequential model that was never built.
         allow_unsafe: allow model files with Lambda layers.
         verify: run every signature through TF Serving's loader path and compare with Keras
@@ -145,10 +156,13 @@ def export(
     specs.ensure_graph_model(model)
     lap("load")
     refs = [specs.resolve(model, spec) for spec in layers]
+    head_refs = _resolve_heads(model, heads or {})
+    by_name = {head_ref.name: head_ref for head_ref in head_refs}
     group_refs = {
-        group: [specs.resolve(model, spec) for spec in members] for group, members in (groups or {}).items()
+        group: [by_name.get(str(spec)) or specs.resolve(model, spec) for spec in members]
+        for group, members in (groups or {}).items()
     }
-    signatures = plan_signatures(model, refs, group_refs)
+    signatures = plan_signatures(model, refs, group_refs, head_refs)
     lap("plan")
 
     repository = Repository(base_path, name)
@@ -195,6 +209,11 @@ def export(
                 inputs={alias: (shape, dtype) for alias, shape, dtype in s.input_specs},
                 outputs={alias: (shape, dtype) for alias, shape, dtype in s.output_specs},
                 layers=s.layers,
+                heads={
+                    alias: tuple(str(op) for op in head.ops)
+                    for position, alias in enumerate(s.output_aliases)
+                    if (head := s.head(position)) is not None
+                },
             )
             for s in signatures
         },
@@ -202,6 +221,19 @@ def export(
         sizes=sizes,
         timings=timings,
     )
+
+
+def _resolve_heads(
+    model: Any, requested: Mapping[str, tuple[str | int, Sequence[str] | str]]
+) -> list[HeadRef]:
+    resolved = []
+    for name, entry in requested.items():
+        head_ops.check_head_name(name)
+        if not isinstance(entry, tuple | list) or len(entry) != 2:
+            raise UsageError(f"head {name!r}: expected (SPEC, [OP, ...]), got {entry!r}")
+        spec, ops = entry
+        resolved.append(HeadRef(name=name, ref=specs.resolve(model, spec), ops=head_ops.parse_ops(ops)))
+    return resolved
 
 
 @dataclass(frozen=True)
@@ -216,6 +248,10 @@ class LayerInfo:
         parameters: the layer's parameter count.
         flops: estimated FLOPs per sample of a signature ending here.
         share: `flops` as a fraction of the full model's FLOPs.
+        output_dtypes: dtype of each output.
+        output_bytes: bytes per example of all outputs (None when a dimension is open).
+        head_shape, head_dtype, head_bytes: with `inspect_model(head=...)`, what the head would
+            output here and its bytes per example (None where the head does not fit the layer).
     """
 
     index: int | None
@@ -225,22 +261,67 @@ class LayerInfo:
     parameters: int
     flops: int
     share: float
+    output_dtypes: tuple[str, ...] = ()
+    output_bytes: int | None = None
+    head_shape: tuple[int | None, ...] | None = None
+    head_dtype: str | None = None
+    head_bytes: int | None = None
 
 
 def inspect_model(
-    model_or_path: Any, *, input_shape: Sequence[int] | None = None, allow_unsafe: bool = False
+    model_or_path: Any,
+    *,
+    input_shape: Sequence[int] | None = None,
+    allow_unsafe: bool = False,
+    head: Sequence[str] | str | None = None,
 ) -> list[LayerInfo]:
-    """Every layer (nested ones too) with its spec, output shape, parameters and compute share."""
+    """Every layer (nested ones too) with its spec, output shape, bytes, parameters and compute share.
+
+    Args:
+        head: head ops (e.g. "gap,float16"): each row also says what that head would output at
+            the layer and weigh per example, where it fits.
+
+    Raises:
+        UsageError: an unknown head op.
+    """
+    ops = head_ops.parse_ops(head) if head is not None else None
     model = load_model(model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape)
     specs.ensure_graph_model(model)
     total = graph_flops(list(model.outputs)) or 1
     rows: list[LayerInfo] = []
-    _inspect(model, prefix="", before=0, total=total, rows=rows, root=True)
+    _inspect(model, prefix="", before=0, total=total, rows=rows, root=True, ops=ops)
     return rows
 
 
+def _sizes(tensors: Sequence[Any], ops: Sequence[head_ops.HeadOp] | None) -> dict[str, Any]:
+    shapes = [(tuple(t.shape), str(t.dtype)) for t in tensors]
+    sizes = [head_ops.bytes_per_example(shape, dtype) for shape, dtype in shapes]
+    result: dict[str, Any] = {
+        "output_dtypes": tuple(dtype for _, dtype in shapes),
+        "output_bytes": None if None in sizes else sum(size for size in sizes if size is not None),
+    }
+    if ops is not None and len(shapes) == 1:
+        try:
+            planned = head_ops.plan_head("preview", "layer", shapes[0][0], shapes[0][1], ops)
+        except UsageError:
+            return result
+        result.update(
+            head_shape=planned.shape,
+            head_dtype=planned.dtype,
+            head_bytes=head_ops.bytes_per_example(planned.shape, planned.dtype),
+        )
+    return result
+
+
 def _inspect(
-    container: Any, *, prefix: str, before: int, total: int, rows: list[LayerInfo], root: bool
+    container: Any,
+    *,
+    prefix: str,
+    before: int,
+    total: int,
+    rows: list[LayerInfo],
+    root: bool,
+    ops: Sequence[head_ops.HeadOp] | None,
 ) -> None:
     for index, layer in enumerate(container.layers):
         nodes = _graph.call_nodes(layer, container)
@@ -256,8 +337,11 @@ def _inspect(
                     parameters=int(layer.count_params()),
                     flops=cost,
                     share=cost / total,
+                    **_sizes(node.output_tensors, ops),
                 )
             )
             if _graph.is_graph_model(layer):
                 feeding = before + graph_flops(list(node.input_tensors))
-                _inspect(layer, prefix=f"{spec}/", before=feeding, total=total, rows=rows, root=False)
+                _inspect(
+                    layer, prefix=f"{spec}/", before=feeding, total=total, rows=rows, root=False, ops=ops
+                )

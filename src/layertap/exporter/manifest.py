@@ -10,6 +10,7 @@ from typing import Any
 
 from layertap import __version__
 from layertap.exporter.flops import graph_flops
+from layertap.exporter.heads import bytes_per_example
 from layertap.exporter.truncate import Signature
 
 __all__ = ["MANIFEST_FILE", "build_manifest", "write_manifest"]
@@ -29,7 +30,8 @@ def build_manifest(
 
     `layers` maps each exported layer key to the signatures that return it; `signatures` gives
     each signature's input/output aliases with shapes (batch as null) and dtypes, the parameters
-    it uses and its estimated FLOPs per sample.
+    it uses, its estimated FLOPs per sample, the head ops of each output computed by a head, and
+    the output bytes per example (per alias, and their sum; null where a dimension is open).
     """
     import keras
     import tensorflow as tf
@@ -55,6 +57,8 @@ def build_manifest(
                 "layers": list(signature.layers),
                 "parameters": int(signature.model.count_params()),
                 "flops": graph_flops(list(signature.model.outputs)),
+                "heads": _heads(signature),
+                "output_bytes_per_example": _output_bytes(signature),
                 "verification_max_error": max_errors.get(signature.key),
             }
             for signature in signatures
@@ -62,6 +66,21 @@ def build_manifest(
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "layertap": __version__},
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def _heads(signature: Signature) -> dict[str, list[str]]:
+    return {
+        alias: [str(op) for op in head.ops]
+        for position, alias in enumerate(signature.output_aliases)
+        if (head := signature.head(position)) is not None
+    }
+
+
+def _output_bytes(signature: Signature) -> dict[str, Any]:
+    per_alias = {alias: bytes_per_example(shape, dtype) for alias, shape, dtype in signature.output_specs}
+    sizes = list(per_alias.values())
+    total = None if any(size is None for size in sizes) else sum(size for size in sizes if size is not None)
+    return {"outputs": per_alias, "total": total}
 
 
 def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> Path:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from layertap.exporter.heads import apply_tf
 from layertap.exporter.truncate import Signature
 
 __all__ = ["write_savedmodel"]
@@ -67,6 +68,13 @@ def _trace(signature: Signature) -> Any:
         outputs = sub_model(list(inputs), training=False)
         if not isinstance(outputs, list | tuple):
             outputs = [outputs]
-        return dict(zip(aliases, outputs, strict=True))
+        results = {}
+        for position, alias in enumerate(aliases):
+            value, head = outputs[position], signature.head(position)
+            if head is not None:
+                mask = outputs[head.mask_index] if head.mask_index is not None else None
+                value = apply_tf(value, mask, head.ops)
+            results[alias] = value
+        return results
 
     return tf.function(run, input_signature=specs, autograph=False)

@@ -9,19 +9,30 @@ depend on, so a signature for one branch of a two-input model asks for that bran
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from layertap.errors import UsageError
-from layertap.exporter import _graph
+from layertap.exporter import _graph, heads
+from layertap.exporter.heads import Head, HeadOp
 from layertap.exporter.specs import LayerRef
 
-__all__ = ["DEFAULT_SIGNATURE", "Signature", "plan_signatures", "tensors_for"]
+__all__ = ["DEFAULT_SIGNATURE", "HeadRef", "Signature", "plan_signatures", "tensors_for"]
 
 DEFAULT_SIGNATURE = "serving_default"
 _CUTS = itertools.count()
+
+
+@dataclass(frozen=True)
+class HeadRef:
+    """A requested head: its name (signature key and output alias), the layer, and the ops."""
+
+    name: str
+    ref: LayerRef
+    ops: tuple[HeadOp, ...]
 
 
 @dataclass(frozen=True)
@@ -31,10 +42,13 @@ class Signature:
     Attributes:
         key: signature key.
         model: Keras model taking `len(input_aliases)` inputs (a list) and returning a list of
-            `len(output_aliases)` outputs.
+            outputs: one per output alias (the raw layer output, before any head), then the Keras
+            masks the heads read (`Head.mask_index` points at them).
         input_aliases: the model's input names this signature needs, in model input order.
         output_aliases: one per output.
-        layers: layer keys the signature returns (empty for serving_default).
+        layers: layer keys the signature reads (empty for serving_default).
+        heads: per output alias, the head applied to the layer output, or None for the raw output
+            (empty: no heads at all).
     """
 
     key: str
@@ -42,6 +56,11 @@ class Signature:
     input_aliases: tuple[str, ...]
     output_aliases: tuple[str, ...]
     layers: tuple[str, ...]
+    heads: tuple[Head | None, ...] = ()
+
+    def head(self, position: int) -> Head | None:
+        """The head of output `position`, or None when that output is the raw layer output."""
+        return self.heads[position] if self.heads else None
 
     @property
     def input_specs(self) -> list[tuple[str, tuple[int | None, ...], str]]:
@@ -53,11 +72,16 @@ class Signature:
 
     @property
     def output_specs(self) -> list[tuple[str, tuple[int | None, ...], str]]:
-        """(alias, shape with batch None, dtype name) of each output."""
-        return [
-            (alias, tuple(tensor.shape), str(tensor.dtype))
-            for alias, tensor in zip(self.output_aliases, self.model.outputs, strict=True)
-        ]
+        """(alias, shape with batch None, dtype name) of each output (after its head, if any)."""
+        specs: list[tuple[str, tuple[int | None, ...], str]] = []
+        for position, alias in enumerate(self.output_aliases):
+            head = self.head(position)
+            if head is not None:
+                specs.append((alias, head.shape, head.dtype))
+            else:
+                tensor = self.model.outputs[position]
+                specs.append((alias, tuple(tensor.shape), str(tensor.dtype)))
+        return specs
 
 
 def tensors_for(ref: LayerRef) -> list[Any]:
@@ -82,13 +106,16 @@ def _tensors(steps: Sequence[tuple[Any, Any]]) -> list[Any]:
 
 
 def plan_signatures(
-    model: Any, refs: Sequence[LayerRef], groups: Mapping[str, Sequence[LayerRef]]
+    model: Any,
+    refs: Sequence[LayerRef],
+    groups: Mapping[str, Sequence[LayerRef | HeadRef]],
+    head_refs: Sequence[HeadRef] = (),
 ) -> list[Signature]:
-    """serving_default, one signature per layer ref, and one per group, in that order.
+    """serving_default, one signature per layer ref, one per head, one per group, in that order.
 
     Raises:
-        UsageError: a group name collides with a layer key, serving_default, or another group,
-            or a group is empty.
+        UsageError: a head or group name collides with a layer key, serving_default, or another
+            head or group; a group is empty; a head op does not fit its layer's output.
     """
     signatures = [_full_model_signature(model)]
     seen: set[str] = {DEFAULT_SIGNATURE}
@@ -97,6 +124,14 @@ def plan_signatures(
             continue  # the same layer asked twice (e.g. by name and by index) is one signature
         seen.add(ref.key)
         signatures.append(_build(model, ref.key, [ref]))
+    for head_ref in head_refs:
+        if head_ref.name in seen:
+            raise UsageError(
+                f"head name {head_ref.name!r} is already a signature key; signature keys so far: "
+                f"{sorted(seen)}"
+            )
+        seen.add(head_ref.name)
+        signatures.append(_build(model, head_ref.name, [head_ref]))
     for name, members in groups.items():
         if name in seen:
             raise UsageError(
@@ -109,25 +144,63 @@ def plan_signatures(
     return signatures
 
 
-def _build(model: Any, key: str, refs: Sequence[LayerRef]) -> Signature:
+def _build(model: Any, key: str, members: Sequence[LayerRef | HeadRef]) -> Signature:
     import keras
 
     outputs: list[Any] = []
     aliases: list[str] = []
-    for ref in refs:
+    planned: list[Head | None] = []
+    masks: list[Any] = []
+    for member in members:
+        ref = member.ref if isinstance(member, HeadRef) else member
         tensors = tensors_for(ref)
+        if isinstance(member, HeadRef):
+            head = _plan_head(member, tensors)
+            mask = heads.keras_mask(tensors[0]) if head.uses_mask else None
+            if mask is not None:
+                # The mask becomes an extra sub-model output, after the aliased ones (once per mask).
+                known = [id(tensor) for tensor in masks]
+                if id(mask) not in known:
+                    masks.append(mask)
+                    known.append(id(mask))
+                head = dataclasses.replace(head, mask_index=known.index(id(mask)))
+            outputs.append(tensors[0])
+            aliases.append(member.name)
+            planned.append(head)
+            continue
         outputs.extend(tensors)
         aliases.extend([ref.key] if len(tensors) == 1 else [f"{ref.key}:{i}" for i in range(len(tensors))])
+        planned.extend([None] * len(tensors))
     if len(set(aliases)) != len(aliases):
         raise UsageError(f"signature {key!r} lists a layer twice: {aliases}")
-    inputs = _needed_inputs(model, outputs)
-    sub = keras.Model(inputs, outputs, name=f"layertap_{len(aliases)}_outputs")
+    planned = [
+        dataclasses.replace(head, mask_index=len(outputs) + head.mask_index)
+        if head is not None and head.mask_index is not None
+        else head
+        for head in planned
+    ]
+    inputs = _needed_inputs(model, [*outputs, *masks])
+    sub = keras.Model(inputs, [*outputs, *masks], name=f"layertap_{len(aliases)}_outputs")
     return Signature(
         key=key,
         model=sub,
         input_aliases=tuple(_graph.input_alias(tensor) for tensor in inputs),
         output_aliases=tuple(aliases),
-        layers=tuple(ref.key for ref in refs),
+        layers=tuple(dict.fromkeys(m.ref.key if isinstance(m, HeadRef) else m.key for m in members)),
+        heads=tuple(planned) if any(head is not None for head in planned) else (),
+    )
+
+
+def _plan_head(head_ref: HeadRef, tensors: Sequence[Any]) -> Head:
+    if len(tensors) != 1:
+        shapes = ", ".join(str(tuple(tensor.shape)) for tensor in tensors)
+        raise UsageError(
+            f"head {head_ref.name!r}: layer {head_ref.ref.key!r} has {len(tensors)} outputs ({shapes}); "
+            "a head reads a layer with one output"
+        )
+    tensor = tensors[0]
+    return heads.plan_head(
+        head_ref.name, head_ref.ref.key, tuple(tensor.shape), str(tensor.dtype), head_ref.ops
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from layertap.errors import VerificationError
+from layertap.exporter.heads import apply_numpy
 from layertap.exporter.samples import sample_inputs
 from layertap.exporter.truncate import Signature
 
@@ -82,10 +83,11 @@ def verify_savedmodel(
 def _keras_outputs(
     signatures: Sequence[Signature], *, seed: int
 ) -> dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
-    """Random inputs and the in-memory Keras outputs for every signature: {key: (inputs, outputs)}.
+    """Random inputs and the expected outputs for every signature: {key: (inputs, outputs)}.
 
     All signatures share one set of inputs and one Keras pass over every output they return: the
-    sub-models share the model's graph, so this computes each output once.
+    sub-models share the model's graph, so this computes each output once. A head's expected
+    output is the Keras layer output followed by the head's ops computed in numpy.
     """
     import keras
 
@@ -104,13 +106,19 @@ def _keras_outputs(
     values = iter(
         np.asarray(value) for value in combined([inputs[alias] for alias in aliases], training=False)
     )
-    return {
-        signature.key: (
-            {alias: inputs[alias] for alias in signature.input_aliases},
-            {alias: next(values) for alias in signature.output_aliases},
-        )
-        for signature in signatures
-    }
+    expected = {}
+    for signature in signatures:
+        raw = [next(values) for _ in signature.model.outputs]
+        wanted: dict[str, np.ndarray] = {}
+        for position, alias in enumerate(signature.output_aliases):
+            head = signature.head(position)
+            if head is None:
+                wanted[alias] = raw[position]
+            else:
+                mask = raw[head.mask_index] if head.mask_index is not None else None
+                wanted[alias] = apply_numpy(raw[position], mask, head.ops)
+        expected[signature.key] = ({alias: inputs[alias] for alias in signature.input_aliases}, wanted)
+    return expected
 
 
 def _run_one(
@@ -144,7 +152,12 @@ def _run_one(
         ) from error
     worst = 0.0
     for alias, want in expected.items():
-        deviation = relative_error(np.asarray(actual[alias]), want)
+        got = np.asarray(actual[alias])
+        if want.dtype.kind not in "OSU" and got.dtype != want.dtype:
+            raise VerificationError(
+                f"signature {signature.key!r} output {alias!r} is {got.dtype}, expected {want.dtype}"
+            )
+        deviation = relative_error(got, want)
         accepted = tolerance_for(want.dtype)
         if not deviation <= accepted:
             raise VerificationError(

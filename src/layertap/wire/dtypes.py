@@ -10,7 +10,7 @@ import numpy as np
 from layertap.errors import TensorFormatError
 from layertap.proto import serving_pb2 as pb
 
-__all__ = ["DTYPES", "DtypeInfo", "from_numpy", "from_proto", "name_of", "supported_names"]
+__all__ = ["DTYPES", "HALF_BITS", "DtypeInfo", "from_numpy", "from_proto", "name_of", "supported_names"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,15 @@ def _info(enum: int, name: str, numpy: str, typed_field: str, values_per_element
     return DtypeInfo(enum, name, np.dtype(numpy), typed_field, values_per_element)
 
 
+def _bfloat16() -> tuple[DtypeInfo, ...]:
+    """bfloat16 through `ml_dtypes` (numpy has none); like float16, its bits travel in `half_val`."""
+    try:
+        import ml_dtypes
+    except ImportError:  # pragma: no cover - ml_dtypes is a dependency; without it bfloat16 is refused
+        return ()
+    return (DtypeInfo(pb.DT_BFLOAT16, "bfloat16", np.dtype(ml_dtypes.bfloat16), "half_val"),)
+
+
 DTYPES: dict[int, DtypeInfo] = {
     info.enum: info
     for info in (
@@ -54,8 +63,12 @@ DTYPES: dict[int, DtypeInfo] = {
         _info(pb.DT_COMPLEX64, "complex64", "<c8", "scomplex_val", 2),
         _info(pb.DT_COMPLEX128, "complex128", "<c16", "dcomplex_val", 2),
         _info(pb.DT_STRING, "string", "O", "string_val"),
+        *_bfloat16(),
     )
 }
+
+# DataTypes whose 16-bit patterns travel in `half_val`, one per int32 slot.
+HALF_BITS = frozenset({pb.DT_HALF, pb.DT_BFLOAT16})
 
 _BY_NUMPY: dict[np.dtype[np.generic], DtypeInfo] = {
     info.numpy.newbyteorder("="): info for info in DTYPES.values() if info.enum != pb.DT_STRING

@@ -81,7 +81,7 @@ def array_to_proto(array: object, *, typed: bool = False) -> pb.TensorProto:
     else:
         flat = np.ascontiguousarray(values, dtype=info.numpy).reshape(-1)
         field = getattr(proto, info.typed_field)
-        if info.enum == pb.DT_HALF:
+        if info.enum in dtypes.HALF_BITS:
             field.extend(flat.view(np.uint16).tolist())
         elif info.values_per_element == 2:
             field.extend(flat.view(flat.real.dtype).tolist())
@@ -172,8 +172,8 @@ def from_values(info: dtypes.DtypeInfo, shape: tuple[int, ...], values: np.ndarr
 
 def _convert(info: dtypes.DtypeInfo, values: np.ndarray) -> np.ndarray:
     """Typed-field values as the tensor's dtype (half bits, complex pairs, narrower integers)."""
-    if info.enum == pb.DT_HALF:
-        return _narrow(values, np.dtype(np.uint16), info).view(np.float16)
+    if info.enum in dtypes.HALF_BITS:
+        return _narrow(values, np.dtype(np.uint16), info).view(info.numpy)
     if info.values_per_element == 2:
         if values.size % 2:
             raise TensorFormatError(
