@@ -164,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
         )
         error = result.max_errors.get(key)
         checked = f"  (max error {error:.1e})" if error is not None else ""
-        heads = "".join(f"  [{alias} = {','.join(ops)}]" for alias, ops in info.heads.items())
-        print(f"  {key}: {outputs}{heads}{checked}")
+        computed = "".join(f"  [{alias} = {','.join(ops)}]" for alias, ops in info.heads.items())
+        print(f"  {key}: {outputs}{computed}{checked}")
     sizes = result.sizes
     print(
         f"variables {sizes.variables_bytes} bytes for {sizes.parameter_bytes} parameter bytes "
