@@ -1,4 +1,4 @@
-"""The validators that check docker/ without a Docker engine or a cluster, run offline."""
+"""tests/deploy fixtures: offline validators, Prometheus' tools, `layertap serve` replicas on loopback."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.deploy.serving import Replica
 
 BIN = Path(sys.executable).parent
 
@@ -45,3 +47,60 @@ Validate = Callable[..., subprocess.CompletedProcess[str]]
 def validate() -> Validate:
     """`validate("hadolint", path)`: run a dev-extra validator offline and return its result."""
     return _run
+
+
+@pytest.fixture(scope="session")
+def prometheus_tools() -> tuple[str, str]:
+    """(prometheus, promtool): Debian's package, installed by apt-get on first use when missing."""
+    from tests.deploy.monitoring import ensure_prometheus
+
+    return ensure_prometheus()
+
+
+#: The tutorial CNN's layers every replica export carries.
+LAYERS = ["conv_1", "pool_1", "flatten"]
+
+
+@pytest.fixture(scope="session")
+def cnn_versions(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Two exports of the tutorial CNN with different weights (seeds), as version directories 1 and 2."""
+    from layertap.demo.tutorial_cnn import build_tutorial_cnn
+    from layertap.exporter import export
+
+    versions = {}
+    for version, seed in ((1, 3), (2, 4)):
+        root = tmp_path_factory.mktemp(f"cnn_seed{seed}")
+        export(build_tutorial_cnn(seed=seed), LAYERS, base_path=root, name="cnn", verify=False)
+        versions[version] = root / "cnn" / "1"
+    return versions
+
+
+@pytest.fixture(scope="session")
+def replicas(
+    cnn_versions: dict[int, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Replica]]:
+    """Three `layertap serve` processes on 127.0.0.1-3, same ports, each serving version 1 of `cnn` from its
+    own copy of the repository (so a rollout can go replica by replica), with metrics on the REST port."""
+    from tests.deploy.serving import MONITORING_CONFIG, Replica, free_port
+
+    root = tmp_path_factory.mktemp("replicas")
+    monitoring = root / "monitoring.config"
+    monitoring.write_text(MONITORING_CONFIG)
+    addresses = [f"127.0.0.{i}" for i in (1, 2, 3)]
+    port = free_port(addresses)
+    rest_port = free_port(addresses)
+    started = []
+    try:
+        for index, address in enumerate(addresses, start=1):
+            base = root / f"replica{index}" / "cnn"
+            base.mkdir(parents=True)
+            shutil.copytree(cnn_versions[1], base / "1")
+            replica = Replica(address, port, rest_port, "cnn", base, monitoring, root / f"replica{index}.log")
+            replica.start()
+            started.append(replica)
+        for replica in started:
+            replica.wait_until({1: "AVAILABLE"})
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()
