@@ -22,11 +22,13 @@ import grpc
 from layertap.errors import ConfigError, ServerError
 from layertap.proto import serving_pb2 as pb
 from layertap.server.batching import BatchingOptions, BatchScheduler
+from layertap.server.core import ServingCore
 from layertap.server.flags import ServerOptions
 from layertap.server.handlers import build_handlers
 from layertap.server.manager import ModelManager, single_model_config
 from layertap.server.reflection import enable_reflection
 from layertap.server.rest import RestServer
+from layertap.server.runner import PlainRunner, SessionRunner
 
 __all__ = ["LayertapServer", "create_server", "serve"]
 
@@ -60,16 +62,17 @@ def _server_credentials(path: str) -> grpc.ServerCredentials:
 
 
 class LayertapServer:
-    """A running `layertap serve`: the gRPC server, the model manager and the health service."""
+    """A running `layertap serve`: the gRPC server and REST API on one serving core, and health."""
 
-    def __init__(self, options: ServerOptions, manager: ModelManager) -> None:
+    def __init__(self, options: ServerOptions, core: ServingCore, runner: SessionRunner) -> None:
         self.options = options
-        self.manager = manager
+        self.core = core
+        self.manager = core.manager
+        self._runner = runner
         self.port = 0
         self.rest_port = 0
         # Read before anything listens, so a bad monitoring config stops the start cleanly.
         self._metrics_path = _metrics_path(options.monitoring_config_file)
-        self.batching: BatchScheduler | None = None
         self._rest: RestServer | None = None
         self._health: object | None = None
         workers = options.grpc_max_threads
@@ -78,12 +81,7 @@ class LayertapServer:
                 max_workers=workers + options.max_queued_requests + _SPARE_THREADS,
                 thread_name_prefix="layertap-grpc",
             ),
-            handlers=build_handlers(
-                manager,
-                workers=workers,
-                queue=options.max_queued_requests,
-                tensor_content=options.enable_serialization_as_tensor_content,
-            ),
+            handlers=build_handlers(core, tensor_content=options.enable_serialization_as_tensor_content),
             # --grpc_channel_arguments override these defaults (gRPC keeps the FIRST of duplicate keys).
             options=list(
                 {
@@ -142,7 +140,7 @@ class LayertapServer:
         if self.options.rest_api_port:
             try:
                 self._rest = RestServer(
-                    self.manager,
+                    self.core,
                     host,
                     self.options.rest_api_port,
                     self.options.rest_api_timeout_in_ms,
@@ -173,8 +171,7 @@ class LayertapServer:
         self._grpc.stop(grace).wait()
         logger.info("gRPC server stopped after %.2f s of draining", time.monotonic() - started)
         self.manager.stop()
-        if self.batching is not None:
-            self.batching.stop()
+        self._runner.stop()
 
     def wait(self) -> None:
         """Block until the gRPC server terminates."""
@@ -190,8 +187,9 @@ def create_server(options: ServerOptions) -> tuple[LayertapServer, int]:
         ConfigError: the config file or SSL config is invalid.
         ServerError: a model could not be loaded, or the port could not be bound.
     """
-    batching = _batching(options)
-    manager = ModelManager(options, batching=batching)
+    runner = _runner(options)
+    manager = ModelManager(options, runner=runner)
+    core = ServingCore(manager, workers=options.grpc_max_threads, queue=options.max_queued_requests)
     if options.model_config_file:
         config = _read_model_config(options.model_config_file)
         source = options.model_config_file
@@ -203,14 +201,12 @@ def create_server(options: ServerOptions) -> tuple[LayertapServer, int]:
         manager.start(config)
         if options.model_config_file:
             manager.watch_config_file(options.model_config_file, _read_model_config)
-        server = LayertapServer(options, manager)
+        server = LayertapServer(options, core, runner)
         port = server.start()
     except BaseException:
         manager.stop()
-        if batching is not None:
-            batching.stop()
+        runner.stop()
         raise
-    server.batching = batching
     return server, port
 
 
@@ -227,9 +223,10 @@ def _metrics_path(monitoring_config_file: str) -> str | None:
     return path
 
 
-def _batching(options: ServerOptions) -> BatchScheduler | None:
+def _runner(options: ServerOptions) -> SessionRunner:
+    """The session runner every servable is built with: batching when --enable_batching."""
     if not options.enable_batching:
-        return None
+        return PlainRunner()
     from layertap.config.batching import BatchingSettings, read_batching_config
 
     settings = (

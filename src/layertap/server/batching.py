@@ -18,20 +18,19 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from layertap.errors import ServingError
+from layertap.server.runner import RunFunction
+from layertap.server.status import DeadlineExceeded, Internal, InvalidArgument, StatusError, Unavailable
 
-__all__ = ["QUEUE_FULL_MESSAGE", "BatchScheduler", "BatchingOptions", "RunFunction"]
+__all__ = ["QUEUE_FULL_MESSAGE", "BatchScheduler", "BatchingOptions"]
 
 logger = logging.getLogger(__name__)
 
 QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
-#: Runs one (merged) session call: feeds by tensor name, fetch names, timeout in ms.
-RunFunction = Callable[[Mapping[str, np.ndarray], Sequence[str], "int | None"], list[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class _Task:
     size: int
     done: threading.Event = field(default_factory=threading.Event)
     outputs: list[np.ndarray] | None = None
-    error: ServingError | None = None
+    error: StatusError | None = None
 
 
 @dataclass
@@ -99,10 +98,6 @@ class _Queue:
     fetches: tuple[str, ...]
     ready: deque[_Batch] = field(default_factory=deque)
     open: _Batch | None = None
-
-
-def _invalid(message: str) -> ServingError:
-    return ServingError(message, code="INVALID_ARGUMENT", details=message)
 
 
 def _same_shape(parts: list[np.ndarray]) -> list[np.ndarray]:
@@ -148,20 +143,20 @@ class BatchScheduler:
         """Run one request as part of a batch of its queue; returns its own rows of every output.
 
         Raises:
-            ServingError: INVALID_ARGUMENT for inputs that cannot be batched or too many rows,
+            StatusError: INVALID_ARGUMENT for inputs that cannot be batched or too many rows,
                 UNAVAILABLE when the queue is full, DEADLINE_EXCEEDED when the deadline passes while
                 queued, or the session's error.
         """
         sizes = {array.shape[0] if array.ndim else -1 for array in feeds.values()}
         if len(sizes) != 1 or -1 in sizes:
-            raise _invalid(
+            raise InvalidArgument(
                 "Batching session Run() input tensors must have equal 0th-dimension size; got "
                 + ", ".join(f"{name}: {array.shape}" for name, array in sorted(feeds.items()))
             )
         size = sizes.pop()
         limit = self.options.max_batch_size
         if size > self.options.execution_size and not self.options.enable_large_batch_splitting:
-            raise _invalid(f"Task size {size} is larger than maximum input batch size {limit}")
+            raise InvalidArgument(f"Task size {size} is larger than maximum input batch size {limit}")
         # Tensors of different trailing shapes share a batch only when they may be padded to one shape.
         shapes = tuple(
             (
@@ -188,7 +183,7 @@ class BatchScheduler:
         for task in pieces:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not task.done.wait(left):
-                raise ServingError("Deadline exceeded while queued for batching", code="DEADLINE_EXCEEDED")
+                raise DeadlineExceeded("Deadline exceeded while queued for batching")
             if task.error is not None:
                 raise task.error
         outputs = [task.outputs for task in pieces if task.outputs is not None]
@@ -210,7 +205,7 @@ class BatchScheduler:
             batch = queue.open = None
         if batch is None:
             if len(queue.ready) + 1 > self.options.max_enqueued_batches:
-                raise ServingError(QUEUE_FULL_MESSAGE, code="UNAVAILABLE", details=QUEUE_FULL_MESSAGE)
+                raise Unavailable(QUEUE_FULL_MESSAGE)
             batch = queue.open = _Batch()
         batch.tasks.append(task)
         batch.size += task.size
@@ -260,13 +255,13 @@ class BatchScheduler:
             feeds[name] = np.concatenate(parts) if len(parts) > 1 else parts[0]
         try:
             outputs = queue.run(feeds, queue.fetches, None)
-        except ServingError as error:
+        except StatusError as error:
             for task in batch.tasks:
                 task.error = error
                 task.done.set()
             return
         except Exception as error:  # the session failed in a way run() did not map
-            failure = ServingError(str(error), code="INTERNAL", details=str(error))
+            failure = Internal(str(error))
             for task in batch.tasks:
                 task.error = failure
                 task.done.set()

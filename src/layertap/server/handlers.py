@@ -1,37 +1,30 @@
-"""TF Serving's gRPC services on layertap's own messages: PredictionService and ModelService.
+"""TF Serving's gRPC services on the serving core: PredictionService and ModelService.
 
 Method paths are TF Serving's (layertap.proto.methods), so the official stubs and layertap.client
-both talk to it. Errors carry TF Serving's code and message, cut at 1024 characters plus
-`...TRUNCATED` as TF Serving's ToGRPCStatus does. Predict admits at most `--grpc_max_threads` running
-plus `--max_queued_requests` waiting requests; beyond that it answers UNAVAILABLE with the message of
-TF Serving's full batch queue, so clients back off instead of piling up.
+both talk to it. Each handler decodes, calls the core, and encodes; a `StatusError` becomes the call's
+status in one place (`_abort`), its message cut at 1024 characters plus `...TRUNCATED` as TF Serving's
+ToGRPCStatus does.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 import grpc
 
-from layertap.errors import ServingError, TensorFormatError
+from layertap.errors import TensorFormatError
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
-from layertap.server import metrics
 from layertap.server.batching import QUEUE_FULL_MESSAGE
-from layertap.server.manager import ModelManager
-from layertap.server.predict import predict
+from layertap.server.core import Deadline, PredictQuery, ServingCore
+from layertap.server.predict import Prediction
+from layertap.server.status import Internal, InvalidArgument, StatusError, Unimplemented
 from layertap.wire import codec
 
-__all__ = ["MESSAGE_LIMIT", "QUEUE_FULL_MESSAGE", "Admission", "build_handlers", "grpc_message"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["MESSAGE_LIMIT", "QUEUE_FULL_MESSAGE", "build_handlers", "grpc_message"]
 
 MESSAGE_LIMIT = 1024
-SIGNATURE_DEF_FIELD = "signature_def"
 
 
 def grpc_message(message: str) -> str:
@@ -39,125 +32,64 @@ def grpc_message(message: str) -> str:
     return message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT] + "...TRUNCATED"
 
 
-class Admission:
-    """Bounds Predict: `workers` run at once, `queue` more may wait, the rest are refused."""
-
-    def __init__(self, workers: int, queue: int) -> None:
-        self._capacity = workers + queue
-        self._admitted = 0
-        self._lock = threading.Lock()
-        self._running = threading.BoundedSemaphore(workers)
-
-    def try_enter(self) -> bool:
-        """Count one more request in, unless running plus waiting requests are at capacity."""
-        with self._lock:
-            if self._admitted >= self._capacity:
-                return False
-            self._admitted += 1
-            return True
-
-    def run(self, work: Callable[[], bytes]) -> bytes:
-        """Wait for a worker slot, run `work`, and leave."""
-        try:
-            with self._running:
-                return work()
-        finally:
-            with self._lock:
-                self._admitted -= 1
-
-
-def _abort(context: grpc.ServicerContext, error: ServingError) -> NoReturn:
-    code = grpc.StatusCode[error.code or "UNKNOWN"]
-    context.abort(code, grpc_message(error.details or str(error)))
+def _abort(context: grpc.ServicerContext, error: StatusError) -> NoReturn:
+    context.abort(error.status, grpc_message(error.message))
     raise AssertionError("grpc's abort() raises")
 
 
+def _deadline(context: grpc.ServicerContext) -> Deadline:
+    remaining = context.time_remaining()
+    # gRPC reports a huge number of seconds when the client set no deadline.
+    return Deadline(None if remaining is None or remaining > 1e9 else remaining)
+
+
 class _Services:
-    def __init__(self, manager: ModelManager, admission: Admission, tensor_content: bool) -> None:
-        self._manager = manager
-        self._admission = admission
+    def __init__(self, core: ServingCore, tensor_content: bool) -> None:
+        self._core = core
         self._tensor_content = tensor_content
 
     # --------------------------------------------------------------- PredictionService
 
     def predict(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        if not self._admission.try_enter():
-            context.abort(grpc.StatusCode.UNAVAILABLE, QUEUE_FULL_MESSAGE)
-        started = time.monotonic()
-        model = [""]  # filled in once the request is decoded, for the per-model metrics
-        try:
-            response = self._admission.run(lambda: self._predict(request, context, model))
-        except ServingError as error:
-            logger.debug("Predict failed: %s %s", error.code, error.details or error)
-            metrics.record_request(model[0], error.code or "UNKNOWN", "Predict", "GRPC", 0)
-            _abort(context, error)
-        metrics.record_request(model[0], "OK", "Predict", "GRPC", (time.monotonic() - started) * 1e6)
-        return response
+        def decode() -> PredictQuery:
+            try:
+                call = codec.decode_predict_request(request)
+            except TensorFormatError as error:
+                raise InvalidArgument(str(error)) from None
+            return PredictQuery(call.model_spec, call.inputs, call.output_filter)
 
-    def _predict(self, request: bytes, context: grpc.ServicerContext, model: list[str]) -> bytes:
+        def encode(result: Prediction) -> bytes:
+            try:
+                return codec.encode_predict_response(
+                    result.model_spec, result.outputs, tensor_content=self._tensor_content
+                )
+            except TensorFormatError as error:
+                raise Internal(str(error)) from None
+
         try:
-            call = codec.decode_predict_request(request)
-        except TensorFormatError as error:
-            raise ServingError(str(error), code="INVALID_ARGUMENT", details=str(error)) from None
-        model[0] = call.model_spec.name
-        logger.debug(
-            "Predict request for model %s signature %s",
-            call.model_spec.name,
-            call.model_spec.signature_name or "serving_default",
-        )
-        remaining = context.time_remaining()
-        timeout_ms = None if remaining is None or remaining > 1e9 else int(remaining * 1000)
-        if timeout_ms is not None and timeout_ms <= 0:
-            raise ServingError("Deadline exceeded", code="DEADLINE_EXCEEDED", details="Deadline exceeded")
-        with self._manager.servable(call.model_spec) as servable:
-            result = predict(
-                servable,
-                call.model_spec.name,
-                call.model_spec.signature_name,
-                call.inputs,
-                output_filter=call.output_filter,
-                timeout_ms=timeout_ms,
-            )
-        try:
-            return codec.encode_predict_response(
-                result.model_spec, result.outputs, tensor_content=self._tensor_content
-            )
-        except TensorFormatError as error:
-            raise ServingError(str(error), code="INTERNAL", details=str(error)) from None
+            return self._core.predict(decode, encode, entrypoint="GRPC", deadline=_deadline(context))
+        except StatusError as error:
+            _abort(context, error)
 
     def get_model_metadata(
         self, request: pb.GetModelMetadataRequest, context: grpc.ServicerContext
     ) -> pb.GetModelMetadataResponse:
-        if not request.HasField("model_spec"):
-            _abort(context, ServingError("Missing ModelSpec", code="INVALID_ARGUMENT"))
-        if not request.metadata_field:
-            message = "GetModelMetadataRequest must specify at least one metadata_field"
-            _abort(context, ServingError(message, code="INVALID_ARGUMENT"))
-        for field in request.metadata_field:
-            if field != SIGNATURE_DEF_FIELD:
-                message = f"Metadata field {field} is not supported"
-                _abort(context, ServingError(message, code="INVALID_ARGUMENT"))
+        spec = request.model_spec if request.HasField("model_spec") else None
         try:
-            with self._manager.servable(request.model_spec) as servable:
-                response = pb.GetModelMetadataResponse()
-                response.model_spec.name = servable.name
-                response.model_spec.version.value = servable.version
-                packed = response.metadata[SIGNATURE_DEF_FIELD]
-                packed.type_url = methods.SIGNATURE_DEF_MAP_TYPE_URL
-                packed.value = servable.signature_def_map().SerializeToString(deterministic=True)
-                return response
-        except ServingError as error:
+            return self._core.metadata(spec, list(request.metadata_field))
+        except StatusError as error:
             _abort(context, error)
 
     def unimplemented(self, name: str) -> Callable[[bytes, grpc.ServicerContext], bytes]:
         def handler(request: bytes, context: grpc.ServicerContext) -> bytes:
-            context.abort(
-                grpc.StatusCode.UNIMPLEMENTED,
-                f"layertap serve does not implement {name}: it serves SavedModel signatures through "
-                "Predict only (Classify, Regress and MultiInference need tf.Example inputs and "
-                "classification/regression signatures). Call Predict with the signature name instead.",
+            _abort(
+                context,
+                Unimplemented(
+                    f"layertap serve does not implement {name}: it serves SavedModel signatures through "
+                    "Predict only (Classify, Regress and MultiInference need tf.Example inputs and "
+                    "classification/regression signatures). Call Predict with the signature name instead."
+                ),
             )
-            return b""
 
         return handler
 
@@ -166,31 +98,19 @@ class _Services:
     def get_model_status(
         self, request: pb.GetModelStatusRequest, context: grpc.ServicerContext
     ) -> pb.GetModelStatusResponse:
-        if not request.HasField("model_spec"):
-            _abort(context, ServingError("Missing ModelSpec", code="INVALID_ARGUMENT"))
+        spec = request.model_spec if request.HasField("model_spec") else None
         try:
-            return pb.GetModelStatusResponse(model_version_status=self._manager.status(request.model_spec))
-        except ServingError as error:
+            return pb.GetModelStatusResponse(model_version_status=self._core.status(spec))
+        except StatusError as error:
             _abort(context, error)
 
     def reload_config(
         self, request: pb.ReloadConfigRequest, context: grpc.ServicerContext
     ) -> pb.ReloadConfigResponse:
-        started = time.monotonic()
-        for index, entry in enumerate(request.config.model_config_list.config):
-            logger.info(
-                "Config entry index: %d path: %s name: %s platform: %s",
-                index,
-                entry.base_path,
-                entry.name,
-                entry.model_platform,
-            )
         try:
-            self._manager.reload(request.config)
-        except ServingError as error:
-            logger.error("ReloadConfig failed: %s", error.details or error)
+            self._core.reload(request.config)
+        except StatusError as error:
             _abort(context, error)
-        logger.info("ReloadConfig done in %.2f s", time.monotonic() - started)
         response = pb.ReloadConfigResponse()
         response.status.SetInParent()
         return response
@@ -206,15 +126,13 @@ def _unary(
     )
 
 
-def build_handlers(
-    manager: ModelManager, *, workers: int, queue: int, tensor_content: bool
-) -> list[grpc.GenericRpcHandler]:
+def build_handlers(core: ServingCore, *, tensor_content: bool) -> list[grpc.GenericRpcHandler]:
     """Generic handlers for PredictionService and ModelService, on TF Serving's method paths.
 
     Predict works on raw bytes (layertap.wire.codec decodes inputs without copying and encodes the
     outputs); the other methods use the protobuf messages.
     """
-    services = _Services(manager, Admission(workers, queue), tensor_content)
+    services = _Services(core, tensor_content)
     prediction = {
         "Predict": _unary(services.predict, None),
         "GetModelMetadata": _unary(services.get_model_metadata, pb.GetModelMetadataRequest),

@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from layertap.errors import InvalidArgumentError, SignatureNotFoundError, TensorFormatError
+from layertap.errors import TensorFormatError
 from layertap.proto import serving_pb2 as pb
 from layertap.server import metrics
 from layertap.server.servable import Servable
+from layertap.server.status import InvalidArgument, SignatureNotFound
 from layertap.wire import dtypes
 
 __all__ = ["DEFAULT_SIGNATURE", "Prediction", "predict", "resolve_signature"]
@@ -35,10 +36,6 @@ class Prediction:
         self.outputs = outputs
 
 
-def _invalid(message: str) -> InvalidArgumentError:
-    return InvalidArgumentError(message, code="INVALID_ARGUMENT", details=message)
-
-
 def _type_name(enum: int) -> str:
     return _TF_TYPE_NAMES.get(enum, dtypes.name_of(enum))
 
@@ -47,27 +44,26 @@ def resolve_signature(servable: Servable, signature_name: str) -> tuple[str, pb.
     """The signature a request names (empty = `serving_default`).
 
     Raises:
-        SignatureNotFoundError: FAILED_PRECONDITION `Serving signature key "x" not found.`
+        SignatureNotFound: FAILED_PRECONDITION `Serving signature key "x" not found.`
     """
     key = signature_name or DEFAULT_SIGNATURE
     signature = servable.signatures.get(key)
     if signature is None:
-        message = f'Serving signature key "{key}" not found.'
-        raise SignatureNotFoundError(message, code="FAILED_PRECONDITION", details=message)
+        raise SignatureNotFound(f'Serving signature key "{key}" not found.')
     return key, signature
 
 
 def _check_inputs(signature: pb.SignatureDef, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     sent, expected = set(inputs), set(signature.inputs)
     if len(sent) != len(expected):
-        raise _invalid(
+        raise InvalidArgument(
             f"input size does not match signature: {len(sent)}!={len(expected)} "
             f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
             f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
             f"Missing but required: {{{','.join(sorted(expected - sent))}}}."
         )
     for alias in sorted(sent - expected):
-        raise _invalid(
+        raise InvalidArgument(
             f"input tensor alias not found in signature: {alias}. "
             f"Inputs expected to be in the set {{{','.join(sorted(expected))}}}."
         )
@@ -78,10 +74,10 @@ def _check_inputs(signature: pb.SignatureDef, inputs: Mapping[str, np.ndarray]) 
         try:
             sent_type = dtypes.from_numpy(array.dtype).enum
         except TensorFormatError as error:
-            raise _invalid(f"input {alias!r}: {error}") from None
+            raise InvalidArgument(f"input {alias!r}: {error}") from None
         if sent_type != info.dtype:
             # The C++ session's words for a feed of the wrong type.
-            raise _invalid(
+            raise InvalidArgument(
                 f"Expects arg[{index}] to be {_type_name(info.dtype)} but {_type_name(sent_type)} is provided"
             )
         feeds[info.name] = array
@@ -93,12 +89,12 @@ def _output_plan(signature: pb.SignatureDef, output_filter: Sequence[str]) -> li
     seen: set[str] = set()
     for alias in output_filter:
         if alias not in signature.outputs:
-            raise _invalid(
+            raise InvalidArgument(
                 f"output tensor alias not found in signature: {alias} "
                 f"Outputs expected to be in the set {{{','.join(sorted(signature.outputs))}}}."
             )
         if alias in seen:
-            raise _invalid(f"duplicate output tensor alias: {alias}")
+            raise InvalidArgument(f"duplicate output tensor alias: {alias}")
         seen.add(alias)
         plan.append((alias, signature.outputs[alias].name))
     if not plan:
@@ -122,7 +118,7 @@ def predict(
         outputs by alias.
 
     Raises:
-        ServingError: a subclass carrying TF Serving's gRPC code and message.
+        StatusError: TF Serving's status code and message.
     """
     key, signature = resolve_signature(servable, signature_name)
     spec = pb.ModelSpec(name=model_name, signature_name=key)

@@ -5,7 +5,8 @@
 `{"signature_name", "instances"}` (row format) or `{"inputs"}` (columnar), answering `predictions` or
 `outputs`. With `--monitoring_config_file`, Prometheus metrics are served at the configured path.
 Errors are `{"error": message}` with TF Serving's HTTP status for the gRPC code. The
-standard library's threading HTTP server runs it; checks and messages are the gRPC path's.
+standard library's threading HTTP server runs it; every call goes through the serving core, so
+admission, deadlines, metrics, checks and messages are the gRPC path's.
 """
 
 from __future__ import annotations
@@ -16,20 +17,20 @@ import logging
 import re
 import socket
 import threading
-import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import grpc
 import numpy as np
 from google.protobuf import json_format
 
-from layertap.errors import ServingError
 from layertap.proto import serving_pb2 as pb
 from layertap.server import metrics
-from layertap.server.manager import ModelManager
-from layertap.server.predict import predict, resolve_signature
+from layertap.server.core import SIGNATURE_DEF_FIELD, Deadline, PredictQuery, ServingCore
+from layertap.server.predict import Prediction
 from layertap.server.servable import grpc_code_name
+from layertap.server.status import InvalidArgument, StatusError, Unimplemented
 from layertap.wire import dtypes
 
 __all__ = ["RestServer", "http_status"]
@@ -43,33 +44,29 @@ _PATH = re.compile(
 
 # TF Serving's http_server.cc: gRPC code -> HTTP status.
 _HTTP_STATUS = {
-    "CANCELLED": 499,
-    "UNKNOWN": 500,
-    "INVALID_ARGUMENT": 400,
-    "DEADLINE_EXCEEDED": 504,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "PERMISSION_DENIED": 403,
-    "RESOURCE_EXHAUSTED": 429,
-    "FAILED_PRECONDITION": 400,
-    "ABORTED": 409,
-    "OUT_OF_RANGE": 400,
-    "UNIMPLEMENTED": 501,
-    "INTERNAL": 500,
-    "UNAVAILABLE": 503,
-    "DATA_LOSS": 500,
-    "UNAUTHENTICATED": 401,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
 }
 _STATE_NAMES = {value: name for name, value in pb.ModelVersionStatus.State.items()}
 
 
-def http_status(code: str | None) -> int:
-    """The HTTP status TF Serving answers for a gRPC status code name."""
-    return _HTTP_STATUS.get(code or "UNKNOWN", 500)
-
-
-def _invalid(message: str) -> ServingError:
-    return ServingError(message, code="INVALID_ARGUMENT", details=message)
+def http_status(code: grpc.StatusCode) -> int:
+    """The HTTP status TF Serving answers for a gRPC status code."""
+    return _HTTP_STATUS.get(code, 500)
 
 
 def _spec(match: re.Match[str]) -> pb.ModelSpec:
@@ -106,7 +103,9 @@ def _array(value: Any, info: pb.TensorInfo, alias: str) -> np.ndarray:
             return np.asarray(_bytes(value), dtype=object)
         return np.asarray(value, dtype=dtype.numpy)
     except (TypeError, ValueError) as error:
-        raise _invalid(f"input {alias!r}: cannot read the JSON value as {dtype.name}: {error}") from None
+        raise InvalidArgument(
+            f"input {alias!r}: cannot read the JSON value as {dtype.name}: {error}"
+        ) from None
 
 
 def _bytes(value: Any) -> Any:
@@ -120,19 +119,19 @@ def _bytes(value: Any) -> Any:
 def _predict_inputs(body: Any, signature: pb.SignatureDef) -> tuple[dict[str, np.ndarray], bool]:
     """JSON body -> input arrays by alias, and whether the row format ("instances") was used."""
     if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
-        raise _invalid('JSON Value: must be an object with exactly one of "instances" or "inputs"')
+        raise InvalidArgument('JSON Value: must be an object with exactly one of "instances" or "inputs"')
     aliases = sorted(signature.inputs)
     if "instances" in body:
         instances = body["instances"]
         if not isinstance(instances, list) or not instances:
-            raise _invalid('"instances" must be a non-empty JSON list')
+            raise InvalidArgument('"instances" must be a non-empty JSON list')
         if all(isinstance(item, dict) and not set(item) <= {"b64"} for item in instances):
             names = sorted({key for item in instances for key in item})
             columns = {alias: [item.get(alias) for item in instances] for alias in names}
         elif len(aliases) == 1:
             columns = {aliases[0]: instances}
         else:
-            raise _invalid(
+            raise InvalidArgument(
                 f"the signature has {len(aliases)} inputs ({', '.join(aliases)}); each instance must be "
                 "a JSON object keyed by input name"
             )
@@ -158,9 +157,8 @@ def _predict_body(outputs: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
         return {"outputs": {alias: _json_value(array) for alias, array in outputs.items()}}
     batch = {len(array) if array.ndim else 0 for array in outputs.values()}
     if len(batch) != 1:
-        raise ServingError(
-            'the outputs have different batch sizes; use the columnar format ({"inputs": ...})',
-            code="INVALID_ARGUMENT",
+        raise InvalidArgument(
+            'the outputs have different batch sizes; use the columnar format ({"inputs": ...})'
         )
     size = batch.pop()
     if len(outputs) == 1:
@@ -187,30 +185,23 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and self.server.metrics_path and path == self.server.metrics_path:
             self._send_text(200, metrics.METRICS.render())
             return
-        started = time.monotonic()
+        deadline = Deadline(self.server.timeout_ms / 1000)
         match = _PATH.match(path)
         try:
             if match is None or (method == "POST") != (match["method"] is not None):
-                raise _invalid(f"Malformed request: {method} {self.path}")
+                raise InvalidArgument(f"Malformed request: {method} {self.path}")
             if method == "GET":
                 body = self._metadata(match) if match["resource"] else self._status(match)
             elif match["method"] == "predict":
-                try:
-                    body = self._predict(match)
-                except ServingError as error:
-                    metrics.record_request(match["name"], error.code or "UNKNOWN", "Predict", "REST", 0)
-                    raise
-                elapsed = (time.monotonic() - started) * 1e6
-                metrics.record_request(match["name"], "OK", "Predict", "REST", elapsed)
+                body = self._predict(match, deadline)
             else:
-                message = f"layertap serve does not implement :{match['method']}; use :predict"
-                raise ServingError(message, code="UNIMPLEMENTED", details=message)
+                raise Unimplemented(f"layertap serve does not implement :{match['method']}; use :predict")
             self._send(200, body)
-        except ServingError as error:
-            self._send(http_status(error.code), {"error": error.details or str(error)})
+        except StatusError as error:
+            self._send(http_status(error.status), {"error": error.message})
 
     def _status(self, match: re.Match[str]) -> dict[str, Any]:
-        statuses = self.server.manager.status(_spec(match))
+        statuses = self.server.core.status(_spec(match))
         return {
             "model_version_status": [
                 {
@@ -228,29 +219,45 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
     def _metadata(self, match: re.Match[str]) -> dict[str, Any]:
-        with self.server.manager.servable(_spec(match)) as servable:
-            signatures = json_format.MessageToDict(
-                servable.signature_def_map(), preserving_proto_field_name=True
-            )
-            return {
-                "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
-                "metadata": {"signature_def": signatures},
-            }
+        response = self.server.core.metadata(_spec(match), [SIGNATURE_DEF_FIELD])
+        signature_map = pb.SignatureDefMap.FromString(response.metadata[SIGNATURE_DEF_FIELD].value)
+        signatures = json_format.MessageToDict(signature_map, preserving_proto_field_name=True)
+        return {
+            "model_spec": {
+                "name": response.model_spec.name,
+                "signature_name": "",
+                "version": str(response.model_spec.version.value),
+            },
+            "metadata": {"signature_def": signatures},
+        }
 
-    def _predict(self, match: re.Match[str]) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            body = json.loads(self.rfile.read(length) or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise _invalid(f"JSON Parse error: {error}") from None
-        signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
-        with self.server.manager.servable(_spec(match)) as servable:
-            _, signature = resolve_signature(servable, signature_name)
-            inputs, row = _predict_inputs(body, signature)
-            result = predict(
-                servable, match["name"], signature_name, inputs, timeout_ms=self.server.timeout_ms
-            )
-        return _predict_body(result.outputs, row)
+    def _predict(self, match: re.Match[str], deadline: Deadline) -> dict[str, Any]:
+        row = [False]  # whether the request used the row format ("instances"), for the answer
+
+        def decode() -> PredictQuery:
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                body = json.loads(self.rfile.read(length) or b"null")
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise InvalidArgument(f"JSON Parse error: {error}") from None
+            spec = _spec(match)
+            signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
+            if not isinstance(signature_name, str):
+                raise InvalidArgument(f'"signature_name" must be a JSON string; got {signature_name!r}')
+            spec.signature_name = signature_name
+
+            def inputs(signature: pb.SignatureDef) -> dict[str, np.ndarray]:
+                arrays, row[0] = _predict_inputs(body, signature)
+                return arrays
+
+            return PredictQuery(spec, inputs)
+
+        def encode(result: Prediction) -> dict[str, Any]:
+            return _predict_body(result.outputs, row[0])
+
+        return self.server.core.predict(
+            decode, encode, entrypoint="REST", deadline=deadline, model=match["name"]
+        )
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
         self._send_bytes(status, json.dumps(body, indent=1).encode(), "application/json")
@@ -272,12 +279,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], manager: ModelManager, timeout_ms: int, metrics_path: str | None
+        self, address: tuple[str, int], core: ServingCore, timeout_ms: int, metrics_path: str | None
     ) -> None:
         # An IPv6 --bind_address (e.g. ::1) needs an IPv6 socket.
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
-        self.manager = manager
+        self.core = core
         self.timeout_ms = timeout_ms
         self.metrics_path = metrics_path
 
@@ -286,9 +293,9 @@ class RestServer:
     """The REST API on `host:port` (and Prometheus metrics at `metrics_path`), until `stop`."""
 
     def __init__(
-        self, manager: ModelManager, host: str, port: int, timeout_ms: int, metrics_path: str | None = None
+        self, core: ServingCore, host: str, port: int, timeout_ms: int, metrics_path: str | None = None
     ) -> None:
-        self._server = _Server((host, port), manager, timeout_ms, metrics_path)
+        self._server = _Server((host, port), core, timeout_ms, metrics_path)
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="layertap-rest", daemon=True)
 

@@ -15,11 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 
-from layertap.errors import InvalidArgumentError, ServingError
 from layertap.proto import serving_pb2 as pb
-from layertap.server.batching import BatchScheduler
+from layertap.server.runner import PlainRunner, SessionRunner
+from layertap.server.status import InvalidArgument, NotFound, StatusError, Unavailable, status_error
 
 __all__ = ["Servable", "SessionSettings", "grpc_code_name", "import_tensorflow", "serving_error_from_tf"]
 
@@ -67,7 +68,7 @@ def grpc_code_name(tf_code: int) -> str:
     return "UNKNOWN"
 
 
-def serving_error_from_tf(error: BaseException) -> ServingError:
+def serving_error_from_tf(error: BaseException) -> StatusError:
     """The gRPC status TF Serving would answer for a TensorFlow exception raised while loading or running.
 
     TensorFlow's error codes are gRPC's; Python-side feed checks (ValueError, TypeError) correspond to
@@ -79,20 +80,20 @@ def serving_error_from_tf(error: BaseException) -> ServingError:
         # Python appends graph-construction tracebacks TF Serving's C++ status does not carry.
         message = str(error.message).split("\n\nErrors may have originated from")[0]
         message = message.split("\n\nOriginal stack trace")[0].strip()
-        return ServingError(message, code=grpc_code_name(int(error.error_code)), details=message)
+        return status_error(int(error.error_code), message)
     if isinstance(error, ValueError | TypeError):
-        return InvalidArgumentError(str(error), code="INVALID_ARGUMENT", details=str(error))
+        return InvalidArgument(str(error))
     if isinstance(error, OSError):
-        return ServingError(str(error), code="NOT_FOUND", details=str(error))
-    message = f"{type(error).__name__}: {error}"
-    return ServingError(message, code="UNKNOWN", details=message)
+        return NotFound(str(error))
+    return StatusError(f"{type(error).__name__}: {error}")
 
 
 class Servable:
     """A loaded SavedModel version: its signatures, its session, and the requests currently using it.
 
-    Use `Servable.load`; `run` is thread-safe (TensorFlow sessions are). `close` waits until every
-    request holding the servable (`in_use`) has finished, so unloading never fails a request.
+    Use `Servable.load`; `run` is thread-safe (TensorFlow sessions are) and goes through the
+    `runner` the servable was built with (plain or batching). `close` waits until every request
+    holding the servable (`in_use`) has finished, so unloading never fails a request.
     """
 
     def __init__(
@@ -102,26 +103,34 @@ class Servable:
         path: Path,
         session: Any,
         signatures: Mapping[str, pb.SignatureDef],
+        *,
+        runner: SessionRunner | None = None,
     ) -> None:
         self.name = name
         self.version = version
         self.path = path
         self.signatures = dict(signatures)
         self._session = session
-        #: Set by the manager when --enable_batching: requests then run as part of batches.
-        self.batching: BatchScheduler | None = None
+        self._runner: SessionRunner = runner or PlainRunner()
         self._users = 0
         self._closed = False
         self._idle = threading.Condition()
 
     @classmethod
     def load(
-        cls, name: str, version: int, path: Path, tags: Sequence[str], settings: SessionSettings
+        cls,
+        name: str,
+        version: int,
+        path: Path,
+        tags: Sequence[str],
+        settings: SessionSettings,
+        *,
+        runner: SessionRunner | None = None,
     ) -> Servable:
         """Load `path` with the TF1 SavedModel loader into a fresh Graph and Session.
 
         Raises:
-            ServingError: with TF Serving's code for the failure (NOT_FOUND for a missing
+            StatusError: with TF Serving's code for the failure (NOT_FOUND for a missing
                 saved_model.pb, the TensorFlow error's code otherwise).
         """
         import tensorflow as tf
@@ -142,7 +151,7 @@ class Servable:
             key: pb.SignatureDef.FromString(signature.SerializeToString())
             for key, signature in meta_graph.signature_def.items()
         }
-        return cls(name, version, path, session, signatures)
+        return cls(name, version, path, session, signatures, runner=runner)
 
     def signature_def_map(self) -> pb.SignatureDefMap:
         """Every signature of the MetaGraph, as GetModelMetadata reports them."""
@@ -156,11 +165,7 @@ class Servable:
         """Hold the servable for one request; `close` waits for holders to leave."""
         with self._idle:
             if self._closed:
-                raise ServingError(
-                    f"version {self.version} of model {self.name} was unloaded",
-                    code="UNAVAILABLE",
-                    details=f"version {self.version} of model {self.name} was unloaded",
-                )
+                raise Unavailable(f"version {self.version} of model {self.name} was unloaded")
             self._users += 1
         try:
             yield self
@@ -176,12 +181,10 @@ class Servable:
         """Run the session: feed tensors by name, fetch tensors by name.
 
         Raises:
-            ServingError: the session failed; the code is TensorFlow's (DEADLINE_EXCEEDED when
+            StatusError: the session failed; the code is TensorFlow's (DEADLINE_EXCEEDED when
                 `timeout_ms` passed, INVALID_ARGUMENT for shapes the graph refuses, ...).
         """
-        if self.batching is not None:
-            return self.batching.run(id(self), self._run_session, feeds, fetches, timeout_ms)
-        return self._run_session(feeds, fetches, timeout_ms)
+        return self._runner.run(id(self), self._run_session, feeds, fetches, timeout_ms)
 
     def _run_session(
         self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str], timeout_ms: int | None
@@ -204,8 +207,7 @@ class Servable:
             self._closed = True
             while self._users:
                 self._idle.wait()
-        if self.batching is not None:
-            self.batching.forget(id(self))
+        self._runner.forget(id(self))
         self._session.close()
         logger.debug(
             "closed session of %s version %d after %.3f s",
@@ -215,14 +217,12 @@ class Servable:
         )
 
 
-def _load_error(error: BaseException, path: Path, tags: Sequence[str]) -> ServingError:
+def _load_error(error: BaseException, path: Path, tags: Sequence[str]) -> StatusError:
     if not (path / "saved_model.pb").exists() and not (path / "saved_model.pbtxt").exists():
-        message = f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}"
-        return ServingError(message, code="NOT_FOUND", details=message)
+        return NotFound(f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}")
     if isinstance(error, OSError):
         # The file is there but does not parse: TensorFlow's C++ reader reports DATA_LOSS.
-        return ServingError(str(error), code="DATA_LOSS", details=str(error))
+        return status_error(grpc.StatusCode.DATA_LOSS, str(error))
     if isinstance(error, RuntimeError) and "MetaGraphDef associated with tags" in str(error):
-        message = f"{error} (loaded with --saved_model_tags={','.join(tags)})"
-        return ServingError(message, code="NOT_FOUND", details=message)
+        return NotFound(f"{error} (loaded with --saved_model_tags={','.join(tags)})")
     return serving_error_from_tf(error)

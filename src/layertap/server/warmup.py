@@ -13,12 +13,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 from google.protobuf.message import DecodeError
 
-from layertap.errors import ServingError, TensorFormatError
+from layertap.errors import TensorFormatError
 from layertap.proto import serving_pb2 as pb
 from layertap.server.predict import predict
 from layertap.server.servable import Servable
+from layertap.server.status import InvalidArgument, StatusError, status_error
 from layertap.wire import codec
 
 __all__ = ["MAX_WARMUP_RECORDS", "WARMUP_FILE", "masked_crc32c", "read_records", "replay"]
@@ -30,14 +32,11 @@ WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000
 
 
-def _failed(message: str) -> ServingError:
-    return ServingError(message, code="INVALID_ARGUMENT", details=message)
-
-
-def _data_loss(message: str) -> ServingError:
+def _data_loss(message: str) -> StatusError:
     # TF Serving's words for a file its TFRecord reader rejects.
-    full = f"{message}. Please verify your warmup data is in TFRecord format."
-    return ServingError(full, code="DATA_LOSS", details=full)
+    return status_error(
+        grpc.StatusCode.DATA_LOSS, f"{message}. Please verify your warmup data is in TFRecord format."
+    )
 
 
 def _crc32c_table() -> list[int]:
@@ -66,7 +65,7 @@ def read_records(path: Path) -> Iterator[bytes]:
     """The records of a TFRecord file (8-byte length, its CRC, data, the data's CRC), checksums verified.
 
     Raises:
-        ServingError: DATA_LOSS for a truncated file or a checksum mismatch, as TensorFlow's reader.
+        StatusError: DATA_LOSS for a truncated file or a checksum mismatch, as TensorFlow's reader.
     """
     with path.open("rb") as stream:
         while header := stream.read(12):
@@ -93,7 +92,7 @@ def replay(servable: Servable, iterations: int = 0) -> int:
         The number of records read (0 without a warmup file).
 
     Raises:
-        ServingError: too many records, an unsupported record type, or a request that failed.
+        StatusError: too many records, an unsupported record type, or a request that failed.
     """
     path = servable.path / WARMUP_FILE
     if not path.is_file():
@@ -103,20 +102,22 @@ def replay(servable: Servable, iterations: int = 0) -> int:
     for record in read_records(path):
         count += 1
         if count > MAX_WARMUP_RECORDS:
-            raise _failed(f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}")
+            raise InvalidArgument(
+                f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
+            )
         try:
             log = pb.PredictionLog.FromString(record)
         except DecodeError:
-            raise _failed(f"Failed to parse warmup record {count} from {path}") from None
+            raise InvalidArgument(f"Failed to parse warmup record {count} from {path}") from None
         if log.WhichOneof("log_type") != "predict_log":
-            raise _failed(
+            raise InvalidArgument(
                 f"Unsupported log_type for warmup in record {count} of {path}: layertap serve "
                 "replays predict_log records only"
             )
         try:
             call = codec.decode_predict_request(log.predict_log.request.SerializeToString())
         except TensorFormatError as error:
-            raise _failed(f"warmup record {count} of {path}: {error}") from None
+            raise InvalidArgument(f"warmup record {count} of {path}: {error}") from None
         for _ in range(max(1, iterations)):
             try:
                 predict(
@@ -126,11 +127,9 @@ def replay(servable: Servable, iterations: int = 0) -> int:
                     call.inputs,
                     output_filter=call.output_filter,
                 )
-            except ServingError as error:
-                raise ServingError(
-                    f"warmup record {count} of {path} failed: {error}",
-                    code=error.code,
-                    details=f"warmup record {count} of {path} failed: {error.details or error}",
+            except StatusError as error:
+                raise status_error(
+                    error.status, f"warmup record {count} of {path} failed: {error.message}"
                 ) from None
     logger.info(
         "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
