@@ -271,3 +271,38 @@ def test_tensor_content_encoding_halves_the_reply(
         assert 2 * elements < sizes[("map_bf16", "content")] < 2 * elements + 200
         assert sizes[("map_bf16", "typed")] > elements
         assert sizes[("grid2", "content")] < 4 * expected["images"]["grid2"].size + 200
+
+
+class CountPredicts(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.count = 0
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        self.count += details.method.endswith("/Predict")
+        return continuation(details, request)
+
+
+def test_reply_byte_budget_chooses_chunk_sizes(
+    served: str, inputs: dict[str, np.ndarray], expected: dict[str, dict[str, np.ndarray]]
+) -> None:
+    from layertap.errors import InvalidInputError
+
+    # pool_2 as bfloat16 is 5*5*64 elements; on the wire at most 3 bytes each (a half_val varint).
+    per_example = 5 * 5 * 64 * 3
+    images = np.concatenate([inputs["images"]] * 3)  # 9 examples
+    want = np.concatenate([expected["images"]["map_bf16"]] * 3)
+    for budget, calls in ((per_example, 9), (2 * per_example + 1, 5), (9 * per_example, 1)):
+        counter = CountPredicts()
+        with grpc.insecure_channel(served) as plain:
+            channel = grpc.intercept_channel(plain, counter)
+            with LayerClient(served, "images", channel=channel, max_reply_bytes=budget) as client:
+                assert_close(client.predict_layer(images, "map_bf16"), want)
+        assert counter.count == calls, (budget, counter.count)
+    with LayerClient(served, "images", max_reply_bytes=4 * per_example, max_batch_size=2) as client:
+        assert_close(client.predict_layer(images, "map_bf16"), want)  # the smaller limit wins
+    refusal = r"one example of map_bf16 .* up to 4,800 bytes.*--head"
+    with (
+        LayerClient(served, "images", max_reply_bytes=1000) as client,
+        pytest.raises(InvalidInputError, match=refusal),
+    ):
+        client.predict_layer(images, "map_bf16")

@@ -19,7 +19,7 @@ from layertap.client import _status
 from layertap.client._catalogue import Catalogue
 from layertap.client._channel import TLS
 from layertap.client._core import DEFAULT, ClientCore, Timeout
-from layertap.client._requests import Inputs
+from layertap.client._requests import DEFAULT_MAX_REPLY_BYTES, Call, Inputs
 from layertap.client._retry import Attempts, Retry
 from layertap.errors import DeadlineExceededError, ModelNotFoundError, ServerUnavailableError
 from layertap.proto import methods
@@ -48,6 +48,7 @@ class AsyncLayerClient:
         compression: str | None = None,
         channel: Any = None,
         max_batch_size: int | None = None,
+        max_reply_bytes: int | None = DEFAULT_MAX_REPLY_BYTES,
         max_concurrency: int = 8,
         validate: bool = True,
         keepalive_seconds: float | None = 60.0,
@@ -63,6 +64,7 @@ class AsyncLayerClient:
             max_batch_size=max_batch_size,
             max_concurrency=max_concurrency,
             validate=validate,
+            max_reply_bytes=max_reply_bytes,
         )
         self._channel, self._owns_channel = ClientCore.channel(
             target,
@@ -92,10 +94,20 @@ class AsyncLayerClient:
         """The outputs of `layers` for `inputs`, by layer name (see LayerClient.predict)."""
         deadline = self._core.deadline(timeout)
         plan = self._core.plan(await self._layers(False, deadline), inputs, layers)
-        answers = await asyncio.gather(
-            *(self._send(methods.PREDICT, call.request, self._core.attempts(deadline)) for call in plan.calls)
+        results = self._core.decode(await self._predict_all(plan.calls, deadline))
+        mixed = self._core.mixed_versions(plan, results)
+        if mixed is None:
+            return self._core.results(plan, results)
+        version, again = mixed
+        redone = self._core.decode(await self._predict_all(again, deadline))
+        return self._core.results(plan, results, (version, redone))
+
+    async def _predict_all(self, calls: Sequence[Call], deadline: float | None) -> list[bytes]:
+        return list(
+            await asyncio.gather(
+                *(self._send(methods.PREDICT, call.request, self._core.attempts(deadline)) for call in calls)
+            )
         )
-        return self._core.results(plan, answers)
 
     async def predict_layer(self, x: Inputs, layer: str, *, timeout: Timeout = DEFAULT) -> np.ndarray:
         """The output of one layer for `x` (an array, or a dict by input alias)."""
@@ -157,13 +169,17 @@ class AsyncLayerClient:
 
     async def _send(self, path: str, request: bytes, attempts: Attempts) -> bytes:
         # LayerClient._send with `await`: the decisions live in Attempts and ClientCore.
-        async with self._in_flight:
-            while True:
-                try:
-                    answer: bytes = await self._stubs[path](request, timeout=attempts.start())
-                    return answer
-                except grpc.RpcError as error:
-                    pause = attempts.pause_before_retry(error)
-                    if pause is None:
-                        raise self._core.error(error) from error
-                    await asyncio.sleep(pause)
+        # Only Predict requests take a slot, and only while on the wire (as in LayerClient).
+        while True:
+            try:
+                if path == methods.PREDICT:
+                    async with self._in_flight:
+                        answer: bytes = await self._stubs[path](request, timeout=attempts.start())
+                else:
+                    answer = await self._stubs[path](request, timeout=attempts.start())
+                return answer
+            except grpc.RpcError as error:
+                pause = attempts.pause_before_retry(error)
+                if pause is None:
+                    raise self._core.error(error) from error
+                await asyncio.sleep(pause)

@@ -25,6 +25,12 @@ from layertap.wire import codec
 
 __all__ = ["DEFAULT", "ClientCore", "Default", "Timeout"]
 
+
+def _answered_version(result: codec.PredictResult) -> int | None:
+    """The version a Predict answer names (TF Serving echoes it), or None when it names none."""
+    return result.model_spec.version.value if result.model_spec.HasField("version") else None
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -54,6 +60,7 @@ class ClientCore:
         max_batch_size: int | None,
         max_concurrency: int,
         validate: bool,
+        max_reply_bytes: int | None = _requests.DEFAULT_MAX_REPLY_BYTES,
     ) -> None:
         if not model:
             raise UsageError("model must be a non-empty model name")
@@ -61,6 +68,8 @@ class ClientCore:
             raise UsageError(f"timeout must be positive seconds or None, got {timeout}")
         if max_batch_size is not None and max_batch_size < 1:
             raise UsageError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if max_reply_bytes is not None and max_reply_bytes < 1:
+            raise UsageError(f"max_reply_bytes must be at least 1 byte (or None), got {max_reply_bytes}")
         if max_concurrency < 1:
             raise UsageError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self.target = target
@@ -70,6 +79,7 @@ class ClientCore:
         self.timeout = timeout
         self.retry = retry
         self.max_batch_size = max_batch_size
+        self.max_reply_bytes = max_reply_bytes
         self.max_concurrency = max_concurrency
         self.validate = validate
         self.catalogue: _catalogue.Catalogue | None = None
@@ -148,13 +158,68 @@ class ClientCore:
             inputs,
             layers,
             max_batch_size=self.max_batch_size,
+            max_reply_bytes=self.max_reply_bytes,
             validate=self.validate,
         )
 
     @staticmethod
-    def results(plan: _requests.Plan, answers: Sequence[bytes]) -> dict[str, Any]:
-        """Decode the answers of a plan's calls and join them by layer."""
-        return _requests.assemble(plan, [codec.decode_predict_response(answer) for answer in answers])
+    def decode(answers: Sequence[bytes]) -> list[codec.PredictResult]:
+        """Decode the answers of a plan's calls."""
+        return [codec.decode_predict_response(answer) for answer in answers]
+
+    def mixed_versions(
+        self, plan: _requests.Plan, results: Sequence[codec.PredictResult]
+    ) -> tuple[int, list[_requests.Call]] | None:
+        """When a call's requests were answered by different model versions (a new version became
+        AVAILABLE while they were in flight): the newest version seen, and the requests answered
+        by another one, pinned to it, to send again. None when every answer names one version.
+
+        Mixing would silently join outputs of two models (two embedding spaces) in one array.
+        """
+        if len(plan.calls) < 2 or self.version is not None:
+            return None
+        versions = [_answered_version(result) for result in results]
+        known = {version for version in versions if version is not None}
+        if len(known) < 2:
+            return None
+        newest = max(known)
+        logger.info(
+            "a call to %s was answered by versions %s (a version changed mid-call); asking again "
+            "for version %d",
+            self.model,
+            sorted(known),
+            newest,
+        )
+        again = [
+            _requests.pinned(call, newest)
+            for call, version in zip(plan.calls, versions, strict=True)
+            if version != newest
+        ]
+        return newest, again
+
+    def results(
+        self,
+        plan: _requests.Plan,
+        results: Sequence[codec.PredictResult],
+        redone: tuple[int, Sequence[codec.PredictResult]] | None = None,
+    ) -> dict[str, Any]:
+        """Join decoded answers by layer; `redone` = (version, answers of `mixed_versions`' calls).
+
+        Raises:
+            ServingError: the answers still come from more than one version.
+        """
+        merged = list(results)
+        if redone is not None:
+            version, again = redone
+            stale = [i for i, result in enumerate(results) if _answered_version(result) != version]
+            for index, result in zip(stale, again, strict=True):
+                if _answered_version(result) != version:
+                    raise ServingError(
+                        f"model {self.model!r}: asked for version {version}, answered by "
+                        f"{_answered_version(result)}; refusing to join outputs of two versions"
+                    )
+                merged[index] = result
+        return _requests.assemble(plan, merged)
 
     def status_request(self) -> bytes:
         """GetModelStatus for this client's model (and version, when pinned)."""

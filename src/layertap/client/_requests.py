@@ -17,9 +17,40 @@ from layertap.errors import InvalidInputError, ServingError, UsageError
 from layertap.proto import serving_pb2 as pb
 from layertap.wire import codec
 
-__all__ = ["Call", "Plan", "assemble", "check_inputs", "model_spec", "plan_predict"]
+__all__ = [
+    "DEFAULT_MAX_REPLY_BYTES",
+    "Call",
+    "Plan",
+    "assemble",
+    "check_inputs",
+    "model_spec",
+    "pinned",
+    "plan_predict",
+    "reply_bytes_per_example",
+]
 
 Inputs = np.ndarray | Mapping[str, object] | Sequence[object]
+
+# The largest reply one call may ask for. gRPC refuses messages of 2 GiB and more outright; a
+# reply this large already takes seconds to move and holds its bytes twice while decoding.
+DEFAULT_MAX_REPLY_BYTES = 256 * 1024 * 1024
+# Upper bound of the bytes one element takes on the wire in EITHER encoding TF Serving may use:
+# tensor_content holds the raw bytes; the typed fields hold varints for integers and 16-bit
+# floats (half_val: up to 3 bytes for 2; a negative int32 varint takes 10) and fixed32/64 for
+# float/double.
+_WIRE_BYTES = {
+    "float16": 3,
+    "bfloat16": 3,
+    "int8": 10,
+    "int16": 10,
+    "int32": 10,
+    "int64": 10,
+    "uint8": 2,
+    "uint16": 3,
+    "uint32": 5,
+    "uint64": 10,
+    "bool": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -31,12 +62,17 @@ class Call:
         request: the serialized PredictRequest.
         layers: output alias -> layer name, for the outputs this call returns.
         chunk: which batch chunk the request carries (0 when the batch is not split).
+        spec: the request's ModelSpec; `arrays`, `output_filter`: its inputs and filter, kept so
+            the request can be sent again pinned to one version (`pinned`).
     """
 
     signature: str
     request: bytes
     layers: Mapping[str, str]
     chunk: int
+    spec: pb.ModelSpec
+    arrays: Mapping[str, np.ndarray]
+    output_filter: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -45,7 +81,6 @@ class Plan:
 
     calls: list[Call]
     layers: list[str]
-    chunks: int
 
 
 def model_spec(
@@ -75,31 +110,34 @@ def plan_predict(
     layers: Sequence[str] | str | None,
     *,
     max_batch_size: int | None = None,
+    max_reply_bytes: int | None = DEFAULT_MAX_REPLY_BYTES,
     validate: bool = True,
 ) -> Plan:
     """The calls for `predict(inputs, layers)`.
 
     Several layers go into one call when one signature returns all of them (with an output filter
-    to just those), else into one call per signature, sent concurrently. A batch larger than
-    `max_batch_size` is split into chunks along the first axis.
+    to just those), else into one call per signature, sent concurrently. A batch is split into
+    chunks along the first axis so that no chunk has more than `max_batch_size` examples and no
+    reply more than `max_reply_bytes` (from the outputs' shapes and dtypes in the catalogue).
 
     Raises:
         LayerNotFoundError: a layer the model does not have.
-        InvalidInputError: inputs that do not match the signature.
+        InvalidInputError: inputs that do not match the signature, or a single example whose
+            reply would exceed `max_reply_bytes`.
     """
     wanted = _wanted_layers(catalogue, layers)
     groups = _signatures_for(catalogue, wanted)
     calls: list[Call] = []
-    chunk_count = 1
     model_inputs = {alias for sig in catalogue.signatures.values() for alias in sig.inputs}
     for signature, names in groups:
         if validate:
             arrays = check_inputs(signature, inputs, layer=names[0], model_inputs=model_inputs)
         else:
             arrays = _as_dict(signature, inputs, model_inputs=model_inputs)
-        chunks = _split(arrays, max_batch_size)
-        chunk_count = len(chunks)
         aliases = {catalogue.layers[name].output.alias: name for name in names}
+        outputs = [signature.outputs[alias] for alias in aliases]
+        rows = _rows_per_call(signature, outputs, arrays, max_batch_size, max_reply_bytes)
+        chunks = _split(arrays, rows)
         # Filtering to all of a signature's outputs is the same as no filter: send none.
         output_filter = list(aliases) if len(aliases) < len(signature.outputs) else []
         spec = pb.ModelSpec()
@@ -107,8 +145,68 @@ def plan_predict(
         spec.signature_name = signature.key
         for index, chunk in enumerate(chunks):
             request = codec.encode_predict_request(spec, chunk, output_filter)
-            calls.append(Call(signature.key, request, aliases, index))
-    return Plan(calls=calls, layers=wanted, chunks=chunk_count)
+            calls.append(Call(signature.key, request, aliases, index, spec, chunk, output_filter))
+    return Plan(calls=calls, layers=wanted)
+
+
+def pinned(call: Call, version: int) -> Call:
+    """`call` again, asking for exactly `version` (so every chunk of a call meets one version)."""
+    spec = pb.ModelSpec()
+    spec.CopyFrom(call.spec)
+    spec.ClearField("version_label")
+    spec.version.value = version
+    request = codec.encode_predict_request(spec, call.arrays, call.output_filter)
+    return Call(call.signature, request, call.layers, call.chunk, spec, call.arrays, call.output_filter)
+
+
+def reply_bytes_per_example(outputs: Sequence[TensorSpec], arrays: Mapping[str, np.ndarray]) -> int | None:
+    """Upper bound of the reply bytes one example costs, or None when a shape is unknown.
+
+    A dimension the signature leaves open (a sequence length) is taken from the inputs when an
+    input has a dimension at the same axis (the usual (batch, time) -> (batch, time, features)).
+    """
+    total = 0
+    for spec in outputs:
+        if spec.shape is None:
+            return None
+        elements = 1
+        for axis, declared in enumerate(spec.shape[1:], start=1):
+            if declared is None:
+                seen = {array.shape[axis] for array in arrays.values() if array.ndim > axis}
+                if len(seen) != 1:
+                    return None
+                elements *= seen.pop()
+            else:
+                elements *= declared
+        dtype = spec.numpy_dtype
+        itemsize = dtype.itemsize if dtype is not None else 8
+        total += elements * max(itemsize, _WIRE_BYTES.get(spec.dtype, 0))
+    return total
+
+
+def _rows_per_call(
+    signature: Signature,
+    outputs: Sequence[TensorSpec],
+    arrays: Mapping[str, np.ndarray],
+    max_batch_size: int | None,
+    max_reply_bytes: int | None,
+) -> int | None:
+    batches = {array.shape[0] if array.ndim else None for array in arrays.values()}
+    if max_reply_bytes is None or len(batches) != 1 or None in batches:
+        return max_batch_size  # no shared batch axis to split on: only max_batch_size may insist
+    per_example = reply_bytes_per_example(outputs, arrays)
+    if per_example is None or per_example == 0:
+        return max_batch_size
+    if per_example > max_reply_bytes:
+        layers = ", ".join(spec.alias for spec in outputs)
+        raise InvalidInputError(
+            f"one example of {layers} (signature {signature.key!r}) replies with up to {per_example:,} "
+            f"bytes, more than max_reply_bytes={max_reply_bytes:,}: no split can make it fit. Export a "
+            f"head that reduces it on the server (e.g. layertap export --head {outputs[0].alias}_gap="
+            f"{outputs[0].alias}:gap, or :float16 to halve it), or raise max_reply_bytes"
+        )
+    rows = max_reply_bytes // per_example
+    return rows if max_batch_size is None else min(rows, max_batch_size)
 
 
 def assemble(plan: Plan, results: Sequence[codec.PredictResult]) -> dict[str, np.ndarray]:
@@ -117,7 +215,7 @@ def assemble(plan: Plan, results: Sequence[codec.PredictResult]) -> dict[str, np
     Raises:
         ServingError: a response lacks an output that was asked for.
     """
-    parts: dict[str, list[np.ndarray | None]] = {name: [None] * plan.chunks for name in plan.layers}
+    parts: dict[str, dict[int, np.ndarray]] = {name: {} for name in plan.layers}
     for call, result in zip(plan.calls, results, strict=True):
         for alias, name in call.layers.items():
             if alias not in result.outputs:
@@ -128,7 +226,7 @@ def assemble(plan: Plan, results: Sequence[codec.PredictResult]) -> dict[str, np
             parts[name][call.chunk] = result.outputs[alias]
     joined: dict[str, np.ndarray] = {}
     for name, chunks in parts.items():
-        arrays = [chunk for chunk in chunks if chunk is not None]
+        arrays = [chunks[index] for index in sorted(chunks)]
         joined[name] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
     return joined
 

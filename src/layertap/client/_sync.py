@@ -16,7 +16,7 @@ from layertap.client import _status
 from layertap.client._catalogue import Catalogue
 from layertap.client._channel import TLS
 from layertap.client._core import DEFAULT, ClientCore, Timeout
-from layertap.client._requests import Inputs
+from layertap.client._requests import DEFAULT_MAX_REPLY_BYTES, Call, Inputs
 from layertap.client._retry import Attempts, Retry
 from layertap.errors import DeadlineExceededError, ModelNotFoundError, ServerUnavailableError
 from layertap.proto import methods
@@ -40,7 +40,12 @@ class LayerClient:
         compression: "gzip" (or "deflate") to compress requests.
         channel: a grpc.Channel to use instead of creating one (the caller closes it).
         max_batch_size: split larger batches into chunks of this size, sent concurrently.
-        max_concurrency: how many requests one call keeps in flight at most.
+        max_reply_bytes: also split so that no reply is larger than this (from the outputs'
+            shapes and dtypes; 256 MiB by default, None for no limit). A single example larger
+            than this is refused before sending: export a head that reduces it.
+        max_concurrency: how many Predict requests the client keeps in flight at most, all calls
+            together (metadata and status calls are not counted; a request waiting to retry
+            gives its slot up while it waits). Same meaning in AsyncLayerClient.
         validate: check inputs against the model's signatures before sending.
         keepalive_seconds: HTTP/2 keepalive ping interval; None sends none.
         options: extra gRPC channel arguments.
@@ -63,6 +68,7 @@ class LayerClient:
         compression: str | None = None,
         channel: Any = None,
         max_batch_size: int | None = None,
+        max_reply_bytes: int | None = DEFAULT_MAX_REPLY_BYTES,
         max_concurrency: int = 8,
         validate: bool = True,
         keepalive_seconds: float | None = 60.0,
@@ -78,6 +84,7 @@ class LayerClient:
             max_batch_size=max_batch_size,
             max_concurrency=max_concurrency,
             validate=validate,
+            max_reply_bytes=max_reply_bytes,
         )
         self._channel, self._owns_channel = ClientCore.channel(
             target,
@@ -93,6 +100,7 @@ class LayerClient:
         self._lock = threading.Lock()
         self._fetching = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._in_flight = threading.BoundedSemaphore(max_concurrency)
 
     def layers(self, *, refresh: bool = False, timeout: Timeout = DEFAULT) -> Catalogue:
         """The model's layers and signatures (fetched once, then cached; `refresh` fetches again)."""
@@ -121,16 +129,13 @@ class LayerClient:
         """
         deadline = self._core.deadline(timeout)
         plan = self._core.plan(self._layers(False, deadline), inputs, layers)
-        if len(plan.calls) == 1:
-            answers = [self._send(methods.PREDICT, plan.calls[0].request, self._core.attempts(deadline))]
-        else:
-            pool = self._executor()
-            futures = [
-                pool.submit(self._send, methods.PREDICT, call.request, self._core.attempts(deadline))
-                for call in plan.calls
-            ]
-            answers = [future.result() for future in futures]
-        return self._core.results(plan, answers)
+        results = self._core.decode(self._predict_all(plan.calls, deadline))
+        mixed = self._core.mixed_versions(plan, results)
+        if mixed is None:
+            return self._core.results(plan, results)
+        version, again = mixed
+        redone = self._core.decode(self._predict_all(again, deadline))
+        return self._core.results(plan, results, (version, redone))
 
     def predict_layer(self, x: Inputs, layer: str, *, timeout: Timeout = DEFAULT) -> np.ndarray:
         """The output of one layer for `x` (an array, or a dict by input alias)."""
@@ -193,6 +198,16 @@ class LayerClient:
             answer = self._send(methods.GET_MODEL_METADATA, request, self._core.attempts(deadline))
             return self._core.remember_catalogue(answer)
 
+    def _predict_all(self, calls: Sequence[Call], deadline: float | None) -> list[bytes]:
+        if len(calls) == 1:
+            return [self._send(methods.PREDICT, calls[0].request, self._core.attempts(deadline))]
+        pool = self._executor()
+        futures = [
+            pool.submit(self._send, methods.PREDICT, call.request, self._core.attempts(deadline))
+            for call in calls
+        ]
+        return [future.result() for future in futures]
+
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None:
@@ -203,7 +218,11 @@ class LayerClient:
         # The asyncio client has the same loop with `await`: the decisions live in Attempts.
         while True:
             try:
-                answer: bytes = self._stubs[path](request, timeout=attempts.start())
+                if path == methods.PREDICT:
+                    with self._in_flight:
+                        answer: bytes = self._stubs[path](request, timeout=attempts.start())
+                else:
+                    answer = self._stubs[path](request, timeout=attempts.start())
                 return answer
             except grpc.RpcError as error:
                 pause = attempts.pause_before_retry(error)
