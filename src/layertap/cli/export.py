@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
+from layertap.cli.framework import non_negative_int
 from layertap.errors import UsageError
 
 __all__ = [
+    "EXTRAS",
     "add_arguments",
     "add_model_arguments",
     "parse_group",
     "parse_head_argument",
     "parse_shape",
-    "quiet_tensorflow_logs",
     "run",
 ]
+
+EXTRAS = ("tf",)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -105,7 +107,12 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     )
     parser.add_argument("--base-path", required=True, metavar="DIR", help="TF Serving model base path")
     parser.add_argument("--name", required=True, help="model name (the folder under --base-path)")
-    parser.add_argument("--version", type=int, default=None, help="version number (default: highest + 1)")
+    parser.add_argument(
+        "--version",
+        type=non_negative_int,
+        default=None,
+        help="version number, an integer >= 0 (default: highest + 1)",
+    )
     parser.add_argument(
         "--no-verify",
         dest="verify",
@@ -120,7 +127,6 @@ def run(args: argparse.Namespace) -> int:
     """Export, then print a summary (or JSON); progress goes to stderr."""
     from layertap.exporter import export
 
-    quiet_tensorflow_logs()
     if not args.layers and not args.groups and not args.heads:
         raise UsageError(
             "nothing to export: give at least one --layer SPEC or --head NAME=SPEC:OPS "
@@ -172,12 +178,6 @@ def run(args: argparse.Namespace) -> int:
         f"(ratio {sizes.ratio:.4f}); {result.timings.get('total', 0.0):.1f} s"
     )
     return 0
-
-
-def quiet_tensorflow_logs() -> None:
-    """Keep TensorFlow's own INFO/deprecation chatter out of the progress lines on stderr."""
-    for name in ("absl", "tensorflow", "h5py"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _shape(shape: tuple[int | None, ...]) -> str:

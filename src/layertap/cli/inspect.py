@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
-from layertap.cli.export import add_model_arguments, quiet_tensorflow_logs
+from layertap.cli.export import add_model_arguments
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["EXTRAS", "add_arguments", "run"]
+
+EXTRAS = ("tf",)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
@@ -27,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Print one row per layer: index, spec, kind, output shape, parameters, FLOPs share."""
     from layertap.exporter import inspect_model
 
-    quiet_tensorflow_logs()
+    _announce_loading(args.model)
     rows = inspect_model(
         args.model, input_shape=args.input_shape, allow_unsafe=args.allow_unsafe, head=args.head
     )
@@ -95,3 +99,14 @@ def _shape(shape: tuple[int | None, ...]) -> str:
 
 def _bytes(size: int | None) -> str:
     return "?" if size is None else f"{size:,}"
+
+
+def _announce_loading(model: str) -> None:
+    """A large model takes a while to load: say so on stderr before starting."""
+    path = Path(model)
+    if path.is_file():
+        print(
+            f"layertap inspect: loading {model} ({path.stat().st_size / 1e6:.1f} MB)",
+            file=sys.stderr,
+            flush=True,
+        )

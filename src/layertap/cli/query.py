@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 
 from layertap.client import TLS, LayerClient
 from layertap.client._catalogue import Catalogue
-from layertap.errors import UsageError
+from layertap.errors import LayertapError, UsageError
 
 __all__ = ["add_arguments", "run"]
 
@@ -43,7 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
         parser.add_argument(
             "input", type=Path, help="INPUT.npy (one array) or INPUT.npz (arrays by input alias)"
         )
-        parser.add_argument("-o", "--output", type=Path, help="write the outputs to OUT.npz, keyed by layer")
+        parser.add_argument(
+            "-o",
+            "--output",
+            type=Path,
+            metavar="OUT",
+            help="write the outputs to OUT.npz (arrays keyed by layer) or, for one layer, OUT.npy; "
+            "exactly that file, checked before the request is sent",
+        )
         parser.add_argument(
             "--max-batch-size", type=int, help="split larger batches into chunks of this size"
         )
@@ -59,9 +67,12 @@ def run(args: argparse.Namespace) -> int:
             )
             return 0
         layers = [name.strip() for spec in args.layer for name in spec.split(",") if name.strip()]
-        outputs = client.predict(_load_inputs(args.input), layers)
+        inputs = _load_inputs(args.input)
+        if args.output is not None:
+            _check_output(args.output, layers)
+        outputs = client.predict(inputs, layers)
     if args.output is not None:
-        np.savez(args.output, **outputs)  # type: ignore[arg-type]
+        _write_outputs(args.output, outputs)
     if args.json:
         print(
             json.dumps(
@@ -109,6 +120,45 @@ def _load_inputs(path: Path) -> np.ndarray | dict[str, np.ndarray]:
         return loaded
     with loaded:
         return {alias: loaded[alias] for alias in loaded.files}
+
+
+_OUTPUT_SUFFIXES = (".npz", ".npy")
+
+
+def _check_output(path: Path, layers: list[str]) -> None:
+    """Refuse an output path that cannot be written exactly as named, before asking the server."""
+    if path.suffix not in _OUTPUT_SUFFIXES:
+        raise UsageError(
+            f"-o {path}: unknown suffix {path.suffix or '(none)'!r}; accepted: .npz (arrays keyed by "
+            "layer) or .npy (one layer); the file is written exactly as named"
+        )
+    if path.suffix == ".npy" and len(layers) != 1:
+        raise UsageError(
+            f"-o {path}: a .npy file holds one array, but {len(layers)} layers were asked for; use .npz"
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"-o {path}: the folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise UsageError(f"-o {path}: is a directory; expected a file name ending in .npz or .npy")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"-o {path}: the folder {str(folder)!r} is not writable")
+
+
+def _write_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
+    """Write `path` exactly (numpy would append .npz to other names), atomically: all or nothing."""
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with staging.open("wb") as handle:
+            if path.suffix == ".npy":
+                np.save(handle, next(iter(outputs.values())), allow_pickle=False)
+            else:
+                np.savez(handle, **outputs)  # type: ignore[arg-type]
+        staging.replace(path)
+    except OSError as error:
+        raise LayertapError(f"-o {path}: cannot write it: {error.strerror}") from error
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def _catalogue_json(catalogue: Catalogue) -> dict[str, Any]:

@@ -6,7 +6,9 @@ import argparse
 
 from layertap import __version__
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["EXTRAS", "add_arguments", "run"]
+
+EXTRAS = ("tf",)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:

@@ -151,6 +151,9 @@ def export(
         timings[stage] = now - clock
         clock = now
 
+    # Mistakes that need no model are reported before loading one (which takes seconds).
+    repository = Repository(base_path, name)
+    repository.check(version)
     report("loading the model")
     model = load_model(model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape)
     specs.ensure_graph_model(model)
@@ -165,7 +168,6 @@ def export(
     signatures = plan_signatures(model, refs, group_refs, head_refs)
     lap("plan")
 
-    repository = Repository(base_path, name)
     reservation = repository.reserve(version)
     report(f"building version {reservation.version} in {reservation.staging}")
     try:

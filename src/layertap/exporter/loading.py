@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from layertap.errors import UnsafeModelError, UnsupportedModelError, UsageError
 
-__all__ = ["MODEL_SUFFIXES", "load_model", "prepare_model"]
+__all__ = ["MODEL_SUFFIXES", "check_model_file", "load_model", "prepare_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,30 +41,123 @@ def load_model(
         UnsafeModelError: the file has Lambda layers and `allow_unsafe` is False.
         UnsupportedModelError: a Sequential model without inputs and no `input_shape`.
     """
+    if isinstance(model_or_path, str | os.PathLike):
+        # Checked before Keras is imported (seconds), so a wrong path is reported at once.
+        path = check_model_file(Path(model_or_path))
+    else:
+        import keras
+
+        if not isinstance(model_or_path, keras.Model):
+            raise UsageError(
+                f"expected a keras.Model or the path of a .keras/.h5 file, got {type(model_or_path).__name__}"
+            )
+        return prepare_model(model_or_path, input_shape=input_shape)
+    if path.suffix.lower() != ".keras" and not allow_unsafe:
+        _refuse_h5_lambda(path)
     import keras
 
-    if isinstance(model_or_path, keras.Model):
-        return prepare_model(model_or_path, input_shape=input_shape)
-    path = Path(model_or_path)
-    if not path.is_file():
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
+    except Exception as error:
+        raise _load_error(path, error) from error
+    logger.info("loaded %s (%s, %d layers)", path, type(model).__name__, len(model.layers))
+    return prepare_model(model, input_shape=input_shape)
+
+
+def check_model_file(path: Path) -> Path:
+    """Refuse, without importing Keras, a path that is not a readable Keras model file.
+
+    A `.keras` file is a zip archive: its directory and every member's CRC are checked, so a
+    truncated or bit-flipped file is named as such (Keras would say "File not found" or raise
+    zipfile.BadZipFile). A legacy `.h5` file must open as HDF5.
+
+    Raises:
+        UsageError: the path is missing, a directory, of another format, truncated or corrupted.
+    """
+    if not path.exists():
         raise UsageError(f"model file {str(path)!r} does not exist; expected a .keras or .h5 file")
+    if path.is_dir():
+        kind = "a SavedModel directory" if (path / "saved_model.pb").exists() else "a directory"
+        raise UsageError(
+            f"model path {str(path)!r} is {kind}, not a model file; expected a .keras or .h5 file "
+            "(save one with model.save('model.keras'))"
+        )
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise UsageError(
             f"model file {str(path)!r} has suffix {path.suffix!r}; accepted: {', '.join(MODEL_SUFFIXES)}"
         )
-    if path.suffix.lower() != ".keras" and not allow_unsafe:
-        _refuse_h5_lambda(path)
+    if path.suffix.lower() == ".keras":
+        _check_keras_archive(path)
+    else:
+        _check_hdf5(path)
+    return path
+
+
+def _check_keras_archive(path: Path) -> None:
+    damaged = (
+        f"{path} is not a valid .keras file (a .keras file is a zip archive holding config.json and "
+        "the weights)"
+    )
+    advice = "it may be truncated or corrupted; save the model again with model.save(...)"
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"{damaged}: no zip directory found ({path.stat().st_size} bytes); {advice}")
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
-    except ValueError as error:
-        if "safe_mode" in str(error) or "Lambda" in str(error):
-            raise UnsafeModelError(
-                f"{path} contains a Lambda layer (Python code that runs when the model loads); loading "
-                "it was refused. If you trust the file, pass --allow-unsafe (allow_unsafe=True)."
-            ) from error
-        raise UsageError(f"{path} could not be loaded as a Keras model: {error}") from error
-    logger.info("loaded %s (%s, %d layers)", path, type(model).__name__, len(model.layers))
-    return prepare_model(model, input_shape=input_shape)
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
+        raise UsageError(f"{damaged}: {_one_line(error)}; {advice}") from None
+    if broken is not None:
+        raise UsageError(f"{damaged}: member {broken!r} fails its checksum; {advice}")
+    if "config.json" not in names:
+        raise UsageError(f"{damaged}: the archive has no config.json; {advice}")
+
+
+def _check_hdf5(path: Path) -> None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except (OSError, ValueError) as error:
+        raise UsageError(
+            f"{path} is not a readable HDF5 model file ({_one_line(error)}); it may be truncated, "
+            "corrupted or of another format; save the model again with model.save('model.keras')"
+        ) from None
+
+
+# Keras' wording for a class it cannot resolve ("Could not locate class 'Scale'", "Unknown layer: 'X'").
+_UNKNOWN_CLASS = re.compile(
+    r"(?:Could not locate (?:class|function) |Unknown (?:layer|object)[:\s]+)'?([\w.]+)"
+)
+
+
+def _load_error(path: Path, error: Exception) -> UsageError:
+    """The one-line error for a model file Keras could not load."""
+    text = str(error)
+    if "safe_mode" in text or "Lambda" in text:
+        return UnsafeModelError(
+            f"{path} contains a Lambda layer (Python code that runs when the model loads); loading "
+            "it was refused. If you trust the file, pass --allow-unsafe (allow_unsafe=True)."
+        )
+    unknown = _UNKNOWN_CLASS.search(text)
+    if unknown is not None:
+        return UnsupportedModelError(
+            f"{path} needs the class {unknown.group(1)!r}, which is not registered: pass the module or "
+            "file that defines it with --custom-objects MODULE_OR_FILE.py (custom_objects=[...]), "
+            "registered with @keras.saving.register_keras_serializable()"
+        )
+    return UsageError(
+        f"{path} could not be loaded as a Keras model ({type(error).__name__}: {_one_line(error)}); "
+        "it may be truncated, corrupted, or saved by an incompatible Keras version"
+    )
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    """The first meaningful line of an error, for one-line messages."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def prepare_model(model: Any, *, input_shape: Sequence[int] | None = None) -> Any:

@@ -47,6 +47,7 @@ class Reservation:
     version: int
     staging: Path
     final: Path
+    created: tuple[Path, ...] = ()  # folders reserve() created, removed again if the export fails
 
 
 class Repository:
@@ -66,38 +67,73 @@ class Repository:
             return []
         return sorted(list_versions(self.path))
 
+    def check(self, version: int | None = None) -> None:
+        """Refuse, without writing anything, a version that is out of range or already published.
+
+        Cheap enough to run before loading a model, so a mistake is reported at once.
+
+        Raises:
+            PublishError: the version is invalid or exists.
+        """
+        for folder in (self.path.parent, self.path):
+            if folder.exists() and not folder.is_dir():
+                raise PublishError(f"{folder} exists but is not a directory; it cannot hold model versions")
+        if version is None:
+            return
+        if not 0 <= version <= MAX_VERSION:
+            raise PublishError(f"version {version} is out of range; TF Serving accepts 0..{MAX_VERSION}")
+        published = self.versions()
+        if version in published:
+            raise self._exists(version, published, [])
+
     def reserve(self, version: int | None = None) -> Reservation:
         """Choose a version (next free one if None), remove dead leftovers, create its staging directory.
 
         Raises:
             PublishError: the version exists, is being built by a live process, or is invalid.
         """
-        if version is not None and not 0 <= version <= MAX_VERSION:
-            raise PublishError(f"version {version} is out of range; TF Serving accepts 0..{MAX_VERSION}")
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise PublishError(f"cannot create the model folder {self.path}: {error}") from error
-        with self._locked():
-            live = self._sweep_staging()
-            published = self.versions()
-            if version is None:
-                version = max([*published, *live, 0]) + 1
-            elif version in published:
-                raise PublishError(
-                    f"version {version} of {self.path.name!r} already exists in {self.path}; versions are "
-                    f"never overwritten. Existing versions: {published}; the next free one is "
-                    f"{max([*published, *live, 0]) + 1}"
-                )
-            elif version in live:
-                raise PublishError(
-                    f"version {version} of {self.path.name!r} is being exported right now by another "
-                    f"process ({live[version]}); choose another version"
-                )
-            staging = self.path / f"{TEMP_PREFIX}{version}-{os.getpid()}-{secrets.token_hex(4)}"
-            staging.mkdir()
+        self.check(version)
+        # The folders this export creates, outermost first: a failed export removes them again.
+        created = tuple(folder for folder in (*reversed(self.path.parents), self.path) if not folder.exists())
+        for _ in range(3):  # a failed export elsewhere may remove a folder it created while we wait
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise PublishError(f"cannot create the model folder {self.path}: {error}") from error
+            try:
+                with self._locked():
+                    staging, version = self._stage(version)
+                break
+            except _FolderRemovedError:
+                continue
+        else:
+            raise PublishError(f"the model folder {self.path} keeps being removed by failed exports")
         _fsync_dir(self.path)
-        return Reservation(version=version, staging=staging, final=self.path / str(version))
+        return Reservation(version=version, staging=staging, final=self.path / str(version), created=created)
+
+    def _stage(self, version: int | None) -> tuple[Path, int]:
+        """Under the lock: choose the version and create its staging directory."""
+        live = self._sweep_staging()
+        published = self.versions()
+        if version is None:
+            version = max([*published, *live, 0]) + 1
+        elif version in published:
+            raise self._exists(version, published, list(live))
+        elif version in live:
+            raise PublishError(
+                f"version {version} of {self.path.name!r} is being exported right now by another "
+                f"process ({live[version]}); choose another version"
+            )
+        staging = self.path / f"{TEMP_PREFIX}{version}-{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()
+        return staging, version
+
+    def _exists(self, version: int, published: list[int], live: list[int]) -> PublishError:
+        return PublishError(
+            f"version {version} of {self.path.name!r} already exists in {self.path}; versions are "
+            f"never overwritten. Existing versions: {published}; the next free one is "
+            f"{max([*published, *live, 0]) + 1}"
+        )
 
     def publish(self, reservation: Reservation) -> Path:
         """fsync the staging directory, then rename it to its version in one atomic step."""
@@ -116,8 +152,23 @@ class Repository:
         return reservation.final
 
     def abandon(self, reservation: Reservation) -> None:
-        """Remove the staging directory of a failed export."""
+        """Undo a failed export: its staging directory, and the folders it created if nothing else is there.
+
+        An empty model folder left behind would make TF Serving (and `layertap serve`) wait for a
+        version forever, so the repository is left exactly as it was found.
+        """
         shutil.rmtree(reservation.staging, ignore_errors=True)
+        if self.path not in reservation.created:
+            return
+        with self._locked():
+            if {entry.name for entry in self.path.iterdir()} != {LOCK_FILE}:
+                return  # another export is using the folder now
+            (self.path / LOCK_FILE).unlink()
+            for folder in reversed(reservation.created):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break  # not empty (something else appeared) or not ours to remove
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -129,6 +180,9 @@ class Repository:
             ) from error
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
+            if not _same_file(descriptor, self.path / LOCK_FILE):
+                # A failed export removed the folder (and this lock file) while we waited.
+                raise _FolderRemovedError(f"{self.path} was removed while waiting for its lock")
             yield
         finally:
             os.close(descriptor)  # closing releases the lock
@@ -147,6 +201,19 @@ class Repository:
                 logger.info("removing %s left by dead process %d", entry, pid)
                 shutil.rmtree(entry, ignore_errors=True)
         return live
+
+
+class _FolderRemovedError(PublishError):
+    """The model folder was removed (by a failed export that had created it) while waiting for its lock."""
+
+
+def _same_file(descriptor: int, path: Path) -> bool:
+    try:
+        on_disk = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(descriptor)
+    return (opened.st_dev, opened.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
 def _process_alive(pid: int) -> bool:
