@@ -1,7 +1,8 @@
 """One loaded model version, run through the TF1 session path TF Serving's C++ loader takes.
 
 `tf.compat.v1.saved_model.loader.load` restores the MetaGraph into its own Graph and Session (as TF
-Serving's `LoadSavedModel` does), and requests feed and fetch the signature's tensors by name. A model
+Serving's `LoadSavedModel` does), and requests feed and fetch the signature's tensors by name through
+the C API's session run (`session.SessionCaller`: no Python static shape checks, as in C++). A model
 that only works through `tf.saved_model.load` (TF2 object restore) fails here as it would there.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from layertap.proto import serving_pb2 as pb
 from layertap.server.runner import PlainRunner, SessionRunner
+from layertap.server.session import SessionCaller
 from layertap.server.status import InvalidArgument, NotFound, StatusError, Unavailable, status_error
 
 __all__ = ["Servable", "SessionSettings", "grpc_code_name", "import_tensorflow", "serving_error_from_tf"]
@@ -110,7 +112,7 @@ class Servable:
         self.version = version
         self.path = path
         self.signatures = dict(signatures)
-        self._session = session
+        self._session = SessionCaller(session)
         self._runner: SessionRunner = runner or PlainRunner()
         self._users = 0
         self._closed = False
@@ -189,16 +191,10 @@ class Servable:
     def _run_session(
         self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str], timeout_ms: int | None
     ) -> list[np.ndarray]:
-        import tensorflow as tf
-
-        options = None
-        if timeout_ms is not None:
-            options = tf.compat.v1.RunOptions(timeout_in_ms=max(1, timeout_ms))
         try:
-            outputs = self._session.run(list(fetches), feed_dict=dict(feeds), options=options)
+            return self._session.run(feeds, fetches, timeout_ms)
         except Exception as error:
             raise serving_error_from_tf(error) from error
-        return [np.asarray(output) for output in outputs]
 
     def close(self) -> None:
         """Wait for in-flight requests, then release the session and its memory."""
