@@ -43,7 +43,7 @@ def _run(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 Validate = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def validate() -> Validate:
     """`validate("hadolint", path)`: run a dev-extra validator offline and return its result."""
     return _run
