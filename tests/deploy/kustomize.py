@@ -18,11 +18,16 @@ Validate = Callable[..., subprocess.CompletedProcess[str]]
 Manifest = dict[str, Any]
 
 
+_BUILT: dict[Path, str] = {}
+
+
 def build(validate: Validate, overlay: Path) -> list[Manifest]:
-    """Every object `kubectl kustomize overlay` renders, in order."""
-    result = validate("kubectl", "kustomize", str(overlay))
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    """Every object `kubectl kustomize overlay` renders, in order (each overlay is built once a session)."""
+    if overlay not in _BUILT:
+        result = validate("kubectl", "kustomize", str(overlay))
+        assert result.returncode == 0, result.stderr
+        _BUILT[overlay] = result.stdout
+    return [doc for doc in yaml.safe_load_all(_BUILT[overlay]) if doc]  # fresh objects for every caller
 
 
 def by_kind(manifests: list[Manifest]) -> dict[str, Manifest]:

@@ -160,9 +160,9 @@ def test_serving_runtime_fixes_the_stock_runtimes_metrics(validate: Validate) ->
     assert mounts == {"serving-config": "/serving_config"}
     assert volumes == {"serving-config": built["ConfigMap"]["metadata"]["name"]}
     assert {"monitoring.config", "batching.config"} <= set(built["ConfigMap"]["data"])
-    # The same image as the plain Deployment (so one kustomize `images:` entry moves both).
-    base_container = load(BASE / "deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == base_container["image"]
+    # The same image as the plain Deployment as built (after any kustomize `images:` transform of the base).
+    deployment = by_kind(build(validate, KUSTOMIZE_DIR / "overlays" / "monitoring"))["Deployment"]
+    assert container["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert container["command"] == ["/usr/bin/tensorflow_model_server"]
     # The InferenceService names this runtime, and its storage is the base's model PVC.
     model = service["spec"]["predictor"]["model"]
