@@ -266,13 +266,17 @@ def test_model_status_states_and_missing_version(stubs: tuple) -> None:
     assert len(model.GetModelStatus(request, timeout=10).model_version_status) == 1
 
 
-def test_classify_regress_multiinference_are_unimplemented(stubs: tuple) -> None:
+def test_classify_needs_a_classification_signature(stubs: tuple) -> None:
+    # Classify is served (tests/server/test_inference.py); a model of predict signatures refuses it
+    # by method name, as TF Serving does.
     prediction, _ = stubs
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = "m"
-    code, message = _error(lambda: prediction.Classify(request, timeout=10))
-    assert code == grpc.StatusCode.UNIMPLEMENTED
-    assert message.startswith("layertap serve does not implement Classify")
+    assert _error(lambda: prediction.Classify(request, timeout=10)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Expected classification signature method_name to be tensorflow/serving/classify. "
+        "Was: tensorflow/serving/predict",
+    )
 
 
 def test_deadline_becomes_the_session_timeout(stubs: tuple) -> None:

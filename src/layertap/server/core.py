@@ -1,5 +1,9 @@
 """The one serving core both transports call: admission, deadlines, metrics and errors live here.
 
+Predict, Classify, Regress and MultiInference are inference calls (admitted, deadline-bound, counted
+in the metrics under their API name); metadata, status and config reloads are not admitted, so probes
+answer while the server is saturated.
+
 gRPC (`handlers`) and REST (`rest`) only decode a request, call the core, and encode the answer or
 map its `StatusError` to their own status once. So the same bad request gets the same code and message
 on both, at most `--grpc_max_threads` inference requests run at once and `--max_queued_requests` more
@@ -24,7 +28,7 @@ import numpy as np
 
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
-from layertap.server import metrics
+from layertap.server import inference, metrics
 from layertap.server.batching import QUEUE_FULL_MESSAGE
 from layertap.server.manager import ModelManager
 from layertap.server.predict import Prediction, predict, resolve_signature
@@ -35,6 +39,7 @@ __all__ = ["SIGNATURE_DEF_FIELD", "Admission", "Deadline", "PredictQuery", "Serv
 logger = logging.getLogger(__name__)
 
 SIGNATURE_DEF_FIELD = "signature_def"
+Q = TypeVar("Q")
 R = TypeVar("R")
 #: Inputs by alias, or a function of the signature for encodings that need its dtypes (REST JSON).
 Inputs = Mapping[str, np.ndarray] | Callable[[pb.SignatureDef], Mapping[str, np.ndarray]]
@@ -125,35 +130,143 @@ class ServingCore:
         Raises:
             StatusError: TF Serving's code and message for whatever failed.
         """
+
+        def run(query: PredictQuery, timeout_ms: int | None) -> R:
+            logger.debug(
+                "Predict request for model %s signature %s",
+                query.model_spec.name,
+                query.model_spec.signature_name or "serving_default",
+            )
+            with self.manager.servable(query.model_spec) as servable:
+                inputs = query.inputs
+                if callable(inputs):
+                    inputs = inputs(resolve_signature(servable, query.model_spec.signature_name)[1])
+                result = predict(
+                    servable,
+                    query.model_spec.name,
+                    query.model_spec.signature_name,
+                    inputs,
+                    output_filter=query.output_filter,
+                    timeout_ms=timeout_ms,
+                )
+            return encode(result)
+
+        return self._serve(
+            "Predict",
+            decode,
+            lambda query: query.model_spec,
+            run,
+            entrypoint=entrypoint,
+            deadline=deadline,
+            model=model,
+        )
+
+    def classify(
+        self,
+        decode: Callable[[], pb.ClassificationRequest],
+        *,
+        entrypoint: str,
+        deadline: Deadline,
+        model: str = "",
+    ) -> pb.ClassificationResponse:
+        """Classify: tf.Examples through a classification signature (see `inference.classify`).
+
+        Raises:
+            StatusError: TF Serving's code and message for whatever failed.
+        """
+
+        def run(request: pb.ClassificationRequest, timeout_ms: int | None) -> pb.ClassificationResponse:
+            with self.manager.servable(request.model_spec) as servable:
+                return inference.classify(servable, request, timeout_ms)
+
+        return self._serve(
+            "Classify",
+            decode,
+            lambda r: r.model_spec,
+            run,
+            entrypoint=entrypoint,
+            deadline=deadline,
+            model=model,
+        )
+
+    def regress(
+        self,
+        decode: Callable[[], pb.RegressionRequest],
+        *,
+        entrypoint: str,
+        deadline: Deadline,
+        model: str = "",
+    ) -> pb.RegressionResponse:
+        """Regress: tf.Examples through a regression signature (see `inference.regress`).
+
+        Raises:
+            StatusError: TF Serving's code and message for whatever failed.
+        """
+
+        def run(request: pb.RegressionRequest, timeout_ms: int | None) -> pb.RegressionResponse:
+            with self.manager.servable(request.model_spec) as servable:
+                return inference.regress(servable, request, timeout_ms)
+
+        return self._serve(
+            "Regress",
+            decode,
+            lambda r: r.model_spec,
+            run,
+            entrypoint=entrypoint,
+            deadline=deadline,
+            model=model,
+        )
+
+    def multi_inference(
+        self,
+        decode: Callable[[], pb.MultiInferenceRequest],
+        *,
+        entrypoint: str,
+        deadline: Deadline,
+        model: str = "",
+    ) -> pb.MultiInferenceResponse:
+        """MultiInference: classify and regress tasks of one model on one Input, in one session run.
+
+        The servable is the one the first task's ModelSpec names, as in TF Serving.
+
+        Raises:
+            StatusError: TF Serving's code and message for whatever failed.
+        """
+
+        def spec(request: pb.MultiInferenceRequest) -> pb.ModelSpec:
+            return request.tasks[0].model_spec if request.tasks else pb.ModelSpec()
+
+        def run(request: pb.MultiInferenceRequest, timeout_ms: int | None) -> pb.MultiInferenceResponse:
+            with self.manager.servable(spec(request)) as servable:
+                return inference.multi_inference(servable, request, timeout_ms)
+
+        return self._serve(
+            "MultiInference", decode, spec, run, entrypoint=entrypoint, deadline=deadline, model=model
+        )
+
+    def _serve(
+        self,
+        api: str,
+        decode: Callable[[], Q],
+        spec_of: Callable[[Q], pb.ModelSpec],
+        run: Callable[[Q, int | None], R],
+        *,
+        entrypoint: str,
+        deadline: Deadline,
+        model: str,
+    ) -> R:
+        """One inference call: admitted, decoded, deadline checked, run, counted, errors typed."""
         started = time.monotonic()
         try:
             with self._admission.admitted():
-                query = decode()
-                model = query.model_spec.name or model
-                logger.debug(
-                    "Predict request for model %s signature %s",
-                    query.model_spec.name,
-                    query.model_spec.signature_name or "serving_default",
-                )
-                timeout_ms = deadline.timeout_ms()
-                with self.manager.servable(query.model_spec) as servable:
-                    inputs = query.inputs
-                    if callable(inputs):
-                        inputs = inputs(resolve_signature(servable, query.model_spec.signature_name)[1])
-                    result = predict(
-                        servable,
-                        query.model_spec.name,
-                        query.model_spec.signature_name,
-                        inputs,
-                        output_filter=query.output_filter,
-                        timeout_ms=timeout_ms,
-                    )
-                answer = encode(result)
+                request = decode()
+                model = spec_of(request).name or model
+                answer = run(request, deadline.timeout_ms())
         except Exception as error:
-            failure = self._failure(error, "Predict")
-            metrics.record_request(model, failure.status.name, "Predict", entrypoint, 0)
+            failure = self._failure(error, api)
+            metrics.record_request(model, failure.status.name, api, entrypoint, 0)
             raise failure from None
-        metrics.record_request(model, "OK", "Predict", entrypoint, (time.monotonic() - started) * 1e6)
+        metrics.record_request(model, "OK", api, entrypoint, (time.monotonic() - started) * 1e6)
         return answer
 
     def metadata(self, spec: pb.ModelSpec | None, fields: Sequence[str]) -> pb.GetModelMetadataResponse:

@@ -9,9 +9,10 @@ ToGRPCStatus does.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from layertap.errors import TensorFormatError
 from layertap.proto import methods
@@ -19,12 +20,13 @@ from layertap.proto import serving_pb2 as pb
 from layertap.server.batching import QUEUE_FULL_MESSAGE
 from layertap.server.core import Deadline, PredictQuery, ServingCore
 from layertap.server.predict import Prediction
-from layertap.server.status import Internal, InvalidArgument, StatusError, Unimplemented
+from layertap.server.status import Internal, InvalidArgument, StatusError
 from layertap.wire import codec
 
 __all__ = ["MESSAGE_LIMIT", "QUEUE_FULL_MESSAGE", "build_handlers", "grpc_message"]
 
 MESSAGE_LIMIT = 1024
+M = TypeVar("M", bound=Message)
 
 
 def grpc_message(message: str) -> str:
@@ -35,6 +37,18 @@ def grpc_message(message: str) -> str:
 def _abort(context: grpc.ServicerContext, error: StatusError) -> NoReturn:
     context.abort(error.status, grpc_message(error.message))
     raise AssertionError("grpc's abort() raises")
+
+
+def _parser(message_type: type[M], data: bytes) -> Callable[[], M]:
+    """Parses the request once admitted (so at most the admitted requests are decoded at once)."""
+
+    def parse() -> M:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as error:
+            raise InvalidArgument(f"Could not parse the {message_type.__name__}: {error}") from None
+
+    return parse
 
 
 def _deadline(context: grpc.ServicerContext) -> Deadline:
@@ -80,18 +94,32 @@ class _Services:
         except StatusError as error:
             _abort(context, error)
 
-    def unimplemented(self, name: str) -> Callable[[bytes, grpc.ServicerContext], bytes]:
-        def handler(request: bytes, context: grpc.ServicerContext) -> bytes:
-            _abort(
-                context,
-                Unimplemented(
-                    f"layertap serve does not implement {name}: it serves SavedModel signatures through "
-                    "Predict only (Classify, Regress and MultiInference need tf.Example inputs and "
-                    "classification/regression signatures). Call Predict with the signature name instead."
-                ),
+    def classify(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        try:
+            response = self._core.classify(
+                _parser(pb.ClassificationRequest, request), entrypoint="GRPC", deadline=_deadline(context)
             )
+        except StatusError as error:
+            _abort(context, error)
+        return response.SerializeToString()
 
-        return handler
+    def regress(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        try:
+            response = self._core.regress(
+                _parser(pb.RegressionRequest, request), entrypoint="GRPC", deadline=_deadline(context)
+            )
+        except StatusError as error:
+            _abort(context, error)
+        return response.SerializeToString()
+
+    def multi_inference(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        try:
+            response = self._core.multi_inference(
+                _parser(pb.MultiInferenceRequest, request), entrypoint="GRPC", deadline=_deadline(context)
+            )
+        except StatusError as error:
+            _abort(context, error)
+        return response.SerializeToString()
 
     # --------------------------------------------------------------- ModelService
 
@@ -130,15 +158,16 @@ def build_handlers(core: ServingCore, *, tensor_content: bool) -> list[grpc.Gene
     """Generic handlers for PredictionService and ModelService, on TF Serving's method paths.
 
     Predict works on raw bytes (layertap.wire.codec decodes inputs without copying and encodes the
-    outputs); the other methods use the protobuf messages.
+    outputs); Classify, Regress and MultiInference parse their messages once admitted; the other
+    methods use the protobuf messages.
     """
     services = _Services(core, tensor_content)
     prediction = {
         "Predict": _unary(services.predict, None),
         "GetModelMetadata": _unary(services.get_model_metadata, pb.GetModelMetadataRequest),
-        "Classify": _unary(services.unimplemented("Classify"), None),
-        "Regress": _unary(services.unimplemented("Regress"), None),
-        "MultiInference": _unary(services.unimplemented("MultiInference"), None),
+        "Classify": _unary(services.classify, None),
+        "Regress": _unary(services.regress, None),
+        "MultiInference": _unary(services.multi_inference, None),
     }
     model = {
         "GetModelStatus": _unary(services.get_model_status, pb.GetModelStatusRequest),

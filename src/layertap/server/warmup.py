@@ -1,6 +1,7 @@
 """Warmup replay: run a version's recorded requests before it takes traffic, as TF Serving does.
 
-Records live in `assets.extra/tf_serving_warmup_requests`, a TFRecord file of `PredictionLog`s. Every
+Records live in `assets.extra/tf_serving_warmup_requests`, a TFRecord file of `PredictionLog`s
+(predict, classify, regress or multi_inference logs, as TF Serving replays them). Every
 signature of a TF2 SavedModel initialises lazily, so each needs its own record; replaying them moves
 that first-request cost to load time. A record that fails fails the load, as in TF Serving.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -18,6 +19,7 @@ from google.protobuf.message import DecodeError
 
 from layertap.errors import TensorFormatError
 from layertap.proto import serving_pb2 as pb
+from layertap.server import inference
 from layertap.server.predict import predict
 from layertap.server.servable import Servable
 from layertap.server.status import InvalidArgument, StatusError, status_error
@@ -82,6 +84,33 @@ def read_records(path: Path) -> Iterator[bytes]:
             yield data
 
 
+def _request_of(log: pb.PredictionLog, count: int, path: Path, servable: Servable) -> Callable[[], object]:
+    """The call one warmup record asks for: Predict, Classify, Regress or MultiInference, as TF Serving."""
+    kind = log.WhichOneof("log_type")
+    if kind == "classify_log":
+        return lambda: inference.classify(servable, log.classify_log.request)
+    if kind == "regress_log":
+        return lambda: inference.regress(servable, log.regress_log.request)
+    if kind == "multi_inference_log":
+        return lambda: inference.multi_inference(servable, log.multi_inference_log.request)
+    if kind != "predict_log":
+        raise InvalidArgument(
+            f"Unsupported log_type for warmup in record {count} of {path}: {kind or 'none'}; TF Serving "
+            "replays predict_log, classify_log, regress_log and multi_inference_log records"
+        )
+    try:
+        call = codec.decode_predict_request(log.predict_log.request.SerializeToString())
+    except TensorFormatError as error:
+        raise InvalidArgument(f"warmup record {count} of {path}: {error}") from None
+    return lambda: predict(
+        servable,
+        call.model_spec.name,
+        call.model_spec.signature_name,
+        call.inputs,
+        output_filter=call.output_filter,
+    )
+
+
 def replay(servable: Servable, iterations: int = 0) -> int:
     """Replay the warmup records of `servable`'s version directory, if it has any.
 
@@ -109,24 +138,10 @@ def replay(servable: Servable, iterations: int = 0) -> int:
             log = pb.PredictionLog.FromString(record)
         except DecodeError:
             raise InvalidArgument(f"Failed to parse warmup record {count} from {path}") from None
-        if log.WhichOneof("log_type") != "predict_log":
-            raise InvalidArgument(
-                f"Unsupported log_type for warmup in record {count} of {path}: layertap serve "
-                "replays predict_log records only"
-            )
-        try:
-            call = codec.decode_predict_request(log.predict_log.request.SerializeToString())
-        except TensorFormatError as error:
-            raise InvalidArgument(f"warmup record {count} of {path}: {error}") from None
+        run = _request_of(log, count, path, servable)
         for _ in range(max(1, iterations)):
             try:
-                predict(
-                    servable,
-                    call.model_spec.name,
-                    call.model_spec.signature_name,
-                    call.inputs,
-                    output_filter=call.output_filter,
-                )
+                run()
             except StatusError as error:
                 raise status_error(
                     error.status, f"warmup record {count} of {path} failed: {error.message}"
