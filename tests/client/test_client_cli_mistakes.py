@@ -140,3 +140,27 @@ def test_unreadable_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     argv = ["predict", "--target", "127.0.0.1:1", "--model", "m", "--layer", "x"]
     assert main([*argv, str(tmp_path / "objects.npy")]) == EXIT_USAGE
     assert "cannot read input" in _one_error_line(capsys.readouterr().err, "predict")
+
+
+def test_predict_accepts_a_group_name_that_layers_lists(
+    target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["layers", "--target", target, "--model", MODEL]) == EXIT_OK
+    assert "group features: dense_1, dense_2" in capsys.readouterr().out
+    assert main(_predict(target, tmp_path, "--layer", "features", "--json")) == EXIT_OK
+    assert sorted(json.loads(capsys.readouterr().out)) == ["dense_1", "dense_2"]
+    assert peer.count("Predict") == 1  # the group's own signature answers both
+
+
+def test_layers_table_columns_are_separated(
+    target: str, peer: Peer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["layers", "--target", target, "--model", MODEL]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[1]
+    assert header.split() == ["LAYER", "SIGNATURE", "OUTPUT", "INPUTS"]
+    start = header.index("INPUTS")
+    for line in lines[2:]:
+        if line.startswith("group "):
+            continue
+        assert line[start - 2 : start] == "  ", line  # OUTPUT and INPUTS never run together

@@ -42,7 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
             help="layer name or path; repeat (or separate with commas) for several layers",
         )
         parser.add_argument(
-            "input", type=Path, help="INPUT.npy (one array) or INPUT.npz (arrays by input alias)"
+            "input",
+            type=Path,
+            help="INPUT.npy (one array), INPUT.npz (arrays by input alias) or INPUT.txt (strings, one "
+            "example a line, for a model with one string input)",
         )
         parser.add_argument(
             "-o",
@@ -109,9 +112,17 @@ def _client(args: argparse.Namespace) -> LayerClient:
     )
 
 
+_INPUT_SUFFIXES = (".npy", ".npz", ".txt")
+
+
 def _load_inputs(path: Path) -> np.ndarray | dict[str, np.ndarray]:
-    if path.suffix not in (".npy", ".npz"):
-        raise UsageError(f"input {path} must be a .npy (one array) or .npz (arrays by input alias) file")
+    if path.suffix not in _INPUT_SUFFIXES:
+        raise UsageError(
+            f"input {path} must be a .npy (one array), .npz (arrays by input alias) or .txt (strings, "
+            "one example a line) file"
+        )
+    if path.suffix == ".txt":
+        return _load_lines(path)
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -120,6 +131,20 @@ def _load_inputs(path: Path) -> np.ndarray | dict[str, np.ndarray]:
         return loaded
     with loaded:
         return {alias: loaded[alias] for alias in loaded.files}
+
+
+def _load_lines(path: Path) -> np.ndarray:
+    """A text file as a batch of strings (UTF-8 bytes), one example per line."""
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise UsageError(f"cannot read input {path}: {error.strerror}") from None
+    lines = text.splitlines()
+    if not lines:
+        raise UsageError(f"input {path} is empty; expected one example a line")
+    batch = np.empty(len(lines), dtype=object)
+    batch[:] = lines
+    return batch
 
 
 _OUTPUT_SUFFIXES = (".npz", ".npy")
@@ -162,30 +187,33 @@ def _write_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
 
 
 def _catalogue_json(catalogue: Catalogue) -> dict[str, Any]:
+    layers: dict[str, Any] = {}
+    for name, layer in catalogue.layers.items():
+        entry: dict[str, Any] = {
+            "signature": layer.signature,
+            "inputs": {alias: spec.describe() for alias, spec in layer.inputs.items()},
+            "output": {"alias": layer.output.alias, "type": layer.output.describe()},
+        }
+        if layer.original_name != name:
+            entry["key"] = name  # the TensorFlow-valid key of a layer named otherwise in Keras
+        layers[layer.original_name] = entry
     return {
         "model": catalogue.model,
         "version": catalogue.version,
-        "layers": {
-            name: {
-                "signature": layer.signature,
-                "inputs": {alias: spec.describe() for alias, spec in layer.inputs.items()},
-                "output": {"alias": layer.output.alias, "type": layer.output.describe()},
-            }
-            for name, layer in catalogue.layers.items()
-        },
+        "layers": layers,
         "groups": {sig.key: sorted(sig.outputs) for sig in catalogue.groups},
     }
 
 
 def _catalogue_table(catalogue: Catalogue) -> str:
     rows = [("LAYER", "SIGNATURE", "OUTPUT", "INPUTS")]
-    for name, layer in catalogue.layers.items():
+    for layer in catalogue.layers.values():
         inputs = ", ".join(f"{alias}: {spec.describe()}" for alias, spec in layer.inputs.items())
-        rows.append((name, layer.signature, layer.output.describe(), inputs))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        rows.append((layer.original_name, layer.signature, layer.output.describe(), inputs))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = [f"model {catalogue.model!r} version {catalogue.version}"]
     lines += [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + row[3]
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip()
         for row in rows
     ]
     for sig in catalogue.groups:

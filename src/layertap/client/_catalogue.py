@@ -14,6 +14,7 @@ import numpy as np
 
 from layertap.client._errors import nearest
 from layertap.errors import LayerNotFoundError, ServingError, TensorFormatError
+from layertap.names import original_name, tensorflow_name
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
 from layertap.wire import dtypes
@@ -71,7 +72,7 @@ class Layer:
     """A layer the served model can answer for.
 
     Attributes:
-        name: the layer's name (or path), which is also its output alias.
+        name: the layer's key (its name or path), which is also its output alias.
         signature: the signature to ask: the layer's own one, else a group that contains it.
         inputs: the signature's inputs by alias.
         output: the layer's output in that signature.
@@ -81,6 +82,11 @@ class Layer:
     signature: str
     inputs: Mapping[str, TensorSpec]
     output: TensorSpec
+
+    @property
+    def original_name(self) -> str:
+        """The layer's name in Keras, when TensorFlow needed another key (e.g. `block 2`)."""
+        return original_name(self.name)
 
 
 @dataclass(frozen=True)
@@ -98,27 +104,39 @@ class Catalogue:
         return [sig for sig in self.signatures.values() if len(sig.outputs) > 1]
 
     def layer(self, name: str) -> Layer:
-        """The layer called `name`.
+        """The layer called `name`: its key, or the name it had in Keras (see `layertap.names`).
 
         Raises:
             LayerNotFoundError: no such layer; lists the layers and the nearest names.
         """
-        try:
-            return self.layers[name]
-        except KeyError:
-            tensors = [n for n in self.layers if n.startswith(f"{name}:") and n[len(name) + 1 :].isdigit()]
-            if tensors:
-                # The exporter names the tensors of a layer with several outputs "<layer>:<index>".
-                raise LayerNotFoundError(
-                    f"layer {name!r} of model {self.model!r} has {len(tensors)} output tensors; "
-                    f"ask for them by name: {', '.join(sorted(tensors, key=_tensor_index))}"
-                ) from None
-            close = nearest(name, list(self.layers))
-            hint = f" Nearest: {', '.join(close)}." if close else ""
+        found = self.layers.get(name) or self.layers.get(tensorflow_name(name))
+        if found is not None:
+            return found
+        tensors = [n for n in self.layers if n.startswith(f"{name}:") and n[len(name) + 1 :].isdigit()]
+        if tensors:
+            # The exporter names the tensors of a layer with several outputs "<layer>:<index>".
             raise LayerNotFoundError(
-                f"model {self.model!r} has no layer {name!r}. Layers: {', '.join(self.layers) or '(none)'}."
-                + hint
-            ) from None
+                f"layer {name!r} of model {self.model!r} has {len(tensors)} output tensors; "
+                f"ask for them by name: {', '.join(sorted(tensors, key=_tensor_index))}"
+            )
+        close = nearest(name, list(self.layers))
+        hint = f" Nearest: {', '.join(close)}." if close else ""
+        raise LayerNotFoundError(
+            f"model {self.model!r} has no layer {name!r}. Layers: {', '.join(self.layers) or '(none)'}."
+            + hint
+        )
+
+    def group(self, name: str) -> Signature | None:
+        """The group signature called `name` (its key or its Keras name), or None."""
+        for key in (name, tensorflow_name(name)):
+            signature = self.signatures.get(key)
+            if signature is None or len(signature.outputs) < 2:
+                continue
+            # The signature of ONE layer with several output tensors (`split:0`, `split:1`) is no
+            # group: that layer is asked for tensor by tensor.
+            if not all(alias.startswith(f"{key}:") for alias in signature.outputs):
+                return signature
+        return None
 
 
 def _tensor_index(alias: str) -> int:

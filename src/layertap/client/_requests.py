@@ -14,6 +14,7 @@ import numpy as np
 
 from layertap.client._catalogue import DEFAULT_SIGNATURE, Catalogue, Signature, TensorSpec
 from layertap.errors import InvalidInputError, ServingError, UsageError
+from layertap.names import tensorflow_name
 from layertap.proto import serving_pb2 as pb
 from layertap.wire import codec
 
@@ -134,7 +135,7 @@ def plan_predict(
             arrays = check_inputs(signature, inputs, layer=names[0], model_inputs=model_inputs)
         else:
             arrays = _as_dict(signature, inputs, model_inputs=model_inputs)
-        aliases = {catalogue.layers[name].output.alias: name for name in names}
+        aliases = {catalogue.layer(name).output.alias: name for name in names}
         outputs = [signature.outputs[alias] for alias in aliases]
         rows = _rows_per_call(signature, outputs, arrays, max_batch_size, max_reply_bytes)
         chunks = _split(arrays, rows)
@@ -292,10 +293,11 @@ def _as_dict(
     if isinstance(inputs, Mapping):
         # Other signatures' inputs are the model's too: a layer that needs fewer is sent fewer.
         unused = set(model_inputs) - set(signature.inputs)
+        by_key = {_input_key(signature, str(alias)): value for alias, value in inputs.items()}
         return {
-            str(alias): _as_array(value, signature.inputs.get(str(alias)))
-            for alias, value in inputs.items()
-            if str(alias) not in unused
+            alias: _as_array(value, signature.inputs.get(alias))
+            for alias, value in by_key.items()
+            if alias not in unused and tensorflow_name(alias) not in unused
         }
     if len(signature.inputs) != 1:
         raise InvalidInputError(
@@ -304,6 +306,13 @@ def _as_dict(
         )
     alias, spec = next(iter(signature.inputs.items()))
     return {alias: _as_array(inputs, spec)}
+
+
+def _input_key(signature: Signature, alias: str) -> str:
+    """An input asked for by its Keras name (`the input`) goes by its key (see `layertap.names`)."""
+    if alias not in signature.inputs and tensorflow_name(alias) in signature.inputs:
+        return tensorflow_name(alias)
+    return alias
 
 
 def _as_array(value: object, spec: TensorSpec | None) -> np.ndarray:
@@ -328,7 +337,13 @@ def _wanted_layers(catalogue: Catalogue, layers: Sequence[str] | str | None) -> 
         raise UsageError(
             "layers=[] asks for nothing; name at least one layer, or pass None for the full model"
         )
-    unique = list(dict.fromkeys(names))
+    wanted: list[str] = []
+    for name in names:
+        group = catalogue.group(name) if name not in catalogue.layers else None
+        # A group name (as `layertap layers` lists them) asks for every layer of the group.
+        members = [catalogue.layer(alias).name for alias in group.outputs] if group else [name]
+        wanted.extend(members)
+    unique = list(dict.fromkeys(wanted))
     for name in unique:
         catalogue.layer(name)
     return unique
@@ -337,14 +352,14 @@ def _wanted_layers(catalogue: Catalogue, layers: Sequence[str] | str | None) -> 
 def _signatures_for(catalogue: Catalogue, names: list[str]) -> list[tuple[Signature, list[str]]]:
     """Which signatures to call for these layers, and the layers each one answers for."""
     if len(names) > 1:
-        aliases = {catalogue.layers[name].output.alias for name in names}
+        aliases = {catalogue.layer(name).output.alias for name in names}
         covering = [sig for sig in catalogue.groups if aliases <= set(sig.outputs)]
         if covering:
             best = min(covering, key=lambda sig: (len(sig.outputs), sig.key))
             return [(best, names)]
     by_signature: dict[str, list[str]] = {}
     for name in names:
-        by_signature.setdefault(catalogue.layers[name].signature, []).append(name)
+        by_signature.setdefault(catalogue.layer(name).signature, []).append(name)
     return [(catalogue.signatures[key], group) for key, group in by_signature.items()]
 
 

@@ -10,14 +10,14 @@ batch dimension and the model's dtypes, without device placement.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from layertap.exporter.heads import apply_tf
 from layertap.exporter.truncate import Signature
 
-__all__ = ["write_savedmodel"]
+__all__ = ["captured_resources", "write_savedmodel"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,37 @@ def write_savedmodel(
                 others.append(variable)
     if others:
         archive.other_variables = others
+    # Resources the functions capture, such as the hash tables of StringLookup, IntegerLookup or
+    # TextVectorization, must be tracked too, or saving fails ("untracked resource"). Tracking
+    # their owners adds each table's initializer to the SavedModel's init op, which TF Serving's
+    # session loader runs; the tables hold no weights, so nothing is stored twice.
+    resources = captured_resources(model, concrete.values())
+    if resources:
+        archive.resources = resources
     progress(f"saving {len(concrete)} signatures to {path}")
     tf.saved_model.save(archive, str(path), signatures=concrete)
+
+
+def captured_resources(model: Any, functions: Iterable[Any]) -> list[Any]:
+    """The resources (lookup tables and the like) of `model` whose handles `functions` capture.
+
+    Found through the model's own object graph, whatever the layer class, and matched by the
+    identity of the resource handle each concrete function captured.
+    """
+    import tensorflow as tf
+
+    captured = {
+        id(tensor)
+        for function in functions
+        for tensor in function.captured_inputs
+        if tensor.dtype == tf.resource
+    }
+    owners: list[Any] = []
+    for trackable in tf.train.TrackableView(model).descendants():
+        is_resource = isinstance(trackable, tf.saved_model.experimental.TrackableResource)
+        if is_resource and id(trackable.resource_handle) in captured:
+            owners.append(trackable)
+    return owners
 
 
 def _trace(signature: Signature) -> Any:

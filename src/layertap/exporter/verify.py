@@ -17,7 +17,7 @@ import numpy as np
 
 from layertap.errors import VerificationError
 from layertap.exporter.heads import apply_numpy
-from layertap.exporter.samples import sample_inputs
+from layertap.exporter.samples import sample_inputs, vocabulary_of
 from layertap.exporter.truncate import Signature
 
 __all__ = ["TOLERANCE", "VERIFY_BATCH", "relative_error", "tolerance_for", "verify_savedmodel"]
@@ -102,7 +102,9 @@ def _keras_outputs(
     aliases = list(tensors)
     outputs = [tensor for signature in signatures for tensor in signature.model.outputs]
     combined = keras.Model([tensors[alias] for alias in aliases], outputs, name="layertap_reference")
-    inputs = sample_inputs([specs[alias] for alias in aliases], batch=VERIFY_BATCH, seed=seed)
+    inputs = sample_inputs(
+        [specs[alias] for alias in aliases], batch=VERIFY_BATCH, seed=seed, words=vocabulary_of(combined)
+    )
     values = iter(
         np.asarray(value) for value in combined([inputs[alias] for alias in aliases], training=False)
     )
@@ -170,11 +172,30 @@ def _run_one(
     return worst
 
 
+# A CPU pin is harmless on any server (every machine has a CPU) except on the ops a GPU exists
+# for: pinned to the CPU, they would stay there on TF Serving's GPU image. Keras pins its
+# preprocessing layers (lookups, hashing, text vectorization, discretization) to the CPU on
+# purpose; those pins are the model's own, and TF Serving honours them the same way.
+_GPU_WORK_OPS = (
+    "Conv", "DepthwiseConv", "MatMul", "BatchMatMul", "Einsum", "FusedBatchNorm", "MaxPool", "AvgPool",
+    "Softmax", "LSTM", "GRU", "CudnnRNN",
+)  # fmt: skip
+
+
+def _misplaced(node: Any) -> bool:
+    """A device pin that would hurt on another machine: any non-CPU device, or GPU work on the CPU."""
+    device = node.device.upper()
+    if not device:
+        return False
+    return "CPU" not in device or node.op.startswith(_GPU_WORK_OPS)
+
+
 def _check_no_devices(meta_graph: Any) -> None:
-    """Fail if any op a signature runs is pinned to a device.
+    """Fail if an op a signature runs is pinned to a device where it would hurt on another machine.
 
     A device baked into the graph would pin ops to this machine's CPU even on TF Serving's GPU
-    image. Only the ops the signatures reach are checked: TensorFlow places the checkpoint's own
+    image (CPU pins of the model's own preprocessing excepted, see `_misplaced`). Only the ops
+    the signatures reach are checked: TensorFlow places the checkpoint's own
     save/restore ops on the CPU by design, and they do no model compute.
     """
     graph = meta_graph.graph_def
@@ -190,7 +211,7 @@ def _check_no_devices(meta_graph: Any) -> None:
     placed: list[str] = []
     while pending:
         node = pending.pop()
-        if node.device:
+        if _misplaced(node):
             placed.append(f"{node.name} ({node.op}) on {node.device}")
         for value in node.attr.values():
             name = value.func.name
