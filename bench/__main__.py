@@ -16,7 +16,7 @@ from pathlib import Path
 from bench._harness import RESULTS_DIR
 
 # Order matters only for reading: cheap and TensorFlow-free first.
-BENCHMARKS = ["import_cost", "codec", "export_size", "truncation", "end_to_end", "multi_layer"]
+BENCHMARKS = ["import_cost", "codec", "export_size", "truncation", "end_to_end", "multi_layer", "heads"]
 
 
 def main(argv: list[str] | None = None) -> int:

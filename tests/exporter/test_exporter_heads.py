@@ -50,7 +50,7 @@ def masked_sequence() -> Any:
         ({"h": ("conv_1", ["dims=33"])}, r"rank >= 2 with at least N features"),
         (
             {"h": ("conv_1", ["median"])},
-            r"unknown head op 'median'; known ops: gap, gmp, mean, first, last, avgpool=K",
+            r"unknown head op 'median'; known ops: gap, gmp, mean\[=MASK_INPUT\], first, last\[=MASK_INPUT\], avgpool=K",
         ),
         ({"h": ("conv_1", ["avgpool"])}, r"needs a positive integer argument, e.g. avgpool=2"),
         ({"h": ("conv_1", [])}, r"a head needs at least one op"),
@@ -158,3 +158,13 @@ def test_inspect_model_head_preview(masked_sequence: Any) -> None:
     assert rows["lstm"].head_bytes == 20
     assert rows["lstm"].output_bytes is None  # the time axis is open
     assert rows["pool"].head_shape is None
+
+
+def test_mask_input_must_be_a_model_input(masked_sequence: Any, tmp_path: Path) -> None:
+    with pytest.raises(
+        UsageError, match=r"the mask input 'nope' is not an input of the model; inputs: \['tokens'\]"
+    ):
+        export(masked_sequence, [], heads={"h": ("lstm", ["mean=nope"])}, base_path=tmp_path, name="m")
+    with pytest.raises(UsageError, match=r"mean=INPUT names the model input holding the mask"):
+        export(masked_sequence, [], heads={"h": ("lstm", ["mean=3"])}, base_path=tmp_path, name="m")
+    assert list(tmp_path.iterdir()) == []

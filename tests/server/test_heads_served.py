@@ -306,3 +306,102 @@ def test_reply_byte_budget_chooses_chunk_sizes(
         pytest.raises(InvalidInputError, match=refusal),
     ):
         client.predict_layer(images, "map_bf16")
+
+
+# ---- keras.applications and keras_hub backbones (slow): the same checks, one helper.
+
+RESNET_HEADS = {
+    "early_gap16": ("conv2_block1_out", ["gap", "float16"]),
+    "early_grid": ("conv2_block1_out", ["avgpool=3", "l2"]),
+    "early_gmp": ("conv2_block1_out", ["gmp", "dims=64", "l2"]),
+    "late_bf16": ("conv4_block6_out", ["bfloat16"]),
+}
+BERT_HEADS = {
+    "cls": ("transformer_layer_1", ["first"]),
+    "cls_unit": ("transformer_layer_1", ["first", "l2", "float16"]),
+    "mean": ("transformer_layer_1", ["mean=padding_mask"]),
+    "last": ("embeddings_layer_norm", ["last=padding_mask", "bfloat16"]),
+}
+
+
+def _check_everywhere(
+    model: Any,
+    heads: dict[str, tuple[str, list[str]]],
+    feeds: dict[str, np.ndarray],
+    mask: np.ndarray | None,
+    tmp: Path,
+) -> None:
+    """Export `heads`, then compare the session loader, layertap.client and the official stubs on
+    `layertap serve` with the Keras layer output + the numpy reference."""
+    import keras
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from layertap.exporter import export
+
+    result = export(model, [], heads=heads, base_path=tmp, name="app")
+    # An input is known by its InputLayer's name (what the signature calls it).
+    ordered = [feeds[tensor._keras_history.operation.name] for tensor in model.inputs]
+    expected = {}
+    for head, (layer, ops) in heads.items():
+        raw = np.asarray(keras.Model(model.inputs, model.get_layer(layer).output)(ordered, training=False))
+        expected[head] = reference(raw, mask, ops)
+        want = expected[head]
+        assert result.signatures[head].outputs == {head: ((None, *want.shape[1:]), want.dtype.name)}
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(result.path))
+        for head, want in expected.items():
+            definition = meta_graph.signature_def[head]
+            feed = {definition.inputs[alias].name: feeds[alias] for alias in definition.inputs}
+            assert_close(np.asarray(session.run(definition.outputs[head].name, feed)), want)
+    config = tmp / "models.config"
+    config.write_text(
+        f'model_config_list {{ config {{ name: "app" base_path: "{tmp / "app"}" model_platform: "tensorflow" }} }}\n'
+    )
+    for target in _serve(tmp):
+        with LayerClient(target, "app") as client:
+            for head, want in expected.items():
+                needed = client.layers().layer(head).inputs
+                assert_close(client.predict_layer({alias: feeds[alias] for alias in needed}, head), want)
+        with grpc.insecure_channel(target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            for head, want in expected.items():
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name = "app"
+                request.model_spec.signature_name = head
+                for alias in result.signatures[head].inputs:
+                    request.inputs[alias].CopyFrom(tf.make_tensor_proto(feeds[alias]))
+                assert_close(tf.make_ndarray(stub.Predict(request, timeout=60).outputs[head]), want)
+
+
+@pytest.mark.slow
+def test_resnet50_heads_everywhere(tmp_path: Path) -> None:
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3))
+    images = np.random.default_rng(4).uniform(-1, 1, size=(2, 32, 32, 3)).astype(np.float32)
+    _check_everywhere(model, RESNET_HEADS, {model.layers[0].name: images}, None, tmp_path)
+
+
+@pytest.mark.slow
+def test_bert_backbone_heads_everywhere(tmp_path: Path) -> None:
+    keras_hub = pytest.importorskip("keras_hub")
+    import keras
+
+    keras.utils.set_random_seed(8)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=50,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=12,
+    )
+    padding = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 0, 0, 0, 0, 0]], dtype=np.int32)
+    feeds = {
+        "token_ids": np.array([[2, 7, 9, 0, 0, 0], [4, 5, 6, 7, 8, 9], [3, 0, 0, 0, 0, 0]], dtype=np.int32),
+        "segment_ids": np.zeros((3, 6), dtype=np.int32),
+        "padding_mask": padding,
+    }
+    _check_everywhere(backbone, BERT_HEADS, feeds, padding.astype(bool), tmp_path)

@@ -9,8 +9,11 @@ Ops:
     gmp         max over the same axes
     mean        mean over time of a (batch, time, features) output, honouring the Keras mask the
                 layer output carries (padded tokens of an `Embedding(mask_zero=True)` do not count)
+    mean=INPUT  the same, with the mask taken from the model input INPUT, (batch, time), non-zero =
+                a real token: what a BERT-style backbone's `padding_mask` input is
     first       the first time step (a CLS token)
-    last        the last unmasked time step (the sentence vector of a causal / recurrent model)
+    last        the last unmasked time step (the sentence vector of a causal / recurrent model);
+                `last=INPUT` takes the mask from a model input, as `mean=INPUT` does
     avgpool=K   average pooling of a (batch, H, W, C) map to a K x K grid (adaptive bins: bin i
                 spans floor(i*H/K) .. ceil((i+1)*H/K), so any H >= K works)
     dims=N      keep the first N features of the last axis (Matryoshka-style embedding truncation;
@@ -18,9 +21,10 @@ Ops:
     l2          L2-normalise the last axis (x / max(|x|, 1e-6))
     float16, bfloat16   cast
 
-`last` and `dims` are there because they are what an embeddings user asks for next: causal and
-recurrent encoders summarise a sequence in its last real token, not its first, and Matryoshka-trained
-embedding models are meant to be cut to fewer dimensions before normalising.
+`last`, `dims` and `mean=INPUT` are there because they are what an embeddings user asks for next: causal and
+recurrent encoders summarise a sequence in its last real token, not its first, Matryoshka-trained
+embedding models are meant to be cut to fewer dimensions before normalising, and transformer
+backbones take their padding as an input rather than as a Keras mask.
 
 Every op is implemented twice, on purpose: `apply_tf` is what the signature computes, `apply_numpy`
 is the independent reference verification compares it with.
@@ -63,10 +67,11 @@ _FLOATS = ("float16", "bfloat16", "float32", "float64")
 
 @dataclass(frozen=True)
 class HeadOp:
-    """One op of a head: its name and its integer argument (`avgpool=2` -> ("avgpool", 2))."""
+    """One op of a head: its name and argument (`avgpool=2` -> ("avgpool", 2); `mean=padding_mask`
+    -> ("mean", "padding_mask"), the model input holding the mask)."""
 
     name: str
-    argument: int | None = None
+    argument: int | str | None = None
 
     def __str__(self) -> str:
         return self.name if self.argument is None else f"{self.name}={self.argument}"
@@ -89,6 +94,12 @@ class Head:
     mask_index: int | None = None
 
     @property
+    def mask_input(self) -> str | None:
+        """The model input a `mean=INPUT` / `last=INPUT` op takes its mask from, if any."""
+        named = {op.argument for op in self.ops if isinstance(op.argument, str)}
+        return named.pop() if len(named) == 1 else None
+
+    @property
     def uses_mask(self) -> bool:
         """An op reads the layer's Keras mask while the time axis is still there."""
         return any(_OP_TABLE[op.name].masked and _mask_alive(self.ops, i) for i, op in enumerate(self.ops))
@@ -102,7 +113,7 @@ class _Op:
     shape: Callable[[Shape, int | None], Shape]
     dtype: Callable[[str], str] = lambda dtype: dtype
     takes_argument: bool = False
-    masked: bool = False  # uses the layer's Keras mask when there is one
+    masked: bool = False  # uses the layer's Keras mask when there is one, or a model input's
     keeps_time: bool = False  # the (batch, time, ...) layout survives, so a mask still applies
 
 
@@ -199,9 +210,15 @@ OPS: Mapping[str, str] = {name: op.summary for name, op in _OP_TABLE.items()}
 
 
 def _known() -> str:
-    return ", ".join(
-        f"{name}=K" if name == "avgpool" else f"{name}=N" if name == "dims" else name for name in OPS
-    )
+    return ", ".join(_spelling(name) for name in OPS)
+
+
+def _spelling(name: str) -> str:
+    if name == "avgpool":
+        return "avgpool=K"
+    if name == "dims":
+        return "dims=N"
+    return f"{name}[=MASK_INPUT]" if _OP_TABLE[name].masked else name
 
 
 def parse_ops(ops: Sequence[str] | str) -> tuple[HeadOp, ...]:
@@ -222,6 +239,13 @@ def parse_ops(ops: Sequence[str] | str) -> tuple[HeadOp, ...]:
             if not has_argument or not argument.isdigit() or int(argument) < 1:
                 raise UsageError(f"head op {text!r} needs a positive integer argument, e.g. {name}=2")
             parsed.append(HeadOp(name, int(argument)))
+        elif op.masked and has_argument:
+            if not argument or argument.isdigit():
+                raise UsageError(
+                    f"head op {text!r}: {name}=INPUT names the model input holding the mask, "
+                    f"e.g. {name}=padding_mask"
+                )
+            parsed.append(HeadOp(name, argument))
         elif has_argument:
             raise UsageError(f"head op {name!r} takes no argument (got {text!r}); known ops: {_known()}")
         else:
@@ -261,7 +285,7 @@ def fitting_ops(shape: Shape, dtype: str) -> list[str]:
     for name, op in _OP_TABLE.items():
         argument = 1 if op.takes_argument else None
         if op.fits(shape, dtype, argument):
-            fitting.append(f"{name}=K" if name == "avgpool" else f"{name}=N" if name == "dims" else name)
+            fitting.append(_spelling(name))
     return fitting
 
 
@@ -278,9 +302,13 @@ def plan_head(name: str, layer: str, shape: Shape, dtype: str, ops: Sequence[Hea
         UsageError: an op does not fit what it receives: names the shape and the ops that fit.
     """
     current, current_dtype = tuple(shape), dtype
+    named = {op.argument for op in ops if isinstance(op.argument, str)}
+    if len(named) > 1:
+        raise UsageError(f"head {name!r}: its ops name {len(named)} mask inputs ({sorted(named)}); use one")
     for position, op in enumerate(ops):
         definition = _OP_TABLE[op.name]
-        if not definition.fits(current, current_dtype, op.argument):
+        size = op.argument if isinstance(op.argument, int) else None
+        if not definition.fits(current, current_dtype, size):
             after = f" after {','.join(str(o) for o in ops[:position])}" if position else ""
             fitting = fitting_ops(current, current_dtype)
             raise UsageError(
@@ -288,7 +316,7 @@ def plan_head(name: str, layer: str, shape: Shape, dtype: str, ops: Sequence[Hea
                 f"{_shape_text(current)} {current_dtype}; {op.name} needs {definition.needs}. "
                 f"Ops that fit this output: {', '.join(fitting) if fitting else 'none'}"
             )
-        current = definition.shape(current, op.argument)
+        current = definition.shape(current, size)
         current_dtype = definition.dtype(current_dtype)
     return Head(ops=tuple(ops), shape=current, dtype=current_dtype)
 

@@ -156,7 +156,7 @@ def _build(model: Any, key: str, members: Sequence[LayerRef | HeadRef]) -> Signa
         tensors = tensors_for(ref)
         if isinstance(member, HeadRef):
             head = _plan_head(member, tensors)
-            mask = heads.keras_mask(tensors[0]) if head.uses_mask else None
+            mask = _mask_for(model, member.name, head, tensors[0])
             if mask is not None:
                 # The mask becomes an extra sub-model output, after the aliased ones (once per mask).
                 known = [id(tensor) for tensor in masks]
@@ -189,6 +189,29 @@ def _build(model: Any, key: str, members: Sequence[LayerRef | HeadRef]) -> Signa
         layers=tuple(dict.fromkeys(m.ref.key if isinstance(m, HeadRef) else m.key for m in members)),
         heads=tuple(planned) if any(head is not None for head in planned) else (),
     )
+
+
+def _mask_for(model: Any, name: str, head: Head, tensor: Any) -> Any | None:
+    """The mask a head's ops read: a named model input (`mean=INPUT`), else the Keras mask the
+    layer output carries; None when no op reads one."""
+    if not head.uses_mask:
+        return None
+    named = head.mask_input
+    if named is None:
+        return heads.keras_mask(tensor)
+    by_alias = {_graph.input_alias(candidate): candidate for candidate in model.inputs}
+    if named not in by_alias:
+        raise UsageError(
+            f"head {name!r}: the mask input {named!r} is not an input of the model; inputs: "
+            f"{sorted(by_alias)}"
+        )
+    mask = by_alias[named]
+    if len(mask.shape) != 2 or len(tensor.shape) != 3:
+        raise UsageError(
+            f"head {name!r}: the mask input {named!r} has shape {tuple(mask.shape)}; a mask over time "
+            f"is (batch, time), for a (batch, time, features) output (got {tuple(tensor.shape)})"
+        )
+    return mask
 
 
 def _plan_head(head_ref: HeadRef, tensors: Sequence[Any]) -> Head:
