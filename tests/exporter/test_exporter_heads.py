@@ -50,7 +50,8 @@ def masked_sequence() -> Any:
         ({"h": ("conv_1", ["dims=33"])}, r"rank >= 2 with at least N features"),
         (
             {"h": ("conv_1", ["median"])},
-            r"unknown head op 'median'; known ops: gap, gmp, mean\[=MASK_INPUT\], first, last\[=MASK_INPUT\], avgpool=K",
+            r"unknown head op 'median'; known ops: gap, gmp, mean\[=MASK_INPUT\], first, "
+            r"last\[=MASK_INPUT\], avgpool=K",
         ),
         ({"h": ("conv_1", ["avgpool"])}, r"needs a positive integer argument, e.g. avgpool=2"),
         ({"h": ("conv_1", [])}, r"a head needs at least one op"),

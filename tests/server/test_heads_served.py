@@ -356,7 +356,8 @@ def _check_everywhere(
             assert_close(np.asarray(session.run(definition.outputs[head].name, feed)), want)
     config = tmp / "models.config"
     config.write_text(
-        f'model_config_list {{ config {{ name: "app" base_path: "{tmp / "app"}" model_platform: "tensorflow" }} }}\n'
+        f'model_config_list {{ config {{ name: "app" base_path: "{tmp / "app"}" '
+        f'model_platform: "tensorflow" }} }}\n'
     )
     for target in _serve(tmp):
         with LayerClient(target, "app") as client:

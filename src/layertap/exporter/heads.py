@@ -33,7 +33,6 @@ is the independent reference verification compares it with.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from layertap.errors import UsageError
+from layertap.names import is_tensorflow_name, tensorflow_name
 
 __all__ = [
     "OPS",
@@ -61,7 +61,6 @@ Shape = tuple[int | None, ...]
 
 # L2 normalisation divides by max(norm, this): an all-zero vector stays zero instead of NaN.
 L2_EPSILON = 1e-6
-_HEAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
 _FLOATS = ("float16", "bfloat16", "float32", "float64")
 
 
@@ -271,11 +270,16 @@ def parse_head(text: str) -> tuple[str, str, tuple[HeadOp, ...]]:
 
 
 def check_head_name(name: str) -> None:
-    """Refuse a head name that is not a safe signature key."""
-    if not _HEAD_NAME.match(name):
+    """Refuse a head name TensorFlow would refuse as a signature key (`layertap.names`' rule).
+
+    Unlike a layer name, which the model fixes, the user chooses a head's name: a clear refusal
+    with a valid suggestion beats an escaped key nobody typed.
+    """
+    if not is_tensorflow_name(name):
         raise UsageError(
-            f"invalid head name {name!r}: it becomes the signature key and output alias, so it must start "
-            "with a letter or digit and hold only letters, digits and _ . - /"
+            f"invalid head name {name!r}: it becomes the signature key and output alias, which "
+            "TensorFlow accepts only as letters, digits and _ . / > - (not starting with _ / - >); "
+            f"e.g. {tensorflow_name(name)!r}"
         )
 
 
