@@ -75,12 +75,13 @@ def cnn_versions(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     return versions
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def replicas(
     cnn_versions: dict[int, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[Replica]]:
     """Three `layertap serve` processes on 127.0.0.1-3, same ports, each serving version 1 of `cnn` from its
-    own copy of the repository (so a rollout can go replica by replica), with metrics on the REST port."""
+    own copy of the repository (so a rollout can go replica by replica), with metrics on the REST port.
+    Module-scoped: test_deploy_replicas.py shares them, and they stop when it ends."""
     from tests.deploy.serving import MONITORING_CONFIG, Replica, free_port
 
     root = tmp_path_factory.mktemp("replicas")
@@ -88,7 +89,7 @@ def replicas(
     monitoring.write_text(MONITORING_CONFIG)
     addresses = [f"127.0.0.{i}" for i in (1, 2, 3)]
     port = free_port(addresses)
-    rest_port = free_port(addresses)
+    rest_port = free_port(addresses, taken=port)
     started = []
     try:
         for index, address in enumerate(addresses, start=1):

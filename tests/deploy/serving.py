@@ -21,12 +21,14 @@ METRICS_PATH = "/monitoring/prometheus/metrics"
 MONITORING_CONFIG = f'prometheus_config {{\n  enable: true\n  path: "{METRICS_PATH}"\n}}\n'
 
 
-def free_port(addresses: list[str]) -> int:
+def free_port(addresses: list[str], taken: int | None = None) -> int:
     """A TCP port free on every address (each replica listens on its own address, all on this port)."""
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind((addresses[0], 0))
             port = int(probe.getsockname()[1])
+        if port == taken:
+            continue
         try:
             for address in addresses[1:]:
                 with socket.socket() as other:

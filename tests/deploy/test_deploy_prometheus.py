@@ -1,23 +1,17 @@
-"""The PrometheusRule with the real Prometheus (Debian's package): `promtool check rules`, `promtool test
-rules` unit tests for every alert, and a Prometheus server scraping `layertap serve` replicas on loopback
-while requests run, whose recording rule for the autoscalers must come out non-zero."""
+"""The PrometheusRule with the real Prometheus tools (Debian's package): `promtool check rules` and `promtool
+test rules` unit tests for every alert. test_deploy_replicas.py runs a real Prometheus server against
+`layertap serve` replicas."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
-import numpy as np
 import yaml
 
-from layertap.client import LayerClient
-from tests.deploy.monitoring import PROMETHEUS_RULE, RULE_TESTS, PrometheusServer, write_rules
-from tests.deploy.serving import METRICS_PATH, Replica, free_port
-
-COMPONENTS = PROMETHEUS_RULE.parents[1]
+from tests.deploy.monitoring import PROMETHEUS_RULE, RULE_TESTS, write_rules
 
 
 def _promtool(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -76,68 +70,3 @@ def test_promtool_unit_tests_catch_a_changed_threshold(
     result = _run_unit_tests(tmp_path, prometheus_tools[1], changed)
     assert result.returncode == 1
     assert "alertname: TFServingRequestErrors" in result.stdout + result.stderr
-
-
-def _adapter_query(pod: str) -> str:
-    """prometheus-adapter's metricsQuery as it expands for one pod of namespace `layertap`."""
-    rule = yaml.safe_load((COMPONENTS / "hpa" / "prometheus-adapter.yaml").read_text())["rules"][0]
-    series = rule["seriesQuery"].split("{")[0]
-    return (
-        rule["metricsQuery"]
-        .replace("<<.Series>>", series)
-        .replace("<<.LabelMatchers>>", f'namespace="layertap",pod=~"{pod}"')
-        .replace("<<.GroupBy>>", "pod")
-    )
-
-
-def test_prometheus_scrapes_layertap_serve_and_records_the_autoscaler_metric(
-    tmp_path: Path, prometheus_tools: tuple[str, str], replicas: list[Replica]
-) -> None:
-    # The labels Kubernetes service discovery gives each pod; the pod names match the KEDA query's pattern.
-    pods = {
-        f"{r.address}:{r.rest_port}": f"layertap-serving-5d8c7b9f4-replica{i}"
-        for i, r in enumerate(replicas, 1)
-    }
-    server = PrometheusServer(prometheus_tools[0], tmp_path, free_port(["127.0.0.1"]))
-    stop = threading.Event()
-    client = LayerClient("ipv4:" + ",".join(f"{r.address}:{r.port}" for r in replicas), "cnn")
-    callers: list[threading.Thread] = []
-    try:
-        server.start(
-            METRICS_PATH, {target: {"namespace": "layertap", "pod": pod} for target, pod in pods.items()}
-        )
-        x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
-
-        def call() -> None:
-            while not stop.is_set():
-                client.predict_layer(x, "pool_1")
-
-        callers.extend(threading.Thread(target=call) for _ in range(4))
-        for caller in callers:
-            caller.start()
-
-        def recorded() -> list[dict]:  # type: ignore[type-arg]
-            return [
-                r for r in server.query("pod:tensorflow_serving_requests:rate1m") if float(r["value"][1]) > 0
-            ]
-
-        server.wait_for(lambda: len(recorded()) == 3, "a non-zero request rate recorded for every pod")
-        assert {r["metric"]["pod"] for r in recorded()} == set(pods.values())
-        # Scraped under TF Serving's own names, colons included.
-        assert server.query('count(up{job="layertap-serving"} == 1)')[0]["value"][1] == "3"
-        assert server.query("count(:tensorflow:serving:request_count)")
-        # What the HPA reads through prometheus-adapter, and what the KEDA trigger reads.
-        pod = next(iter(pods.values()))
-        adapter = server.query(_adapter_query(pod))
-        assert [r["metric"] for r in adapter] == [{"pod": pod}] and float(adapter[0]["value"][1]) > 0
-        scaled = yaml.safe_load((COMPONENTS / "keda" / "scaledobject.yaml").read_text())
-        keda = server.query(scaled["spec"]["triggers"][0]["metadata"]["query"])
-        assert len(keda) == 1 and float(keda[0]["value"][1]) > 0
-        in_flight = server.query("pod:tensorflow_serving_requests_in_flight:rate1m")
-        assert len(in_flight) == 3 and all(float(r["value"][1]) > 0 for r in in_flight)
-    finally:
-        stop.set()
-        for caller in callers:
-            caller.join(timeout=30)
-        client.close()
-        server.stop()

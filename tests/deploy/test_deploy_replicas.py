@@ -1,25 +1,30 @@
-"""Replicas that fail without failing calls: three `layertap serve` processes on 127.0.0.1-3 (the same
-ports, as pods behind a headless Service) and one LayerClient given all of them (`ipv4:` list, round robin).
-
-Each server counts the calls it answered (its Predict latency histogram); 16 callers run throughout.
+"""Three `layertap serve` processes on 127.0.0.1-3 (the same ports, as pods behind a headless Service):
+a real Prometheus server scrapes them while requests run, and the recording rule the autoscalers use must
+come out non-zero; then replicas that fail without failing calls, with one LayerClient given all of them
+(`ipv4:` list, round robin). Each server counts the calls it answered (its Predict latency histogram);
+16 callers run throughout.
 """
 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from layertap.client import LayerClient
 from tests.deploy.load import Load, milliseconds
-from tests.deploy.serving import Replica
+from tests.deploy.monitoring import PROMETHEUS_RULE, PrometheusServer
+from tests.deploy.serving import METRICS_PATH, Replica, free_port
 
 CALLERS = 16
 LAYER = "pool_1"
+COMPONENTS = PROMETHEUS_RULE.parents[1]
 
 
 @pytest.fixture
@@ -32,6 +37,71 @@ def client(replicas: list[Replica]) -> Iterator[LayerClient]:
 @pytest.fixture(scope="module")
 def x() -> np.ndarray:
     return np.random.default_rng(7).random((1, 28, 28, 1), dtype=np.float32)
+
+
+def _adapter_query(pod: str) -> str:
+    """prometheus-adapter's metricsQuery as it expands for one pod of namespace `layertap`."""
+    rule = yaml.safe_load((COMPONENTS / "hpa" / "prometheus-adapter.yaml").read_text())["rules"][0]
+    series = rule["seriesQuery"].split("{")[0]
+    return (
+        rule["metricsQuery"]
+        .replace("<<.Series>>", series)
+        .replace("<<.LabelMatchers>>", f'namespace="layertap",pod=~"{pod}"')
+        .replace("<<.GroupBy>>", "pod")
+    )
+
+
+def test_prometheus_scrapes_layertap_serve_and_records_the_autoscaler_metric(
+    tmp_path: Path, prometheus_tools: tuple[str, str], replicas: list[Replica]
+) -> None:
+    # The labels Kubernetes service discovery gives each pod; the pod names match the KEDA query's pattern.
+    pods = {
+        f"{r.address}:{r.rest_port}": f"layertap-serving-5d8c7b9f4-replica{i}"
+        for i, r in enumerate(replicas, 1)
+    }
+    server = PrometheusServer(prometheus_tools[0], tmp_path, free_port(["127.0.0.1"]))
+    stop = threading.Event()
+    client = LayerClient("ipv4:" + ",".join(f"{r.address}:{r.port}" for r in replicas), "cnn")
+    callers: list[threading.Thread] = []
+    try:
+        server.start(
+            METRICS_PATH, {target: {"namespace": "layertap", "pod": pod} for target, pod in pods.items()}
+        )
+        x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
+
+        def call() -> None:
+            while not stop.is_set():
+                client.predict_layer(x, "pool_1")
+
+        callers.extend(threading.Thread(target=call) for _ in range(4))
+        for caller in callers:
+            caller.start()
+
+        def recorded() -> list[dict]:  # type: ignore[type-arg]
+            return [
+                r for r in server.query("pod:tensorflow_serving_requests:rate1m") if float(r["value"][1]) > 0
+            ]
+
+        server.wait_for(lambda: len(recorded()) == 3, "a non-zero request rate recorded for every pod")
+        assert {r["metric"]["pod"] for r in recorded()} == set(pods.values())
+        # Scraped under TF Serving's own names, colons included.
+        assert server.query('count(up{job="layertap-serving"} == 1)')[0]["value"][1] == "3"
+        assert server.query("count(:tensorflow:serving:request_count)")
+        # What the HPA reads through prometheus-adapter, and what the KEDA trigger reads.
+        pod = next(iter(pods.values()))
+        adapter = server.query(_adapter_query(pod))
+        assert [r["metric"] for r in adapter] == [{"pod": pod}] and float(adapter[0]["value"][1]) > 0
+        scaled = yaml.safe_load((COMPONENTS / "keda" / "scaledobject.yaml").read_text())
+        keda = server.query(scaled["spec"]["triggers"][0]["metadata"]["query"])
+        assert len(keda) == 1 and float(keda[0]["value"][1]) > 0
+        in_flight = server.query("pod:tensorflow_serving_requests_in_flight:rate1m")
+        assert len(in_flight) == 3 and all(float(r["value"][1]) > 0 for r in in_flight)
+    finally:
+        stop.set()
+        for caller in callers:
+            caller.join(timeout=30)
+        client.close()
+        server.stop()
 
 
 def _served(replicas: list[Replica]) -> list[int]:
@@ -49,7 +119,7 @@ def test_round_robin_spreads_calls_over_every_replica(
     client.predict_layer(x, LAYER)  # connect to every address
     before = _served(replicas)
     with Load(client, x, LAYER, CALLERS) as load:
-        time.sleep(3)
+        time.sleep(2)
     assert load.failures() == []
     served = [after - b for after, b in zip(_served(replicas), before, strict=True)]
     assert sum(served) == len(load.calls)  # every call answered exactly once, by one of the three
@@ -71,8 +141,7 @@ def test_a_sigkilled_replica_fails_no_call_and_takes_traffic_again_after_restart
         killed_at = time.monotonic()
         victim.kill()  # SIGKILL under load: calls in flight on it die with the process
         survivors_at_kill = [r.predicts_served() for r in survivors]
-        time.sleep(2)
-        victim.start()
+        victim.start()  # down until its new process has loaded the model again
         victim.wait_until({1: "AVAILABLE"})
         back_at = time.monotonic()
         survivors_while_down = [
