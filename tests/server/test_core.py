@@ -47,6 +47,11 @@ def _grpc_request(signature: str, version: int = 0, **inputs: np.ndarray) -> pre
     return request
 
 
+def _renamed(request: predict_pb2.PredictRequest, model: str) -> predict_pb2.PredictRequest:
+    request.model_spec.name = model
+    return request
+
+
 @pytest.fixture
 def both(make_repo: Callable[..., Path], start_server: Callable[..., tuple]) -> tuple[Any, str]:
     base = make_repo("m", {1: "1"})
@@ -64,11 +69,12 @@ def test_one_bad_request_gets_the_same_code_and_message_on_grpc_and_rest(both: t
     stub, rest = both
     cases = [
         # (gRPC request, REST path, REST body)
-        (_grpc_request("nope", x=np.ones((1, 2), np.float32)), "m:predict", {"signature_name": "nope"}),
+        (_renamed(_grpc_request("add", a=np.ones(2, np.int64)), "nope"), "nope:predict", {"inputs": [1]}),
         (
-            _grpc_request("add", a=np.ones(2, np.int64)),
+            # Shapes the add kernel refuses at run time: the session's own error on both.
+            _grpc_request("add", a=np.ones(2, np.int64), b=np.ones(3, np.int64)),
             "m:predict",
-            {"signature_name": "add", "inputs": {"a": [1, 1]}},
+            {"signature_name": "add", "inputs": {"a": [1, 1], "b": [1, 1, 1]}},
         ),
         (
             _grpc_request("add", 7, a=np.ones(2, np.int64), b=np.ones(2, np.int64)),
@@ -76,6 +82,8 @@ def test_one_bad_request_gets_the_same_code_and_message_on_grpc_and_rest(both: t
             {"signature_name": "add", "inputs": {"a": [1, 1], "b": [1, 1]}},
         ),
     ]
+    # (Requests TF Serving's REST handler refuses while reading the JSON, before Predict, get its
+    # JSON-reader messages instead: tests/server/test_rest_fidelity.py.)
     for request, path, body in cases:
         with pytest.raises(grpc.RpcError) as caught:
             stub.Predict(request, timeout=10)
@@ -101,7 +109,11 @@ def test_rest_requests_are_admitted_by_the_same_bound_as_grpc(both: tuple[Any, s
             break
     assert outcome == refused
     assert busy.result().model_spec.signature_name == "spin"
-    assert _rest(f"{rest}/v1/models/m:predict", probe) == (400, 'Serving signature key "nope" not found.')
+    # REST looks the signature up before Predict, as TF Serving's GetInfoMap does, in its own words.
+    assert _rest(f"{rest}/v1/models/m:predict", probe) == (
+        400,
+        'Serving signature name: "nope" not found in signature def',
+    )
 
 
 def test_status_errors_carry_a_grpc_status_code() -> None:

@@ -69,9 +69,11 @@ def test_predict_row_and_columnar(rest: str) -> None:
 
 
 def test_predict_errors_use_tf_serving_codes_and_messages(rest: str) -> None:
+    # TF Serving's REST handler looks the signature up itself (GetInfoMap) before Predict does, in
+    # its own words and code: INVALID_ARGUMENT, where gRPC answers FAILED_PRECONDITION.
     assert _call(f"{rest}/v1/models/m:predict", {"signature_name": "conv_9", "instances": [[1.0, 1.0]]}) == (
         400,
-        {"error": 'Serving signature key "conv_9" not found.'},
+        {"error": 'Serving signature name: "conv_9" not found in signature def'},
     )
     assert _call(f"{rest}/v1/models/m/labels/stable:predict", {"instances": [[1.0, 1.0]]}) == (
         400,
@@ -81,7 +83,11 @@ def test_predict_errors_use_tf_serving_codes_and_messages(rest: str) -> None:
         404,
         {"error": "Servable not found for request: Specific(m, 7)"},
     )
-    status, body = _call(f"{rest}/v1/models/m:classify", {"examples": []})
+    assert _call(f"{rest}/v1/models/m:classify", {"examples": []}) == (
+        400,
+        {"error": "JSON Value: {\n    \"examples\": []\n} 'examples' value is an empty array"},
+    )
+    status, body = _call(f"{rest}/v1/models/m:classify", {"examples": [{"x": 1.0}]})
     assert status == 501
     assert body["error"].startswith("layertap serve does not implement :classify")
 

@@ -280,24 +280,51 @@ class SignatureDef(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class DefaultsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___TensorProto: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___TensorProto | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     INPUTS_FIELD_NUMBER: _builtins.int
     OUTPUTS_FIELD_NUMBER: _builtins.int
     METHOD_NAME_FIELD_NUMBER: _builtins.int
+    DEFAULTS_FIELD_NUMBER: _builtins.int
     method_name: _builtins.str
     @_builtins.property
     def inputs(self) -> _containers.MessageMap[_builtins.str, Global___TensorInfo]: ...
     @_builtins.property
     def outputs(self) -> _containers.MessageMap[_builtins.str, Global___TensorInfo]: ...
+    @_builtins.property
+    def defaults(self) -> _containers.MessageMap[_builtins.str, Global___TensorProto]:
+        """Values of inputs a caller may leave out (TensorFlow 2.x); TF Serving's REST metadata prints them."""
+
     def __init__(
         self,
         *,
         inputs: _abc.Mapping[_builtins.str, Global___TensorInfo] | None = ...,
         outputs: _abc.Mapping[_builtins.str, Global___TensorInfo] | None = ...,
         method_name: _builtins.str = ...,
+        defaults: _abc.Mapping[_builtins.str, Global___TensorProto] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "method_name", b"method_name", "outputs", b"outputs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["defaults", b"defaults", "inputs", b"inputs", "method_name", b"method_name", "outputs", b"outputs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

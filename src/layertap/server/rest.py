@@ -1,49 +1,58 @@
-"""TF Serving's REST API (`--rest_api_port`), the part that probes and scripts use.
+"""TF Serving's REST API (`--rest_api_port`): a thin adapter over the serving core.
 
 `GET /v1/models/M[/versions/V|/labels/L]` is the model status (the usual readiness probe),
-`.../metadata` the signatures, and `POST .../M[/versions/V|/labels/L]:predict` takes
-`{"signature_name", "instances"}` (row format) or `{"inputs"}` (columnar), answering `predictions` or
-`outputs`. With `--monitoring_config_file`, Prometheus metrics are served at the configured path.
-Errors are `{"error": message}` with TF Serving's HTTP status for the gRPC code. The
-standard library's threading HTTP server runs it; every call goes through the serving core, so
-admission, deadlines, metrics, checks and messages are the gRPC path's.
+`.../metadata` the signatures, `POST ...:predict` takes `{"signature_name", "instances"|"inputs"}`,
+`:classify` and `:regress` take `{"signature_name", "context", "examples"}`. With
+`--monitoring_config_file`, Prometheus metrics are served at the configured path. Bodies are read
+and written as TF Serving does (`rest_json`, `rest_writer`, `rest_metadata`); admission, deadlines
+(`--rest_api_timeout_in_ms`), metrics and errors are the core's, and an error's gRPC code becomes an
+HTTP status once, here, by TF Serving's table.
+
+The HTTP server is uvicorn (asyncio, h11): connections cost no thread, so slow or idle clients
+cannot exhaust the server; request bodies are bounded per request and in total while being read;
+model calls run on a bounded thread pool. Every answer to an HTTP request is JSON
+(`{"error": ...}` on failure), including unknown paths and methods.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import asyncio
 import logging
-import re
 import socket
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
-import numpy as np
-from google.protobuf import json_format
+import uvicorn
 
 from layertap.proto import serving_pb2 as pb
-from layertap.server import metrics
+from layertap.server import metrics, rest_json
+from layertap.server.batching import QUEUE_FULL_MESSAGE
 from layertap.server.core import SIGNATURE_DEF_FIELD, Deadline, PredictQuery, ServingCore
-from layertap.server.predict import Prediction
-from layertap.server.servable import grpc_code_name
-from layertap.server.status import InvalidArgument, StatusError, Unimplemented
-from layertap.wire import dtypes
+from layertap.server.predict import DEFAULT_SIGNATURE, Prediction
+from layertap.server.rest_metadata import metadata_body, status_body
+from layertap.server.rest_routes import Route, route
+from layertap.server.rest_writer import error_body, predict_body
+from layertap.server.status import (
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    StatusError,
+    Unavailable,
+    Unimplemented,
+)
 
-__all__ = ["RestServer", "http_status"]
+__all__ = ["MAX_BODY_BYTES", "RestServer", "http_status"]
 
 logger = logging.getLogger(__name__)
 
-_PATH = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-    r"(?::(?P<method>[a-z]+)|/(?P<resource>metadata))?/?$"
-)
-
 # TF Serving's http_server.cc: gRPC code -> HTTP status.
 _HTTP_STATUS = {
+    grpc.StatusCode.OK: 200,
     grpc.StatusCode.CANCELLED: 499,
     grpc.StatusCode.UNKNOWN: 500,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -61,7 +70,16 @@ _HTTP_STATUS = {
     grpc.StatusCode.DATA_LOSS: 500,
     grpc.StatusCode.UNAUTHENTICATED: 401,
 }
-_STATE_NAMES = {value: name for name, value in pb.ModelVersionStatus.State.items()}
+#: One request body may be this large; JSON this size is better sent over gRPC.
+MAX_BODY_BYTES = 64 * 2**20
+#: All bodies being read or served at once hold at most this much memory.
+_BODY_BUDGET_BYTES = 512 * 2**20
+#: REST calls running at once on the thread pool; beyond it (plus the core's own bound) 503.
+_WORKERS = 16
+_JSON = [(b"content-type", b"application/json")]
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def http_status(code: grpc.StatusCode) -> int:
@@ -69,242 +87,263 @@ def http_status(code: grpc.StatusCode) -> int:
     return _HTTP_STATUS.get(code, 500)
 
 
-def _spec(match: re.Match[str]) -> pb.ModelSpec:
-    spec = pb.ModelSpec(name=match["name"])
-    if match["version"] is not None:
-        spec.version.value = int(match["version"])
-    elif match["label"] is not None:
-        spec.version_label = match["label"]
-    return spec
+class _BodyTooLargeError(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
 
 
-def _json_value(array: np.ndarray) -> Any:
-    if array.dtype.kind == "O":
-        return [_json_value(item) for item in array] if array.ndim else _text(array.item())
-    if array.dtype.kind == "c":
-        return np.stack([array.real, array.imag], axis=-1).tolist()
-    if array.dtype == np.float16:
-        array = array.astype(np.float32)
-    return array.tolist()
+class RestApp:
+    """The ASGI application: route, read the body, call the core on a worker thread, answer.
 
+    Args:
+        core: the serving core.
+        timeout_ms: `--rest_api_timeout_in_ms`, the deadline of every REST call.
+        metrics_path: where Prometheus metrics are served, or None.
+    """
 
-def _text(value: object) -> Any:
-    raw = value if isinstance(value, bytes) else str(value).encode()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"b64": base64.b64encode(raw).decode("ascii")}
-
-
-def _array(value: Any, info: pb.TensorInfo, alias: str) -> np.ndarray:
-    dtype = dtypes.from_proto(info.dtype)
-    try:
-        if dtype.enum == pb.DT_STRING:
-            return np.asarray(_bytes(value), dtype=object)
-        return np.asarray(value, dtype=dtype.numpy)
-    except (TypeError, ValueError) as error:
-        raise InvalidArgument(
-            f"input {alias!r}: cannot read the JSON value as {dtype.name}: {error}"
-        ) from None
-
-
-def _bytes(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_bytes(item) for item in value]
-    if isinstance(value, dict) and set(value) == {"b64"}:
-        return base64.b64decode(value["b64"])
-    return str(value).encode()
-
-
-def _predict_inputs(body: Any, signature: pb.SignatureDef) -> tuple[dict[str, np.ndarray], bool]:
-    """JSON body -> input arrays by alias, and whether the row format ("instances") was used."""
-    if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
-        raise InvalidArgument('JSON Value: must be an object with exactly one of "instances" or "inputs"')
-    aliases = sorted(signature.inputs)
-    if "instances" in body:
-        instances = body["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise InvalidArgument('"instances" must be a non-empty JSON list')
-        if all(isinstance(item, dict) and not set(item) <= {"b64"} for item in instances):
-            names = sorted({key for item in instances for key in item})
-            columns = {alias: [item.get(alias) for item in instances] for alias in names}
-        elif len(aliases) == 1:
-            columns = {aliases[0]: instances}
-        else:
-            raise InvalidArgument(
-                f"the signature has {len(aliases)} inputs ({', '.join(aliases)}); each instance must be "
-                "a JSON object keyed by input name"
-            )
-        row = True
-    else:
-        inputs = body["inputs"]
-        named = isinstance(inputs, dict) and not set(inputs) <= {"b64"}
-        columns = dict(inputs) if named else {aliases[0] if len(aliases) == 1 else "inputs": inputs}
-        row = False
-    arrays = {
-        alias: _array(value, signature.inputs[alias], alias)
-        if alias in signature.inputs
-        else np.asarray(value)
-        for alias, value in columns.items()
-    }
-    return arrays, row
-
-
-def _predict_body(outputs: dict[str, np.ndarray], row: bool) -> dict[str, Any]:
-    if not row:
-        if len(outputs) == 1:
-            return {"outputs": _json_value(next(iter(outputs.values())))}
-        return {"outputs": {alias: _json_value(array) for alias, array in outputs.items()}}
-    batch = {len(array) if array.ndim else 0 for array in outputs.values()}
-    if len(batch) != 1:
-        raise InvalidArgument(
-            'the outputs have different batch sizes; use the columnar format ({"inputs": ...})'
-        )
-    size = batch.pop()
-    if len(outputs) == 1:
-        only = next(iter(outputs.values()))
-        return {"predictions": [_json_value(only[i]) for i in range(size)]}
-    return {"predictions": [{a: _json_value(v[i]) for a, v in outputs.items()} for i in range(size)]}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("REST %s - %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        path = self.path.split("?", 1)[0]
-        if method == "GET" and self.server.metrics_path and path == self.server.metrics_path:
-            self._send_text(200, metrics.METRICS.render())
-            return
-        deadline = Deadline(self.server.timeout_ms / 1000)
-        match = _PATH.match(path)
-        try:
-            if match is None or (method == "POST") != (match["method"] is not None):
-                raise InvalidArgument(f"Malformed request: {method} {self.path}")
-            if method == "GET":
-                body = self._metadata(match) if match["resource"] else self._status(match)
-            elif match["method"] == "predict":
-                body = self._predict(match, deadline)
-            else:
-                raise Unimplemented(f"layertap serve does not implement :{match['method']}; use :predict")
-            self._send(200, body)
-        except StatusError as error:
-            self._send(http_status(error.status), {"error": error.message})
-
-    def _status(self, match: re.Match[str]) -> dict[str, Any]:
-        statuses = self.server.core.status(_spec(match))
-        return {
-            "model_version_status": [
-                {
-                    "version": str(status.version),
-                    "state": _STATE_NAMES.get(status.state, "UNKNOWN"),
-                    "status": {
-                        "error_code": "OK"
-                        if not status.status.error_code
-                        else grpc_code_name(status.status.error_code),
-                        "error_message": status.status.error_message,
-                    },
-                }
-                for status in statuses
-            ]
-        }
-
-    def _metadata(self, match: re.Match[str]) -> dict[str, Any]:
-        response = self.server.core.metadata(_spec(match), [SIGNATURE_DEF_FIELD])
-        signature_map = pb.SignatureDefMap.FromString(response.metadata[SIGNATURE_DEF_FIELD].value)
-        signatures = json_format.MessageToDict(signature_map, preserving_proto_field_name=True)
-        return {
-            "model_spec": {
-                "name": response.model_spec.name,
-                "signature_name": "",
-                "version": str(response.model_spec.version.value),
-            },
-            "metadata": {"signature_def": signatures},
-        }
-
-    def _predict(self, match: re.Match[str], deadline: Deadline) -> dict[str, Any]:
-        row = [False]  # whether the request used the row format ("instances"), for the answer
-
-        def decode() -> PredictQuery:
-            length = int(self.headers.get("Content-Length") or 0)
-            try:
-                body = json.loads(self.rfile.read(length) or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise InvalidArgument(f"JSON Parse error: {error}") from None
-            spec = _spec(match)
-            signature_name = body.get("signature_name", "") if isinstance(body, dict) else ""
-            if not isinstance(signature_name, str):
-                raise InvalidArgument(f'"signature_name" must be a JSON string; got {signature_name!r}')
-            spec.signature_name = signature_name
-
-            def inputs(signature: pb.SignatureDef) -> dict[str, np.ndarray]:
-                arrays, row[0] = _predict_inputs(body, signature)
-                return arrays
-
-            return PredictQuery(spec, inputs)
-
-        def encode(result: Prediction) -> dict[str, Any]:
-            return _predict_body(result.outputs, row[0])
-
-        return self.server.core.predict(
-            decode, encode, entrypoint="REST", deadline=deadline, model=match["name"]
-        )
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        self._send_bytes(status, json.dumps(body, indent=1).encode(), "application/json")
-
-    def _send_text(self, status: int, text: str) -> None:
-        self._send_bytes(status, text.encode(), "text/plain; version=0.0.4")
-
-    def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
-        self.send_response(
-            status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
-        )
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self, address: tuple[str, int], core: ServingCore, timeout_ms: int, metrics_path: str | None
-    ) -> None:
-        # An IPv6 --bind_address (e.g. ::1) needs an IPv6 socket.
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, _Handler)
+    def __init__(self, core: ServingCore, timeout_ms: int, metrics_path: str | None) -> None:
         self.core = core
         self.timeout_ms = timeout_ms
         self.metrics_path = metrics_path
+        self.pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="layertap-rest")
+        self._slots = threading.BoundedSemaphore(_WORKERS)
+        self._body_bytes = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan and websockets are not served
+        method = scope["method"]
+        path = scope.get("raw_path", scope["path"].encode()).split(b"?", 1)[0].decode("latin-1")
+        if method == "GET" and self.metrics_path and path == self.metrics_path:
+            text = await self._run(metrics.METRICS.render)
+            await _answer(send, 200, text.encode(), [(b"content-type", b"text/plain; version=0.0.4")])
+            return
+        deadline = Deadline(self.timeout_ms / 1000 if self.timeout_ms > 0 else None)
+        try:
+            body = await self._serve(scope, method, path, receive, deadline)
+            await _answer(send, 200, body, _JSON)
+        except StatusError as error:
+            await _answer(send, http_status(error.status), error_body(error.message), _JSON)
+        except _BodyTooLargeError as error:
+            message = (
+                f"Request body of {error.size} bytes exceeds the {MAX_BODY_BYTES} bytes layertap serve "
+                "reads per REST request; send large tensors over gRPC"
+            )
+            await _answer(send, 413, error_body(message), [*_JSON, (b"connection", b"close")])
+        except TimeoutError:
+            message = f"Request body not received within --rest_api_timeout_in_ms={self.timeout_ms}"
+            await _answer(send, 408, error_body(message), [*_JSON, (b"connection", b"close")])
+        except _DisconnectedError:
+            return  # nobody is left to answer
+        except Exception as error:  # a bug: still a JSON answer, and the traceback in the log
+            logger.exception("REST %s %s failed unexpectedly", method, path)
+            await _answer(send, 500, error_body(f"{type(error).__name__}: {error}"), _JSON)
+
+    async def _serve(
+        self, scope: dict[str, Any], method: str, path: str, receive: Receive, deadline: Deadline
+    ) -> bytes:
+        if not path.lower().startswith("/v1/"):
+            await _drain(receive)
+            raise NotFound(f"Not found: {method} {path} (TF Serving's REST API lives under /v1/models/)")
+        if method == "OPTIONS":
+            await _drain(receive)
+            origin = dict(scope.get("headers", [])).get(b"origin", b"")
+            if origin.startswith((b"http://", b"https://")):
+                return b""
+            raise FailedPrecondition("Origin header is missing in CORS preflight")
+        call = route(method, path)
+        size = _content_length(scope)
+        if size > MAX_BODY_BYTES:
+            raise _BodyTooLargeError(size)
+        self._reserve(size)
+        try:
+            body = await self._read(receive, size, deadline)
+            answer: bytes = await self._run(lambda: self._call(call, body, deadline))
+            return answer
+        finally:
+            self._body_bytes -= size
+
+    def _reserve(self, size: int) -> None:
+        # Runs on the event loop thread only, so the counter needs no lock.
+        if self._body_bytes + size > _BODY_BUDGET_BYTES:
+            raise Unavailable(QUEUE_FULL_MESSAGE)
+        self._body_bytes += size
+
+    async def _read(self, receive: Receive, declared: int, deadline: Deadline) -> bytes:
+        chunks: list[bytes] = []
+        received = 0
+        timeout = deadline.timeout_ms()
+        async with asyncio.timeout(None if timeout is None else timeout / 1000):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _DisconnectedError
+                chunk = message.get("body", b"")
+                received += len(chunk)
+                if received > max(declared, 0) and received > MAX_BODY_BYTES:
+                    raise _BodyTooLargeError(received)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+
+    async def _run(self, work: Callable[[], Any]) -> Any:
+        if not self._slots.acquire(blocking=False):
+            raise Unavailable(QUEUE_FULL_MESSAGE)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, work)
+        finally:
+            self._slots.release()
+
+    def _call(self, call: Route, body: bytes, deadline: Deadline) -> bytes:
+        """One REST call on the core (on a worker thread)."""
+        try:
+            if call.call == "status":
+                return status_body(self.core.status(call.spec))
+            if call.call == "metadata":
+                response = self.core.metadata(call.spec, [SIGNATURE_DEF_FIELD])
+                signatures = pb.SignatureDefMap.FromString(response.metadata[SIGNATURE_DEF_FIELD].value)
+                return metadata_body(response.model_spec, signatures)
+            if call.call == "predict":
+                return self._predict(call, body, deadline)
+            return self._classify_or_regress(call, body)
+        except StatusError:
+            raise
+        except Exception as error:  # a bug, not the request's fault: log it, answer INTERNAL
+            logger.exception("REST %s failed unexpectedly", call.call)
+            raise Internal(f"{type(error).__name__}: {error}") from None
+
+    def _predict(self, call: Route, body: bytes, deadline: Deadline) -> bytes:
+        answer_format = [rest_json.Format.ROW]
+
+        def decode() -> PredictQuery:
+            document = rest_json.parse_body(body)
+            spec = pb.ModelSpec()
+            spec.CopyFrom(call.spec)
+            spec.signature_name = rest_json.signature_name(document)
+            inputs, answer_format[0] = rest_json.predict_inputs(
+                document, self._signature_inputs(spec), spec.signature_name
+            )
+            return PredictQuery(spec, inputs)
+
+        def encode(result: Prediction) -> bytes:
+            return predict_body(result.outputs, row=answer_format[0] is rest_json.Format.ROW)
+
+        answer: bytes = self.core.predict(
+            decode, encode, entrypoint="REST", deadline=deadline, model=call.model
+        )
+        return answer
+
+    def _signature_inputs(self, spec: pb.ModelSpec) -> Any:
+        """TF Serving's GetInfoMap: the signature's inputs, its own handle on the servable."""
+        with self.core.manager.servable(spec) as servable:
+            key = spec.signature_name or DEFAULT_SIGNATURE
+            signature = servable.signatures.get(key)
+            if signature is None:
+                raise InvalidArgument(f'Serving signature name: "{key}" not found in signature def')
+            return signature.inputs
+
+    def _classify_or_regress(self, call: Route, body: bytes) -> bytes:
+        document = rest_json.parse_body(body)
+        spec = pb.ModelSpec()
+        spec.CopyFrom(call.spec)
+        spec.signature_name = rest_json.signature_name(document)
+        request_input = rest_json.example_input(document)
+        raise Unimplemented(
+            f"layertap serve does not implement :{call.call}; use :predict "
+            f"(request read: signature {spec.signature_name or DEFAULT_SIGNATURE!r}, "
+            f"{len(_examples(request_input))} examples)"
+        )
+
+
+class _DisconnectedError(Exception):
+    """The client went away before sending its whole body: there is nobody to answer."""
+
+
+def _examples(request_input: pb.Input) -> Any:
+    kind = request_input.WhichOneof("kind")
+    return getattr(request_input, kind or "example_list").examples
+
+
+def _content_length(scope: dict[str, Any]) -> int:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return max(int(value), 0)
+            except ValueError:
+                return 0
+    return 0
+
+
+async def _drain(receive: Receive) -> None:
+    more = True
+    while more:
+        message = await receive()
+        more = message["type"] == "http.request" and message.get("more_body", False)
+
+
+async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class RestServer:
-    """The REST API on `host:port` (and Prometheus metrics at `metrics_path`), until `stop`."""
+    """The REST API on `host:port` (and Prometheus metrics at `metrics_path`), until `stop`.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
 
     def __init__(
         self, core: ServingCore, host: str, port: int, timeout_ms: int, metrics_path: str | None = None
     ) -> None:
-        self._server = _Server((host, port), core, timeout_ms, metrics_path)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="layertap-rest", daemon=True)
+        self._socket = _listen(host, port)
+        self.port = int(self._socket.getsockname()[1])
+        self.app = RestApp(core, timeout_ms, metrics_path)
+        config = uvicorn.Config(
+            self.app,
+            http="h11",
+            loop="asyncio",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name="layertap-rest", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._socket]))
 
     def start(self) -> None:
-        """Serve in the background."""
+        """Serve in the background; returns once the server accepts connections."""
         self._thread.start()
+        started = time.monotonic()
+        while not self._server.started and self._thread.is_alive() and time.monotonic() - started < 30:
+            time.sleep(0.01)
 
     def stop(self) -> None:
-        """Stop accepting requests and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        """Stop accepting requests, finish the ones in flight (up to 5 s), close the socket."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join()
+        self.app.pool.shutdown(wait=False, cancel_futures=True)
+        self._socket.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on such sockets, and without it each
+    # answer (headers, then body) waits ~40 ms for the client's delayed ACK.
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
