@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from rest_peer import rest_server  # noqa: F401 (the REST tests' shared server, in rest_peer.py)
 
 from layertap.proto import serving_pb2 as pb
 from layertap.server import ServerOptions, create_server

@@ -12,8 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from layertap.server import ServerOptions, create_server
 from layertap.server.app import LayertapServer
+
+#: The REST deadline of `rest_server`, short so the slow-client test waits little.
+REST_TIMEOUT_MS = 3000
 
 
 def free_port() -> int:
@@ -46,6 +51,24 @@ def serve_rest(half_plus_two: Path, m_export: Path, root: Path, **flags: Any) ->
         yield server
     finally:
         server.stop(grace=1.0)
+
+
+@pytest.fixture(scope="session")
+def rest_server(
+    half_plus_two: Path, saved_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LayertapServer]:
+    """One server for the REST test modules (import this fixture): half_plus_two and m, a 3 s REST
+    deadline, and a small admission bound (2 running, 2 queued) so it is easy to reach."""
+    root = tmp_path_factory.mktemp("rest")
+    with serve_rest(
+        half_plus_two,
+        saved_models["1"],
+        root,
+        rest_api_timeout_in_ms=REST_TIMEOUT_MS,
+        grpc_max_threads=2,
+        max_queued_requests=2,
+    ) as running:
+        yield running
 
 
 def call(

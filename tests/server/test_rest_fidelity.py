@@ -9,26 +9,16 @@ field for status and metadata.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from rest_peer import call, error, serve_rest
+from rest_peer import call, error
 
 from layertap.server.app import LayertapServer
 
 
-@pytest.fixture(scope="module")
-def server(
-    half_plus_two: Path, saved_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LayertapServer]:
-    with serve_rest(half_plus_two, saved_models["1"], tmp_path_factory.mktemp("rest")) as running:
-        yield running
-
-
 @pytest.fixture
-def port(server: LayertapServer) -> int:
-    return server.rest_port
+def port(rest_server: LayertapServer) -> int:
+    return rest_server.rest_port
 
 
 def test_status_is_tf_serving_json_byte_for_byte(port: int) -> None:
@@ -81,6 +71,9 @@ def test_metadata_prints_every_field_as_tf_serving(port: int) -> None:
 
 
 def test_predict_row_and_columnar_bodies_byte_for_byte(port: int) -> None:
+    # TF Serving's documented example: x has static shape (-1, 1), the C++ session runs [3] anyway.
+    status, body, _ = call(port, "POST", "/v1/models/half_plus_two:predict", {"instances": [1.0, 2.0, 5.0]})
+    assert (status, body) == (200, b'{\n    "predictions": [2.5, 3.0, 4.5\n    ]\n}')
     status, body, _ = call(
         port, "POST", "/v1/models/half_plus_two:predict", {"instances": [[1.0], [2.0], [5.0]]}
     )

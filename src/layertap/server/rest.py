@@ -143,22 +143,22 @@ class RestApp:
     async def _serve(
         self, scope: dict[str, Any], method: str, path: str, receive: Receive, deadline: Deadline
     ) -> bytes:
-        if not path.lower().startswith("/v1/"):
-            await _drain(receive)
-            raise NotFound(f"Not found: {method} {path} (TF Serving's REST API lives under /v1/models/)")
-        if method == "OPTIONS":
-            await _drain(receive)
-            origin = dict(scope.get("headers", [])).get(b"origin", b"")
-            if origin.startswith((b"http://", b"https://")):
-                return b""
-            raise FailedPrecondition("Origin header is missing in CORS preflight")
-        call = route(method, path)
+        # The whole body is read first, as TF Serving does, so every answer leaves the connection
+        # ready for the next request.
         size = _content_length(scope)
         if size > MAX_BODY_BYTES:
             raise _BodyTooLargeError(size)
         self._reserve(size)
         try:
             body = await self._read(receive, size, deadline)
+            if not path.lower().startswith("/v1/"):
+                raise NotFound(f"Not found: {method} {path} (TF Serving's REST API lives under /v1/models/)")
+            if method == "OPTIONS":
+                origin = dict(scope.get("headers", [])).get(b"origin", b"")
+                if origin.startswith((b"http://", b"https://")):
+                    return b""
+                raise FailedPrecondition("Origin header is missing in CORS preflight")
+            call = route(method, path)
             answer: bytes = await self._run(lambda: self._call(call, body, deadline))
             return answer
         finally:
@@ -273,13 +273,6 @@ def _content_length(scope: dict[str, Any]) -> int:
             except ValueError:
                 return 0
     return 0
-
-
-async def _drain(receive: Receive) -> None:
-    more = True
-    while more:
-        message = await receive()
-        more = message["type"] == "http.request" and message.get("more_body", False)
 
 
 async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
