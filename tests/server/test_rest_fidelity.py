@@ -92,6 +92,45 @@ def test_predict_row_and_columnar_bodies_byte_for_byte(port: int) -> None:
     assert (status, body) == (200, b'{\n    "predictions": [3\n    ]\n}')
 
 
+def test_classify_and_regress_results_byte_for_byte(port: int) -> None:
+    examples = [{"x": 1.0}, {"x": 2.0}]
+    status, body, _ = call(
+        port,
+        "POST",
+        "/v1/models/half_plus_two:classify",
+        {"signature_name": "classify_x_to_y", "examples": examples},
+    )
+    # No classes output: each class has an empty label, as TF Serving writes it.
+    assert (status, body) == (200, b'{\n    "results": [[["", 2.5]], [["", 3.0]]\n    ]\n}')
+    status, body, _ = call(
+        port,
+        "POST",
+        "/v1/models/half_plus_two:regress",
+        {"signature_name": "regress_x_to_y2", "examples": examples},
+    )
+    assert (status, body) == (200, b'{\n    "results": [3.5, 4.0]\n}')
+    # The context's features are merged into each example; an example's own feature wins.
+    document = {
+        "signature_name": "regress_x_to_y",
+        "context": {"x": 5.0},
+        "examples": [{"x2": 1.0}, {"x": 1.0}],
+    }
+    assert call(port, "POST", "/v1/models/half_plus_two/versions/123:regress", document)[:2] == (
+        200,
+        b'{\n    "results": [4.5, 2.5]\n}',
+    )
+    # A bytes feature as {"b64": ...}: a serialized nothing-at-all is not a float feature.
+    assert (
+        error(
+            port,
+            "POST",
+            "/v1/models/half_plus_two:regress",
+            {"signature_name": "regress_x_to_y", "examples": [{"x": {"b64": "AAEC"}}]},
+        )[0]
+        == 400
+    )
+
+
 def test_float16_outputs_are_refused_as_tf_serving_json_writer_does(port: int) -> None:
     assert error(
         port, "POST", "/v1/models/m:predict", {"signature_name": "outer/half", "instances": [[2, 4, 6]]}

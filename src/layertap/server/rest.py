@@ -35,7 +35,7 @@ from layertap.server.core import SIGNATURE_DEF_FIELD, Deadline, PredictQuery, Se
 from layertap.server.predict import DEFAULT_SIGNATURE, Prediction
 from layertap.server.rest_metadata import metadata_body, status_body
 from layertap.server.rest_routes import Route, route
-from layertap.server.rest_writer import error_body, predict_body
+from layertap.server.rest_writer import classification_body, error_body, predict_body, regression_body
 from layertap.server.status import (
     FailedPrecondition,
     Internal,
@@ -43,7 +43,6 @@ from layertap.server.status import (
     NotFound,
     StatusError,
     Unavailable,
-    Unimplemented,
 )
 
 __all__ = ["MAX_BODY_BYTES", "RestServer", "http_status"]
@@ -206,7 +205,7 @@ class RestApp:
                 return metadata_body(response.model_spec, signatures)
             if call.call == "predict":
                 return self._predict(call, body, deadline)
-            return self._classify_or_regress(call, body)
+            return self._classify_or_regress(call, body, deadline)
         except StatusError:
             raise
         except Exception as error:  # a bug, not the request's fault: log it, answer INTERNAL
@@ -243,26 +242,41 @@ class RestApp:
                 raise InvalidArgument(f'Serving signature name: "{key}" not found in signature def')
             return signature.inputs
 
-    def _classify_or_regress(self, call: Route, body: bytes) -> bytes:
-        document = rest_json.parse_body(body)
-        spec = pb.ModelSpec()
-        spec.CopyFrom(call.spec)
-        spec.signature_name = rest_json.signature_name(document)
-        request_input = rest_json.example_input(document)
-        raise Unimplemented(
-            f"layertap serve does not implement :{call.call}; use :predict "
-            f"(request read: signature {spec.signature_name or DEFAULT_SIGNATURE!r}, "
-            f"{len(_examples(request_input))} examples)"
+    def _classify_or_regress(self, call: Route, body: bytes, deadline: Deadline) -> bytes:
+        def spec_and_input() -> tuple[pb.ModelSpec, pb.Input]:
+            document = rest_json.parse_body(body)
+            spec = pb.ModelSpec()
+            spec.CopyFrom(call.spec)
+            spec.signature_name = rest_json.signature_name(document)
+            return spec, rest_json.example_input(document)
+
+        def classification() -> pb.ClassificationRequest:
+            spec, request_input = spec_and_input()
+            return pb.ClassificationRequest(model_spec=spec, input=request_input)
+
+        def regression() -> pb.RegressionRequest:
+            spec, request_input = spec_and_input()
+            return pb.RegressionRequest(model_spec=spec, input=request_input)
+
+        if call.call == "classify":
+            classified = self.core.classify(
+                classification,
+                entrypoint="REST",
+                deadline=deadline,
+                model=call.model,
+            )
+            return classification_body(classified.result)
+        regressed = self.core.regress(
+            regression,
+            entrypoint="REST",
+            deadline=deadline,
+            model=call.model,
         )
+        return regression_body(regressed.result)
 
 
 class _DisconnectedError(Exception):
     """The client went away before sending its whole body: there is nobody to answer."""
-
-
-def _examples(request_input: pb.Input) -> Any:
-    kind = request_input.WhichOneof("kind")
-    return getattr(request_input, kind or "example_list").examples
 
 
 def _content_length(scope: dict[str, Any]) -> int:
