@@ -8,10 +8,10 @@ come out non-zero; then replicas that fail without failing calls, with one Layer
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,7 +52,11 @@ def _adapter_query(pod: str) -> str:
 
 
 def test_prometheus_scrapes_layertap_serve_and_records_the_autoscaler_metric(
-    tmp_path: Path, prometheus_tools: tuple[str, str], replicas: list[Replica]
+    tmp_path: Path,
+    prometheus_tools: tuple[str, str],
+    replicas: list[Replica],
+    client: LayerClient,
+    x: np.ndarray,
 ) -> None:
     # The labels Kubernetes service discovery gives each pod; the pod names match the KEDA query's pattern.
     pods = {
@@ -60,47 +64,32 @@ def test_prometheus_scrapes_layertap_serve_and_records_the_autoscaler_metric(
         for i, r in enumerate(replicas, 1)
     }
     server = PrometheusServer(prometheus_tools[0], tmp_path, free_port(["127.0.0.1"]))
-    stop = threading.Event()
-    client = LayerClient("ipv4:" + ",".join(f"{r.address}:{r.port}" for r in replicas), "cnn")
-    callers: list[threading.Thread] = []
     try:
         server.start(
             METRICS_PATH, {target: {"namespace": "layertap", "pod": pod} for target, pod in pods.items()}
         )
-        x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
+        with Load(client, x, LAYER, callers=4) as load:
 
-        def call() -> None:
-            while not stop.is_set():
-                client.predict_layer(x, "pool_1")
+            def recorded() -> list[dict[str, Any]]:
+                rates = server.query("pod:tensorflow_serving_requests:rate1m")
+                return [r for r in rates if float(r["value"][1]) > 0]
 
-        callers.extend(threading.Thread(target=call) for _ in range(4))
-        for caller in callers:
-            caller.start()
-
-        def recorded() -> list[dict]:  # type: ignore[type-arg]
-            return [
-                r for r in server.query("pod:tensorflow_serving_requests:rate1m") if float(r["value"][1]) > 0
-            ]
-
-        server.wait_for(lambda: len(recorded()) == 3, "a non-zero request rate recorded for every pod")
-        assert {r["metric"]["pod"] for r in recorded()} == set(pods.values())
-        # Scraped under TF Serving's own names, colons included.
-        assert server.query('count(up{job="layertap-serving"} == 1)')[0]["value"][1] == "3"
-        assert server.query("count(:tensorflow:serving:request_count)")
-        # What the HPA reads through prometheus-adapter, and what the KEDA trigger reads.
-        pod = next(iter(pods.values()))
-        adapter = server.query(_adapter_query(pod))
-        assert [r["metric"] for r in adapter] == [{"pod": pod}] and float(adapter[0]["value"][1]) > 0
-        scaled = yaml.safe_load((COMPONENTS / "keda" / "scaledobject.yaml").read_text())
-        keda = server.query(scaled["spec"]["triggers"][0]["metadata"]["query"])
-        assert len(keda) == 1 and float(keda[0]["value"][1]) > 0
-        in_flight = server.query("pod:tensorflow_serving_requests_in_flight:rate1m")
-        assert len(in_flight) == 3 and all(float(r["value"][1]) > 0 for r in in_flight)
+            server.wait_for(lambda: len(recorded()) == 3, "a non-zero request rate recorded for every pod")
+            assert {r["metric"]["pod"] for r in recorded()} == set(pods.values())
+            # Scraped under TF Serving's own names, colons included.
+            assert server.query('count(up{job="layertap-serving"} == 1)')[0]["value"][1] == "3"
+            assert server.query("count(:tensorflow:serving:request_count)")
+            # What the HPA reads through prometheus-adapter, and what the KEDA trigger reads.
+            pod = next(iter(pods.values()))
+            adapter = server.query(_adapter_query(pod))
+            assert [r["metric"] for r in adapter] == [{"pod": pod}] and float(adapter[0]["value"][1]) > 0
+            scaled = yaml.safe_load((COMPONENTS / "keda" / "scaledobject.yaml").read_text())
+            keda = server.query(scaled["spec"]["triggers"][0]["metadata"]["query"])
+            assert len(keda) == 1 and float(keda[0]["value"][1]) > 0
+            in_flight = server.query("pod:tensorflow_serving_requests_in_flight:rate1m")
+            assert len(in_flight) == 3 and all(float(r["value"][1]) > 0 for r in in_flight)
+        assert load.failures() == []
     finally:
-        stop.set()
-        for caller in callers:
-            caller.join(timeout=30)
-        client.close()
         server.stop()
 
 
