@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from rest_peer import call, error
 
 from layertap.server.app import LayertapServer
+from layertap.server.rest_writer import decimal
 
 
 @pytest.fixture
@@ -323,3 +325,24 @@ def test_bad_requests_get_tf_servings_code_and_message(
 def test_paths_outside_the_api_are_json_errors_too(port: int) -> None:
     status, message = error(port, "GET", "/index.html")
     assert status == 404 and message.startswith("Not found: GET /index.html")
+
+
+@pytest.mark.parametrize(
+    ("value", "float32", "written"),
+    [
+        (0.1, True, "0.1"),
+        (float(np.float32(1 / 3)), True, "0.333333343"),
+        (9e6, True, "9e+06"),
+        (3e-5, True, "3e-05"),
+        (2.0, True, "2.0"),
+        (-0.0, True, "-0.0"),
+        (65504.0, True, "65504.0"),
+        (float("nan"), True, "NaN"),
+        (float("-inf"), False, "-Infinity"),
+        (0.1, False, "0.1"),
+        (1 / 3, False, "0.33333333333333331"),
+    ],
+)
+def test_floats_are_written_as_json_tensor_cc_writes_them(value: float, float32: bool, written: str) -> None:
+    # WriteDecimal: "%.6g" unless it does not read back as the same value, ".0" on whole numbers.
+    assert decimal(value, float32=float32) == written
