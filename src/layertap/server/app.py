@@ -25,6 +25,7 @@ from layertap.server.batching import BatchingOptions, BatchScheduler
 from layertap.server.core import ServingCore
 from layertap.server.flags import ServerOptions
 from layertap.server.handlers import build_handlers
+from layertap.server.lifecycle import StoppedWhileLoadingError
 from layertap.server.manager import ModelManager, single_model_config
 from layertap.server.reflection import enable_reflection
 from layertap.server.rest import RestServer
@@ -178,17 +179,24 @@ class LayertapServer:
         self._grpc.wait_for_termination()
 
 
-def create_server(options: ServerOptions) -> tuple[LayertapServer, int]:
+def create_server(
+    options: ServerOptions, *, stopping: threading.Event | None = None
+) -> tuple[LayertapServer, int]:
     """Load the models `options` name, then start serving them; returns the server and its port.
 
     Blocks until every model has a version AVAILABLE (as TF Serving does before it opens its port).
 
+    Args:
+        options: the server's flags.
+        stopping: set (e.g. by a signal handler) to stop; loading, warmup and polling watch it.
+
     Raises:
         ConfigError: the config file or SSL config is invalid.
         ServerError: a model could not be loaded, or the port could not be bound.
+        StoppedWhileLoadingError: `stopping` was set before the models were loaded; nothing was left running.
     """
     runner = _runner(options)
-    manager = ModelManager(options, runner=runner)
+    manager = ModelManager(options, runner=runner, stopping=stopping)
     core = ServingCore(manager, workers=options.grpc_max_threads, queue=options.max_queued_requests)
     if options.model_config_file:
         config = _read_model_config(options.model_config_file)
@@ -248,25 +256,33 @@ def _runner(options: ServerOptions) -> SessionRunner:
 
 
 def serve(options: ServerOptions) -> int:
-    """Run `layertap serve` until SIGTERM or SIGINT; drain, unload, and return the exit code 0."""
+    """Run `layertap serve` until SIGTERM or SIGINT; drain, unload, and return the exit code 0.
+
+    The signal handler only requests the stop (it sets an event, as in gRPC's graceful-shutdown
+    example); loading, warmup, polling and the serving loop watch that event. A stop while models load
+    ends the start promptly (no retry, nothing opened) and also exits 0.
+    """
     stopping = threading.Event()
-    serving = threading.Event()
+    received: list[str] = []
 
     def on_signal(number: int, frame: FrameType | None) -> None:
-        name = signal.Signals(number).name
-        if not serving.is_set():
-            # Still loading models: nothing to drain, stop right away.
-            raise ServerError(f"received {name} while loading models; stopped")
-        logger.info("Received %s: draining in-flight requests", name)
+        # No logging or raising here: the handler runs between two bytecodes of whatever the main
+        # thread does (it may hold the logging lock, or be inside a load that must not see an error).
+        received.append(signal.Signals(number).name)
         stopping.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server, _ = create_server(options)
-        serving.set()
+        try:
+            server, _ = create_server(options, stopping=stopping)
+        except StoppedWhileLoadingError:
+            logger.info("Received %s while loading models: stopping", received[0] if received else "a stop")
+            logger.info("layertap serve stopped before serving")
+            return 0
         try:
             while not stopping.wait(0.5):
                 pass
+            logger.info("Received %s: draining in-flight requests", received[0] if received else "a stop")
         finally:
             server.stop(options.drain_seconds)
     finally:

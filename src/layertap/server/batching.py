@@ -244,6 +244,24 @@ class BatchScheduler:
         return max(0.0, min(opened) + self.options.batch_timeout_micros / 1e6 - time.monotonic())
 
     def _execute(self, queue: _Queue, batch: _Batch) -> None:
+        """Run one batch; whatever fails fails the batch's requests with a status, never the thread."""
+        try:
+            self._run_batch(queue, batch)
+        except StatusError as error:
+            failure = error
+        except Exception as error:
+            # Assembling the batch, the session, or splitting its outputs failed in a way nothing
+            # mapped to a status: a bug or a hostile request, not a reason to stop batching.
+            logger.exception("a batch of %d requests failed", len(batch.tasks))
+            failure = Internal(f"The batch failed: {type(error).__name__}: {error}")
+        else:
+            return
+        for task in batch.tasks:
+            if not task.done.is_set():
+                task.outputs, task.error = None, failure
+                task.done.set()
+
+    def _run_batch(self, queue: _Queue, batch: _Batch) -> None:
         rows = batch.size
         padded = self._padded(rows)
         feeds = {}
@@ -253,26 +271,19 @@ class BatchScheduler:
                 # TF Serving pads with copies of the first row of the first request.
                 parts.append(np.repeat(parts[0][:1], padded - rows, axis=0))
             feeds[name] = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        try:
-            outputs = queue.run(feeds, queue.fetches, None)
-        except StatusError as error:
-            for task in batch.tasks:
-                task.error = error
-                task.done.set()
-            return
-        except Exception as error:  # the session failed in a way run() did not map
-            failure = Internal(str(error))
-            for task in batch.tasks:
-                task.error = failure
-                task.done.set()
-            return
+        outputs = queue.run(feeds, queue.fetches, None)
         start = 0
+        split = []
         for task in batch.tasks:
-            task.outputs = [
-                output[start : start + task.size] if output.ndim and output.shape[0] == padded else output
-                for output in outputs
-            ]
+            split.append(
+                [
+                    output[start : start + task.size] if output.ndim and output.shape[0] == padded else output
+                    for output in outputs
+                ]
+            )
             start += task.size
+        for task, task_outputs in zip(batch.tasks, split, strict=True):
+            task.outputs = task_outputs
             task.done.set()
         logger.debug("ran a batch of %d requests, %d rows (padded to %d)", len(batch.tasks), rows, padded)
 

@@ -29,7 +29,14 @@ from layertap.server.runner import PlainRunner, SessionRunner
 from layertap.server.servable import Servable, SessionSettings, import_tensorflow, serving_error_from_tf
 from layertap.server.status import FailedPrecondition, InvalidArgument, NotFound, StatusError
 
-__all__ = ["Lifecycle", "Loader", "VersionRecord", "saved_model_loader", "single_model_config"]
+__all__ = [
+    "Lifecycle",
+    "Loader",
+    "StoppedWhileLoadingError",
+    "VersionRecord",
+    "saved_model_loader",
+    "single_model_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +71,17 @@ def single_model_config(name: str, base_path: str) -> pb.ModelServerConfig:
     return config
 
 
-def saved_model_loader(options: ServerOptions, runner: SessionRunner | None = None) -> Loader:
-    """The default loader: the SavedModel through the TF1 session path, run by `runner`, warmed up."""
+class StoppedWhileLoadingError(ServerError):
+    """The server was asked to stop (SIGTERM, SIGINT) before every model had a version serving."""
+
+
+def saved_model_loader(
+    options: ServerOptions, runner: SessionRunner | None = None, stopping: threading.Event | None = None
+) -> Loader:
+    """The default loader: the SavedModel through the TF1 session path, run by `runner`, warmed up.
+
+    A warmup replay stops between records once `stopping` is set, so a stop never waits for it.
+    """
     settings = SessionSettings(
         options.tensorflow_intra_op_parallelism,
         options.tensorflow_inter_op_parallelism,
@@ -77,7 +93,7 @@ def saved_model_loader(options: ServerOptions, runner: SessionRunner | None = No
         servable = Servable.load(name, version, path, options.tags, settings, runner=chosen)
         if options.enable_model_warmup:
             try:
-                warmup.replay(servable, options.num_request_iterations_for_warmup)
+                warmup.replay(servable, options.num_request_iterations_for_warmup, stopping)
             except BaseException:
                 servable.close()
                 raise
@@ -126,6 +142,7 @@ class Lifecycle:
 
         Raises:
             ServerError: the config was refused, or a model could not be loaded.
+            StoppedWhileLoadingError: the stop was requested before every model served.
         """
         seconds = import_tensorflow()
         if seconds:
@@ -136,12 +153,17 @@ class Lifecycle:
             raise ServerError(f"could not apply the model config: {error.message}") from None
         while not self._stop.is_set():
             self.poll()
+            if self._stop.is_set():
+                # A load that the stop cut short is not a load failure.
+                break
             waiting = self._models_without_version()
             if not waiting:
                 break
             if self._options.file_system_poll_wait_seconds < 0:
                 raise ServerError(f"no version found for {', '.join(waiting)} and polling is disabled")
             self._stop.wait(max(1, self._options.file_system_poll_wait_seconds))
+        if self._stop.is_set():
+            raise StoppedWhileLoadingError("stopped while loading models, before serving")
         if self._options.file_system_poll_wait_seconds > 0:
             self._spawn("version-poller", self._poll_loop)
 
@@ -311,6 +333,13 @@ class Lifecycle:
                 )
                 return
             metrics.record_load(str(record.path), ok=False)
+            if self._stop.is_set():
+                logger.info(
+                    "Loading servable { name: %s version: %d } stopped: the server is stopping",
+                    name,
+                    record.version,
+                )
+                break
             logger.error(
                 "Loading servable { name: %s version: %d } failed (attempt %d of %d): %s",
                 name,

@@ -38,8 +38,9 @@ class ModelManager:
         stopping: threading.Event | None = None,
     ) -> None:
         self.router = Router()
+        stopping = stopping or threading.Event()
         self.lifecycle = Lifecycle(
-            options, self.router, loader or saved_model_loader(options, runner), stopping
+            options, self.router, loader or saved_model_loader(options, runner, stopping), stopping
         )
 
     def start(self, config: pb.ModelServerConfig) -> None:

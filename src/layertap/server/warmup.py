@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,11 +112,12 @@ def _request_of(log: pb.PredictionLog, count: int, path: Path, servable: Servabl
     )
 
 
-def replay(servable: Servable, iterations: int = 0) -> int:
+def replay(servable: Servable, iterations: int = 0, stopping: threading.Event | None = None) -> int:
     """Replay the warmup records of `servable`'s version directory, if it has any.
 
     Args:
         iterations: how often to run each record (`--num_request_iterations_for_warmup`); <= 0 means once.
+        stopping: once set, the replay stops before the next run (CANCELLED).
 
     Returns:
         The number of records read (0 without a warmup file).
@@ -140,6 +142,10 @@ def replay(servable: Servable, iterations: int = 0) -> int:
             raise InvalidArgument(f"Failed to parse warmup record {count} from {path}") from None
         run = _request_of(log, count, path, servable)
         for _ in range(max(1, iterations)):
+            if stopping is not None and stopping.is_set():
+                raise status_error(
+                    grpc.StatusCode.CANCELLED, f"warmup of {path} stopped: the server is stopping"
+                )
             try:
                 run()
             except StatusError as error:
