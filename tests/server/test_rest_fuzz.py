@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import psutil
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rest_peer import REST_TIMEOUT_MS
 
@@ -116,6 +116,11 @@ def test_fuzzed_json_gets_json_answers_and_the_connection_survives(client: Clien
 
     @settings(**FUZZ)
     @given(path=calls, document=documents, signature=signatures)
+    @example(path="/v1/models/half_plus_two:predict", document={"instances": [1.0]}, signature="")
+    @example(
+        path="/v1/models/half_plus_two:regress", document={"examples": [{"x": 1}]}, signature="regress_x_to_y"
+    )
+    @example(path="/v1/models/m:predict", document={"inputs": {"a": [1], "b": [2**63]}}, signature="add")
     def documents_case(path: str, document: dict[str, Any], signature: str) -> None:
         if signature:
             document.setdefault("signature_name", signature)

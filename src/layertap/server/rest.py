@@ -115,7 +115,7 @@ class RestApp:
         method = scope["method"]
         path = scope.get("raw_path", scope["path"].encode()).split(b"?", 1)[0].decode("latin-1")
         if method == "GET" and self.metrics_path and path == self.metrics_path:
-            text = await self._run(metrics.METRICS.render)
+            text = metrics.METRICS.render()  # cheap: a scrape never waits for a worker slot
             await _answer(send, 200, text.encode(), [(b"content-type", b"text/plain; version=0.0.4")])
             return
         deadline = Deadline(self.timeout_ms / 1000 if self.timeout_ms > 0 else None)
@@ -149,7 +149,7 @@ class RestApp:
             raise _BodyTooLargeError(size)
         self._reserve(size)
         try:
-            body = await self._read(receive, size, deadline)
+            body = await self._read(receive, deadline)
             if not path.lower().startswith("/v1/"):
                 raise NotFound(f"Not found: {method} {path} (TF Serving's REST API lives under /v1/models/)")
             if method == "OPTIONS":
@@ -169,7 +169,7 @@ class RestApp:
             raise Unavailable(QUEUE_FULL_MESSAGE)
         self._body_bytes += size
 
-    async def _read(self, receive: Receive, declared: int, deadline: Deadline) -> bytes:
+    async def _read(self, receive: Receive, deadline: Deadline) -> bytes:
         chunks: list[bytes] = []
         received = 0
         timeout = deadline.timeout_ms()
@@ -180,7 +180,7 @@ class RestApp:
                     raise _DisconnectedError
                 chunk = message.get("body", b"")
                 received += len(chunk)
-                if received > max(declared, 0) and received > MAX_BODY_BYTES:
+                if received > MAX_BODY_BYTES:  # a chunked body declares no length
                     raise _BodyTooLargeError(received)
                 chunks.append(chunk)
                 if not message.get("more_body", False):
