@@ -8,8 +8,11 @@ gRPC echo of the same request bytes with an 8-byte reply, measured in the same r
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,21 +50,24 @@ def run(quick: bool = False) -> Report:
         return layer if head == "raw" else f"{layer}_{head}"
 
     heads = {key(layer, head): (layer, ops) for layer in layers for head, ops in HEADS.items() if ops}
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         result = export(model, layers, heads=heads, base_path=Path(tmp), name="heads")
         base = {"heads": result.path.parent}
-        with (
-            _serving.serving(base) as typed_target,
-            _serving.serving(
-                base, extra_flags=("--enable_serialization_as_tensor_content",)
-            ) as content_target,
-            LayerClient(typed_target, "heads") as typed_client,
-            LayerClient(content_target, "heads") as content_client,
-            _serving.echo_server() as transport,
-            grpc.insecure_channel(typed_target, options=_UNLIMITED) as typed_channel,
-            grpc.insecure_channel(content_target, options=_UNLIMITED) as content_channel,
-        ):
+        with contextlib.ExitStack() as stack:
+            # Both servers start at once (each imports TensorFlow and loads the model).
+            starting = [
+                _serving.serving(base),
+                _serving.serving(base, extra_flags=("--enable_serialization_as_tensor_content",)),
+            ]
+            with ThreadPoolExecutor(2) as pool:
+                typed_target, content_target = pool.map(stack.enter_context, starting)
+            # A loaded 2-core machine can take seconds for a 25 MB reply: no 10 s default deadline.
+            typed_client = stack.enter_context(LayerClient(typed_target, "heads", timeout=300))
+            content_client = stack.enter_context(LayerClient(content_target, "heads", timeout=300))
+            transport = stack.enter_context(_serving.echo_server())
+            typed_channel = stack.enter_context(grpc.insecure_channel(typed_target, options=_UNLIMITED))
+            content_channel = stack.enter_context(grpc.insecure_channel(content_target, options=_UNLIMITED))
             request_floor = timed(transport(x.nbytes, 8))
             for layer in layers:
                 sub = keras.Model(model.inputs, model.get_layer(layer).output)
@@ -96,6 +102,19 @@ def run(quick: bool = False) -> Report:
                             "reply_floor": timed(transport(x.nbytes, len(content_reply))),
                         }
                     )
+    _write(report, rows, label=label, batch=batch, layers=layers, request_floor=request_floor)
+    return report
+
+
+def _write(
+    report: Report,
+    rows: list[dict[str, Any]],
+    *,
+    label: str,
+    batch: int,
+    layers: list[str],
+    request_floor: Stats,
+) -> None:
     for row in rows:
         local, floor = row["local"], row["reply_floor"]
         served_typed, served_content = row["served_typed"], row["served_content"]
@@ -137,7 +156,6 @@ def run(quick: bool = False) -> Report:
         )
         faster = half["served_content"].median / raw["served_content"].median
         report.target(f"{layer} float16 head served / raw served (tensor_content)", faster, "< 1", faster < 1)
-    return report
 
 
 def _in_process(sub_model: object, ops: tuple[HeadOp, ...]) -> object:
