@@ -406,3 +406,34 @@ def test_bert_backbone_heads_everywhere(tmp_path: Path) -> None:
         "padding_mask": padding,
     }
     _check_everywhere(backbone, BERT_HEADS, feeds, padding.astype(bool), tmp_path)
+
+
+def test_rest_serves_float32_heads_and_refuses_half_ones(
+    repository: Path, inputs: dict[str, np.ndarray], expected: dict[str, dict[str, np.ndarray]]
+) -> None:
+    """As TF Serving's JSON writer: a float32 head answers; float16/bfloat16 heads are refused
+    (`Failed to write JSON value for tensor type`), so REST users export float32 heads."""
+    import json
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+
+    def predict(head: str) -> tuple[int, Any]:
+        body = json.dumps({"signature_name": head, "instances": inputs["images"].tolist()}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/images:predict", data=body)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    for _ in _serve(repository, rest_api_port=port):
+        status, answer = predict("gap")
+        assert status == 200
+        assert_close(np.asarray(answer["predictions"], dtype=np.float32), expected["images"]["gap"])
+        assert predict("gap16") == (400, {"error": "Failed to write JSON value for tensor type: half"})
+        assert predict("map_bf16") == (400, {"error": "Failed to write JSON value for tensor type: bfloat16"})
