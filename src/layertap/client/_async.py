@@ -95,12 +95,17 @@ class AsyncLayerClient:
         deadline = self._core.deadline(timeout)
         plan = self._core.plan(await self._layers(False, deadline), inputs, layers)
         results = self._core.decode(await self._predict_all(plan.calls, deadline))
-        mixed = self._core.mixed_versions(plan, results)
-        if mixed is None:
-            return self._core.results(plan, results)
-        version, again = mixed
-        redone = self._core.decode(await self._predict_all(again, deadline))
-        return self._core.results(plan, results, (version, redone))
+        gone: ModelNotFoundError | None = None
+        for version, again in self._core.mixed_versions(plan, results):
+            try:
+                redone = self._core.decode(await self._predict_all(again, deadline))
+            except ModelNotFoundError as error:
+                gone = error  # that version is no longer (or not yet) served here: try the next
+                continue
+            return self._core.results(plan, results, (version, redone))
+        if gone is not None:
+            raise gone
+        return self._core.results(plan, results)
 
     async def _predict_all(self, calls: Sequence[Call], deadline: float | None) -> list[bytes]:
         return list(

@@ -169,33 +169,39 @@ class ClientCore:
 
     def mixed_versions(
         self, plan: _requests.Plan, results: Sequence[codec.PredictResult]
-    ) -> tuple[int, list[_requests.Call]] | None:
+    ) -> list[tuple[int, list[_requests.Call]]]:
         """When a call's requests were answered by different model versions (a new version became
-        AVAILABLE while they were in flight): the newest version seen, and the requests answered
-        by another one, pinned to it, to send again. None when every answer names one version.
+        AVAILABLE while they were in flight): for each version seen, newest first, the requests
+        answered by another one, pinned to it, to send again. Empty when every answer names one
+        version.
 
-        Mixing would silently join outputs of two models (two embedding spaces) in one array.
+        Mixing would silently join outputs of two models (two embedding spaces) in one array. The
+        newest is tried first; an older one only if the newest is gone when asked (NOT_FOUND, e.g. a
+        replica behind the same address that has not loaded it yet).
         """
         if len(plan.calls) < 2 or self.version is not None:
-            return None
+            return []
         versions = [_answered_version(result) for result in results]
-        known = {version for version in versions if version is not None}
+        known = sorted({version for version in versions if version is not None}, reverse=True)
         if len(known) < 2:
-            return None
-        newest = max(known)
+            return []
         logger.info(
             "a call to %s was answered by versions %s (a version changed mid-call); asking again "
-            "for version %d",
+            "for one version",
             self.model,
-            sorted(known),
-            newest,
+            known,
         )
-        again = [
-            _requests.pinned(call, newest)
-            for call, version in zip(plan.calls, versions, strict=True)
-            if version != newest
+        return [
+            (
+                target,
+                [
+                    _requests.pinned(call, target)
+                    for call, version in zip(plan.calls, versions, strict=True)
+                    if version != target
+                ],
+            )
+            for target in known
         ]
-        return newest, again
 
     def results(
         self,

@@ -130,12 +130,17 @@ class LayerClient:
         deadline = self._core.deadline(timeout)
         plan = self._core.plan(self._layers(False, deadline), inputs, layers)
         results = self._core.decode(self._predict_all(plan.calls, deadline))
-        mixed = self._core.mixed_versions(plan, results)
-        if mixed is None:
-            return self._core.results(plan, results)
-        version, again = mixed
-        redone = self._core.decode(self._predict_all(again, deadline))
-        return self._core.results(plan, results, (version, redone))
+        gone: ModelNotFoundError | None = None
+        for version, again in self._core.mixed_versions(plan, results):
+            try:
+                redone = self._core.decode(self._predict_all(again, deadline))
+            except ModelNotFoundError as error:
+                gone = error  # that version is no longer (or not yet) served here: try the next
+                continue
+            return self._core.results(plan, results, (version, redone))
+        if gone is not None:
+            raise gone
+        return self._core.results(plan, results)
 
     def predict_layer(self, x: Inputs, layer: str, *, timeout: Timeout = DEFAULT) -> np.ndarray:
         """The output of one layer for `x` (an array, or a dict by input alias)."""
