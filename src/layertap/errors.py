@@ -94,13 +94,24 @@ class ConfigError(UsageError):
 
 
 class ConfigParseError(ConfigError):
-    """A config file does not parse; `line` is 1-based, or None when unknown."""
+    """A config file does not parse; `line` and `column` are 1-based, or None when unknown; `reason` is
+    the parser's own words (without position)."""
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        reason: str | None = None,
+    ) -> None:
         where = ":".join(str(part) for part in (path, line) if part is not None)
         super().__init__(f"{where}: {message}" if where else message)
         self.path = path
         self.line = line
+        self.column = column
+        self.reason = reason if reason is not None else message
 
 
 class ExportError(LayertapError):

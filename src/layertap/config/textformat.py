@@ -50,6 +50,8 @@ def parse_text(text: str, message_type: type[M], path: str | None = None) -> M:
             f"{reason} (column {column}; expected a {message_type.DESCRIPTOR.name} in protobuf text format)",
             path=path,
             line=line,
+            column=column,
+            reason=reason,
         ) from error
     return message
 

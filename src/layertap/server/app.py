@@ -8,9 +8,11 @@ TF Serving itself ignores SIGTERM; draining here is what a Kubernetes rollout wa
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from concurrent import futures
@@ -19,7 +21,7 @@ from types import FrameType
 
 import grpc
 
-from layertap.errors import ConfigError, ServerError
+from layertap.errors import ConfigError, ConfigParseError, ServerError
 from layertap.proto import serving_pb2 as pb
 from layertap.server.batching import BatchingOptions, BatchScheduler
 from layertap.server.core import ServingCore
@@ -42,9 +44,63 @@ _SPARE_THREADS = 4
 
 
 def _read_model_config(path: str) -> pb.ModelServerConfig:
+    """The --model_config_file, refused in TF Serving's words when it does not parse.
+
+    TF Serving logs `Error parsing text-format tensorflow.serving.ModelServerConfig: 4:5: ...` and
+    fails with `Failed to start server. Error: INVALID_ARGUMENT: Invalid protobuf file: '<path>'`;
+    operators and scripts grep for those lines.
+
+    Raises:
+        ConfigError: the file cannot be read, does not parse, or is refused.
+    """
     from layertap.config.models import read_model_server_config
 
-    return read_model_server_config(path)
+    try:
+        return read_model_server_config(path)
+    except ConfigParseError as error:
+        where = f"{error.line}:{error.column}: " if error.line is not None else ""
+        logger.error(
+            "Error parsing text-format %s: %s%s",
+            _tf_serving_type_names(pb.ModelServerConfig.DESCRIPTOR.full_name),
+            where,
+            _tf_serving_type_names(error.reason),
+        )
+        raise ConfigError(
+            f"Failed to start server. Error: INVALID_ARGUMENT: Invalid protobuf file: '{path}'"
+        ) from None
+
+
+def _tf_serving_type_names(text: str) -> str:
+    """Our message types' names as TF Serving's (its package is tensorflow.serving)."""
+    text = text.replace(
+        "layertap.serving.ServableVersionPolicy",
+        "tensorflow.serving.FileSystemStoragePathSourceConfig.ServableVersionPolicy",
+    )
+    return text.replace("layertap.serving.", "tensorflow.serving.")
+
+
+def _probe_ports(options: ServerOptions) -> None:
+    """Refuse a port another process holds before loading any model (a load can take minutes).
+
+    Raises:
+        ConfigError: --port or --rest_api_port is in use (or cannot be bound) on --bind_address.
+    """
+    host = options.bind_address
+    for flag, port in (("--port", options.port), ("--rest_api_port", options.rest_api_port)):
+        if not port:
+            continue
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As the servers will: a port in TIME_WAIT is free, one with a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                reason = "already in use" if error.errno == errno.EADDRINUSE else error.strerror
+                raise ConfigError(
+                    f"{flag}={port}: cannot listen on {host}:{port}: {reason}; stop what holds it or choose "
+                    "another port (no model was loaded)"
+                ) from None
 
 
 def _server_credentials(path: str) -> grpc.ServerCredentials:
@@ -191,10 +247,12 @@ def create_server(
         stopping: set (e.g. by a signal handler) to stop; loading, warmup and polling watch it.
 
     Raises:
-        ConfigError: the config file or SSL config is invalid.
+        ConfigError: the config file or SSL config is invalid, or a port is in use (checked before
+            any model loads).
         ServerError: a model could not be loaded, or the port could not be bound.
         StoppedWhileLoadingError: `stopping` was set before the models were loaded; nothing was left running.
     """
+    _probe_ports(options)
     runner = _runner(options)
     manager = ModelManager(options, runner=runner, stopping=stopping)
     core = ServingCore(manager, workers=options.grpc_max_threads, queue=options.max_queued_requests)

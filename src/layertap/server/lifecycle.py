@@ -41,6 +41,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 State = pb.ModelVersionStatus.State
+#: How often an unchanged "no versions found" warning is repeated while the poller keeps looking.
+_REPEAT_SECONDS = 60.0
 #: Loads one version; the default loads a SavedModel and replays its warmup records.
 Loader = Callable[[str, int, Path], Servable]
 
@@ -131,6 +133,8 @@ class Lifecycle:
         self._work = threading.Lock()
         self._stop = stopping or threading.Event()
         self._threads: list[threading.Thread] = []
+        # The last "no versions" warning per model and when it was logged (see _say_no_versions).
+        self._no_versions_said: dict[str, tuple[str, float]] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -267,13 +271,10 @@ class Lifecycle:
 
     def _poll_model(self, name: str, entry: pb.ModelConfig) -> None:
         on_disk = list_versions(entry.base_path, contained=True)
-        if not on_disk:
-            logger.warning(
-                "No versions of servable %s found under base path %s. Did you forget to name your leaf "
-                "directory as a number (eg. '/1/')?",
-                name,
-                entry.base_path,
-            )
+        if on_disk:
+            self._no_versions_said.pop(name, None)
+        else:
+            self._say_no_versions(name, entry.base_path)
         aspired = set(aspired_versions(entry.model_version_policy, on_disk))
         with self._lock:
             model = self._models[name]
@@ -297,6 +298,27 @@ class Lifecycle:
                 return
             self._load(name, model.versions[version])
         self._unload_replaced(name, aspired)
+
+    def _say_no_versions(self, name: str, base_path: str) -> None:
+        """TF Serving's words for an empty base path, plus whether it exists; once, then rarely.
+
+        The poller looks every second; repeating the same warning each time buries everything else.
+        """
+        exists = Path(base_path).is_dir()
+        message = (
+            f"No versions of servable {name} found under base path {base_path}. Did you forget to name "
+            "your leaf directory as a number (eg. '/1/')?"
+            + ("" if exists else f" The base path {base_path} does not exist.")
+        )
+        now = time.monotonic()
+        said = self._no_versions_said.get(name)
+        if said is None or said[0] != message:
+            logger.warning("%s", message)
+        elif now - said[1] >= _REPEAT_SECONDS:
+            logger.warning("%s (still so; said again every %.0f s)", message, _REPEAT_SECONDS)
+        else:
+            return
+        self._no_versions_said[name] = (message, now)
 
     def _load(self, name: str, record: VersionRecord) -> None:
         with self._lock:
