@@ -77,7 +77,6 @@ class AsyncLayerClient:
             aio=True,
         )
         self._stubs = ClientCore.stubs(self._channel)
-        self._in_flight = asyncio.Semaphore(max_concurrency)
         self._catalogue_lock = asyncio.Lock()
 
     async def layers(self, *, refresh: bool = False, timeout: Timeout = DEFAULT) -> Catalogue:
@@ -108,9 +107,14 @@ class AsyncLayerClient:
         return self._core.results(plan, results)
 
     async def _predict_all(self, calls: Sequence[Call], deadline: float | None) -> list[bytes]:
+        """Send one call's requests, at most `max_concurrency` at a time (LayerClient's meaning)."""
+        slots = asyncio.Semaphore(self._core.max_concurrency)
         return list(
             await asyncio.gather(
-                *(self._send(methods.PREDICT, call.request, self._core.attempts(deadline)) for call in calls)
+                *(
+                    self._send(methods.PREDICT, call.request, self._core.attempts(deadline), slots)
+                    for call in calls
+                )
             )
         )
 
@@ -172,16 +176,19 @@ class AsyncLayerClient:
             answer = await self._send(methods.GET_MODEL_METADATA, request, self._core.attempts(deadline))
             return self._core.remember_catalogue(answer)
 
-    async def _send(self, path: str, request: bytes, attempts: Attempts) -> bytes:
-        # LayerClient._send with `await`: the decisions live in Attempts and ClientCore.
-        # Only Predict requests take a slot, and only while on the wire (as in LayerClient).
+    async def _send(
+        self, path: str, request: bytes, attempts: Attempts, slots: asyncio.Semaphore | None = None
+    ) -> bytes:
+        # LayerClient._send with `await`: the decisions live in Attempts and ClientCore. A request
+        # of a call holds one of the call's slots while on the wire (a wait for it shortens its
+        # timeout: Attempts counts from the call's deadline).
         while True:
             try:
-                if path == methods.PREDICT:
-                    async with self._in_flight:
-                        answer: bytes = await self._stubs[path](request, timeout=attempts.start())
+                if slots is None:
+                    answer: bytes = await self._stubs[path](request, timeout=attempts.start())
                 else:
-                    answer = await self._stubs[path](request, timeout=attempts.start())
+                    async with slots:
+                        answer = await self._stubs[path](request, timeout=attempts.start())
                 return answer
             except grpc.RpcError as error:
                 pause = attempts.pause_before_retry(error)

@@ -43,9 +43,10 @@ class LayerClient:
         max_reply_bytes: also split so that no reply is larger than this (from the outputs'
             shapes and dtypes; 256 MiB by default, None for no limit). A single example larger
             than this is refused before sending: export a head that reduces it.
-        max_concurrency: how many Predict requests the client keeps in flight at most, all calls
-            together (metadata and status calls are not counted; a request waiting to retry
-            gives its slot up while it waits). Same meaning in AsyncLayerClient.
+        max_concurrency: how many requests ONE call keeps in flight at most (the chunks of a split
+            batch, the per-signature requests of several layers); calls from many threads sharing
+            the client are never throttled client-wide, and waiting for a slot counts against the
+            call's deadline. Same meaning in AsyncLayerClient.
         validate: check inputs against the model's signatures before sending.
         keepalive_seconds: HTTP/2 keepalive ping interval; None sends none.
         options: extra gRPC channel arguments.
@@ -97,10 +98,7 @@ class LayerClient:
             aio=False,
         )
         self._stubs = ClientCore.stubs(self._channel)
-        self._lock = threading.Lock()
         self._fetching = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
-        self._in_flight = threading.BoundedSemaphore(max_concurrency)
 
     def layers(self, *, refresh: bool = False, timeout: Timeout = DEFAULT) -> Catalogue:
         """The model's layers and signatures (fetched once, then cached; `refresh` fetches again)."""
@@ -174,11 +172,7 @@ class LayerClient:
             time.sleep(min(poll_interval, max(0.0, timeout - (time.monotonic() - started))))
 
     def close(self) -> None:
-        """Stop the worker threads and close the channel if this client created it."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+        """Close the channel if this client created it."""
         if self._owns_channel:
             self._channel.close()
 
@@ -204,30 +198,26 @@ class LayerClient:
             return self._core.remember_catalogue(answer)
 
     def _predict_all(self, calls: Sequence[Call], deadline: float | None) -> list[bytes]:
+        """Send one call's requests, at most `max_concurrency` at a time (a pool of the call's own)."""
         if len(calls) == 1:
             return [self._send(methods.PREDICT, calls[0].request, self._core.attempts(deadline))]
-        pool = self._executor()
-        futures = [
-            pool.submit(self._send, methods.PREDICT, call.request, self._core.attempts(deadline))
-            for call in calls
-        ]
-        return [future.result() for future in futures]
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._core.max_concurrency, thread_name_prefix="layertap")
-            return self._pool
+        pool = ThreadPoolExecutor(min(self._core.max_concurrency, len(calls)), thread_name_prefix="layertap")
+        try:
+            # Each request's Attempts counts from the call's deadline, so a wait for a worker
+            # shortens its own timeout instead of extending the call.
+            futures = [
+                pool.submit(self._send, methods.PREDICT, call.request, self._core.attempts(deadline))
+                for call in calls
+            ]
+            return [future.result() for future in futures]
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _send(self, path: str, request: bytes, attempts: Attempts) -> bytes:
         # The asyncio client has the same loop with `await`: the decisions live in Attempts.
         while True:
             try:
-                if path == methods.PREDICT:
-                    with self._in_flight:
-                        answer: bytes = self._stubs[path](request, timeout=attempts.start())
-                else:
-                    answer = self._stubs[path](request, timeout=attempts.start())
+                answer: bytes = self._stubs[path](request, timeout=attempts.start())
                 return answer
             except grpc.RpcError as error:
                 pause = attempts.pause_before_retry(error)
