@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 from rest_peer import call, error
 
+from layertap.proto import serving_pb2 as pb
 from layertap.server.app import LayertapServer
+from layertap.server.rest_json import predict_inputs
 from layertap.server.rest_writer import decimal
+from layertap.server.status import Unimplemented
 
 
 @pytest.fixture
@@ -346,3 +349,10 @@ def test_paths_outside_the_api_are_json_errors_too(port: int) -> None:
 def test_floats_are_written_as_json_tensor_cc_writes_them(value: float, float32: bool, written: str) -> None:
     # WriteDecimal: "%.6g" unless it does not read back as the same value, ".0" on whole numbers.
     assert decimal(value, float32=float32) == written
+
+
+@pytest.mark.parametrize("value", [[], [[]], 1.0, [[1.0]]])
+def test_inputs_of_a_dtype_the_json_reader_lacks_are_unimplemented(value: object) -> None:
+    # json_tensor.cc's AddValueToTensor has no case for half: UNIMPLEMENTED (501), even when empty.
+    with pytest.raises(Unimplemented, match=r"^Conversion of JSON Value: .* to type: half$"):
+        predict_inputs({"inputs": value}, {"x": pb.TensorInfo(dtype=pb.DT_HALF)}, "")

@@ -345,7 +345,9 @@ def _tensor(value: Any, dtype: int) -> np.ndarray:
         array = np.empty(len(leaves), dtype=object)
         array[:] = leaves
         return array.reshape(shape)
-    numpy_type = _NUMPY[dtype]
+    numpy_type = _NUMPY.get(dtype)
+    if numpy_type is None:  # an empty list of a dtype the reader has no conversion for
+        raise Unimplemented(f"Conversion of JSON Value: {debug_string(value)} to type: {tf_type_name(dtype)}")
     with np.errstate(over="ignore"):  # a double beyond float32 becomes inf, as GetFloat() makes it
         if dtype in (pb.DT_INT8, pb.DT_INT16, pb.DT_UINT8):
             # TF Serving stores these in int_val (int32) and TensorFlow narrows them, wrapping around.
