@@ -29,6 +29,7 @@ from layertap.server.flags import ServerOptions
 from layertap.server.handlers import build_handlers
 from layertap.server.lifecycle import StoppedWhileLoadingError
 from layertap.server.manager import ModelManager, single_model_config
+from layertap.server.profiler import profiler_handler
 from layertap.server.reflection import enable_reflection
 from layertap.server.rest import RestServer
 from layertap.server.runner import PlainRunner, SessionRunner
@@ -156,6 +157,8 @@ class LayertapServer:
             health_pb2_grpc.add_HealthServicer_to_server(servicer, self._grpc)
             servicer.set("", health_pb2.HealthCheckResponse.SERVING)
             self._health = servicer
+        if options.enable_profiler:
+            self._grpc.add_generic_rpc_handlers((profiler_handler(),))
         enable_reflection(self._grpc, health=options.enable_grpc_healthcheck_service)
 
     @property

@@ -54,6 +54,7 @@ class ServerOptions:
     grpc_max_threads: int = field(default_factory=lambda: 4 * (os.cpu_count() or 1))
     grpc_channel_arguments: str = ""
     enable_grpc_healthcheck_service: bool = True
+    enable_profiler: bool = True
     enable_batching: bool = False
     batching_parameters_file: str = ""
     ssl_config_file: str = ""
@@ -106,7 +107,6 @@ UNSUPPORTED_FLAGS: dict[str, str] = {
     "enable_signature_method_name_check": "signature method names are not checked (TF Serving's default)",
     "xla_cpu_compilation_enabled": "XLA JIT compilation is not offered",
     "xla_gpu_compilation_enabled": "XLA JIT compilation is not offered",
-    "enable_profiler": "the TensorFlow profiler service is not offered",
     "thread_pool_factory_config_file": "custom inference thread pools are not offered",
     "mixed_precision": "mixed precision is a TPU/GPU option; layertap serve runs on the CPU",
     "skip_initialize_tpu": "layertap serve runs on the CPU",
@@ -176,6 +176,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     number("grpc_max_threads", int, "requests run at once (default 4 x CPUs)")
     text("grpc_channel_arguments", "gRPC server arguments, e.g. grpc.max_connection_age_ms=2000")
     boolean("enable_grpc_healthcheck_service", "serve grpc.health.v1.Health (layertap default: true)")
+    boolean("enable_profiler", "serve tensorflow.ProfilerService on the gRPC port (TensorBoard traces)")
     boolean("enable_batching", "batch concurrent requests of each signature on the server")
     text("batching_parameters_file", "BatchingParameters in protobuf text format (with --enable_batching)")
     text("ssl_config_file", "SSLConfig in protobuf text format: serve gRPC over TLS")
