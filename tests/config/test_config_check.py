@@ -6,8 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from layertap.config import check, labels, models
-from layertap.config.compat import IMAGE_TENSORFLOW_VERSION, is_newer, parse_version
+from layertap.config.compat import is_newer, parse_version
 from layertap.proto import serving_pb2 as pb
+from tests.config.graphedit import edit_graph, use_op
 
 VersionWriter = Callable[..., Path]
 
@@ -41,15 +42,25 @@ def test_clean_repository_passes(tmp_path: Path, write_version: VersionWriter) -
 
 def test_every_problem_is_reported(tmp_path: Path, write_version: VersionWriter) -> None:
     write_version("cnn", 1, drop=("variables",))
-    write_version("cnn", 2, manifest={"tensorflow_version": "2.22.1", "keras_version": "3.16.0"})
+    # Version 2 uses an op TensorFlow 2.16.1 does not register: TF Serving 2.16.1 would fail to load it.
+    edit_graph(write_version("cnn", 2, manifest={"tensorflow_version": "2.21.0"}), use_op("DecodeWebP"))
     config = _config(tmp_path, models.specific_versions([1, 2, 3]), {"stable": 1, "canary": 4})
     report = check.check_serving_config(
         config,
         mounts={str(tmp_path / "models"): "/models"},
         signatures={"cnn": ["conv_2", "dense_9"], "ghost": ["x"]},
+        server="2.16.1",
     )
     host = tmp_path / "models" / "cnn"
-    assert _messages(report) == [
+    messages = _messages(report)
+    compat_message = messages.pop(5)
+    assert compat_message.startswith(
+        "error: version 2 on TF Serving 2.16.1 (TensorFlow 2.16.1; exported with 2.21."
+    )
+    assert compat_message.endswith(
+        "node 'mul': Op type not registered 'DecodeWebP' in TensorFlow 2.16.1, the server's"
+    )
+    assert messages == [
         "error: label 'canary' points at version 4, which policy specific 1,2,3 does not serve "
         "(serves [1, 2]); TF Serving refuses a label on a version that is not AVAILABLE",
         f"error: version 1 (served by policy specific 1,2,3) is incomplete: missing variables/ in {host}/1 "
@@ -59,13 +70,10 @@ def test_every_problem_is_reported(tmp_path: Path, write_version: VersionWriter)
         f"error: version 4 (labelled 'canary') is not on disk under /models/cnn (host: {host}); "
         "present: [1, 2]",
         "error: version 2 has no signature dense_9; it has: conv_2, pool_2, serving_default",
-        "warning: version 2 was exported with TensorFlow 2.22.1 (assets.extra/layertap.json), newer than the "
-        f"server image's TensorFlow {IMAGE_TENSORFLOW_VERSION}; it may use ops that server lacks and fail to "
-        "load. Export with TensorFlow <= the image's, or move the pin",
         "error: signatures were requested for a model the config does not list",
     ]
     assert not report.ok
-    assert len(report.warnings) == 1
+    assert len(report.errors) == 7
 
 
 def test_missing_base_path_and_empty_base_path(tmp_path: Path) -> None:
@@ -80,19 +88,19 @@ def test_missing_base_path_and_empty_base_path(tmp_path: Path) -> None:
     )
 
 
-def test_tensorflow_version_from_saved_model_when_no_manifest(
+def test_served_versions_are_checked_against_the_servers_op_registry(
     tmp_path: Path, write_version: VersionWriter
 ) -> None:
-    write_version("cnn", 1)
-    report = check.check_serving_config(
-        _config(tmp_path),
-        mounts={str(tmp_path / "models"): "/models"},
-        image_tensorflow_version="2.20.0",
-    )
-    assert len(report.findings) == 1
-    assert report.findings[0].level == "warning"
-    assert "(saved_model.pb), newer than the server image's TensorFlow 2.20.0" in report.findings[0].message
-    assert report.ok
+    # A TensorFlow 2.21 export of plain ops loads on TF Serving 2.16.1: no version-string warning.
+    version = write_version("cnn", 1)
+    mounts = {str(tmp_path / "models"): "/models"}
+    for server in ("2.16.1", "2.20.0", "2.21.0"):
+        assert check.check_serving_config(_config(tmp_path), mounts=mounts, server=server).findings == ()
+    edit_graph(version, use_op("DecodeWebP"))
+    report = check.check_serving_config(_config(tmp_path), mounts=mounts, server="2.17.1")
+    assert [finding.level for finding in report.findings] == ["error"]
+    assert "Op type not registered 'DecodeWebP' in TensorFlow 2.17.0" in report.findings[0].message
+    assert check.check_serving_config(_config(tmp_path), mounts=mounts, server="2.21.0").findings == ()
 
 
 def test_labels_with_latest_policy_warn(tmp_path: Path, write_version: VersionWriter) -> None:
@@ -137,10 +145,10 @@ def test_tensorflow_version_from_the_exporters_manifest_layout(
     tmp_path: Path, write_version: VersionWriter
 ) -> None:
     # The exporter writes {"versions": {"tensorflow": ..., "keras": ...}}; top-level keys are read too.
+    # What the manifest claims no longer decides anything: the graph is checked.
     write_version("cnn", 1, manifest={"versions": {"tensorflow": "2.30.0", "keras": "3.20.0"}})
     report = check.check_serving_config(_config(tmp_path), mounts={str(tmp_path / "models"): "/models"})
-    assert [f.level for f in report.findings] == ["warning"]
-    assert "exported with TensorFlow 2.30.0 (assets.extra/layertap.json)" in report.findings[0].message
+    assert report.findings == ()
 
 
 def _write_warmup(version_dir: Path, signatures: list[str], *, truncate: bool = False) -> None:

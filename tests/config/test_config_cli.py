@@ -11,6 +11,7 @@ import pytest
 
 from layertap.cli import EXIT_FAILURE, EXIT_OK, EXIT_SERVING, EXIT_USAGE, main
 from layertap.config import demo_files, models
+from tests.config.graphedit import edit_graph, use_op
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VersionWriter = Callable[..., Path]
@@ -161,8 +162,16 @@ def test_check_command(
             }
         ],
     }
-    assert main([*base, "--image-tensorflow", "2.19.0"]) == EXIT_OK
-    assert "newer than the server image's TensorFlow 2.19.0" in capsys.readouterr().err
-    assert main([*base, "--image-tensorflow", "2.19.0", "--strict"]) == EXIT_USAGE
-    assert "FAILED, 0 error(s), 1 warning(s)" in capsys.readouterr().err
+    # The served version's graph is checked against the server release's op registry.
+    assert main([*base, "--server", "2.19.0", "--strict"]) == EXIT_OK
+    assert "ok, 0 error(s), 0 warning(s)" in capsys.readouterr().err
+    edit_graph(tmp_path / "models" / "tutorial_cnn" / "3", use_op("DecodeWebP"))
+    assert main([*base, "--server", "2.19.0"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "Op type not registered 'DecodeWebP' in TensorFlow 2.19.0, the server's" in err
+    assert "FAILED, 1 error(s), 0 warning(s)" in err
+    assert main([*base, "--image-tensorflow", "2.21.0"]) == EXIT_OK  # the former flag names the release
+    capsys.readouterr()
+    assert main([*base, "--server", "2.15.0"]) == EXIT_USAGE
+    assert "unknown TF Serving release '2.15.0'" in capsys.readouterr().err
     assert main(["config", "check", "--config", str(serving_config / "models.config")]) == EXIT_USAGE

@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("query", "ask a served model for layer outputs"),
     "serve": ("serve", "run a local server that speaks TensorFlow Serving's gRPC API"),
     "config": ("config", "generate and check TensorFlow Serving config files"),
+    "compat": ("compat", "check that a TF Serving release would load a SavedModel version (no TensorFlow)"),
 }
 
 _VERBOSE_FLAGS = ("-v", "--verbose")

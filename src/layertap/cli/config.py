@@ -21,6 +21,7 @@ from pathlib import Path
 
 from layertap import config as cfg
 from layertap.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from layertap.cli.compat import add_server_argument
 from layertap.cli.config_models import DEFAULT_DIR, add_models_parser, add_mount_flag, parse_mounts
 from layertap.errors import ConfigError
 
@@ -194,11 +195,9 @@ def _add_check(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="[MODEL:]NAME",
         help="a signature clients call; must exist in every served version (repeatable)",
     )
-    parser.add_argument(
-        "--image-tensorflow",
-        default=cfg.IMAGE_TENSORFLOW_VERSION,
-        help=f"the server's TensorFlow version (default: the pinned image's, {cfg.IMAGE_TENSORFLOW_VERSION})",
-    )
+    add_server_argument(parser, "the TF Serving release that serves the config; checks its op registry")
+    # Before op-registry profiles the server was named by its TensorFlow; releases share the numbering.
+    parser.add_argument("--image-tensorflow", dest="server", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     parser.add_argument("--strict", action="store_true", help="fail on warnings too (for CI)")
     parser.set_defaults(handler=_run_check)
@@ -218,7 +217,7 @@ def _run_check(args: argparse.Namespace) -> int:
         config,
         mounts=parse_mounts(args.mount),
         signatures=signatures,
-        image_tensorflow_version=args.image_tensorflow,
+        server=args.server,
     )
     if args.json:
         body = {

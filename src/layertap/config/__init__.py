@@ -7,6 +7,8 @@ Never imports TensorFlow: a model-ops machine needs only protobuf to generate an
 - `batching.config`: `BatchingSettings`, `gpu_batching_defaults`.
 - `monitoring.config`: `monitoring_config` (Prometheus path); `ssl.config`: `ssl_config` (gRPC TLS).
 - `check_serving_config`: the config against the repository on disk.
+- `check_compat`: would a TF Serving release (`SERVER_RELEASES`) load a version? Its graph against the op
+  registry of the release's TensorFlow (`opregistry`, profiles in `op_registries/`).
 - `demo_files`: the demo model's files, as committed in `serving_config/`.
 """
 
@@ -26,6 +28,9 @@ from layertap.config.compat import (
     SERVING_IMAGE_CPU,
     SERVING_IMAGE_GPU,
     SERVING_VERSION,
+    CompatProblem,
+    CompatReport,
+    check_compat,
 )
 from layertap.config.demo import DEMO_BASE_PATH, DEMO_MODEL_NAME, demo_files, write_demo_files
 from layertap.config.labels import begin_label_move, finish_label_move, remove_label, set_label
@@ -60,6 +65,7 @@ from layertap.config.repository import (
     read_manifest,
     read_saved_model_summary,
 )
+from layertap.config.servers import SERVER_RELEASES, ServerRelease, server_release
 from layertap.config.ssl import (
     format_ssl_config,
     parse_ssl_config,
@@ -74,17 +80,22 @@ __all__ = [
     "IMAGE_TENSORFLOW_VERSION",
     "MODEL_PLATFORM",
     "PROMETHEUS_PATH",
+    "SERVER_RELEASES",
     "SERVING_IMAGE_CPU",
     "SERVING_IMAGE_GPU",
     "SERVING_VERSION",
     "BatchingSettings",
     "CheckReport",
+    "CompatProblem",
+    "CompatReport",
     "Finding",
     "SavedModelSummary",
+    "ServerRelease",
     "VersionDir",
     "all_versions",
     "aspired_versions",
     "begin_label_move",
+    "check_compat",
     "check_serving_config",
     "demo_files",
     "describe_policy",
@@ -111,6 +122,7 @@ __all__ = [
     "remove_label",
     "remove_model",
     "resolve_base_path",
+    "server_release",
     "set_label",
     "set_model",
     "set_version_policy",

@@ -3,7 +3,8 @@
 Checks, per model: the base path exists and holds versions; every version the policy serves, every version
 named by a `specific` policy and every labelled version is on disk and complete (`saved_model.pb` and
 `variables/`); each label points at a served version; the signatures the caller names exist in every served
-version; and the TensorFlow an export was written with is not newer than the pinned image's.
+version; and the server release (the pinned image's by default) would load each served version: its graph
+checked against that release's op registry (`layertap.config.compat.check_compat`), not version strings.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Literal
 
-from layertap.config.compat import IMAGE_TENSORFLOW_VERSION, is_newer, parse_version
+from layertap.config import servers
+from layertap.config.compat import SERVING_VERSION, check_compat
 from layertap.config.models import describe_policy, is_uri
 from layertap.config.repository import (
     MAX_WARMUP_RECORDS,
@@ -87,7 +89,7 @@ def check_serving_config(
     *,
     mounts: Mapping[str, str] | None = None,
     signatures: Mapping[str, Collection[str]] | None = None,
-    image_tensorflow_version: str = IMAGE_TENSORFLOW_VERSION,
+    server: str = SERVING_VERSION,
 ) -> CheckReport:
     """Check `config` against the repository on disk.
 
@@ -96,16 +98,19 @@ def check_serving_config(
         mounts: host directory -> container directory, to read container base paths on this machine.
         signatures: model name -> signature names clients will call (e.g. a layer's signature); each must
             exist in every served version. The key `"*"` applies to every model.
-        image_tensorflow_version: the server's TensorFlow; newer exports are reported.
+        server: the TF Serving release that serves the config; each served version is checked against its
+            op registry (`check_compat`).
+
+    Raises:
+        ConfigError: `server` is not a release layertap has a profile for.
     """
+    servers.server_release(server)
     findings: list[Finding] = []
     served: dict[str, tuple[int, ...]] = {}
     wanted = dict(signatures or {})
     for entry in config.model_config_list.config:
         names = set(wanted.get(entry.name, ())) | set(wanted.get("*", ()))
-        model_findings, model_served = _check_model(
-            entry, dict(mounts or {}), names, image_tensorflow_version
-        )
+        model_findings, model_served = _check_model(entry, dict(mounts or {}), names, server)
         findings.extend(model_findings)
         served[entry.name] = model_served
     unknown = sorted(set(wanted) - {"*"} - {entry.name for entry in config.model_config_list.config})
@@ -117,7 +122,7 @@ def check_serving_config(
 
 
 def _check_model(
-    entry: pb.ModelConfig, mounts: dict[str, str], signatures: set[str], image_tf: str
+    entry: pb.ModelConfig, mounts: dict[str, str], signatures: set[str], server: str
 ) -> tuple[list[Finding], tuple[int, ...]]:
     findings: list[Finding] = []
 
@@ -174,11 +179,11 @@ def _check_model(
             )
     for version in aspired:
         if versions[version].complete:
-            findings.extend(_check_version(entry.name, versions[version], signatures, image_tf))
+            findings.extend(_check_version(entry.name, versions[version], signatures, server))
     return findings, tuple(aspired)
 
 
-def _check_version(model: str, version: VersionDir, signatures: set[str], image_tf: str) -> list[Finding]:
+def _check_version(model: str, version: VersionDir, signatures: set[str], server: str) -> list[Finding]:
     findings: list[Finding] = []
     try:
         summary = read_saved_model_summary(version.path)
@@ -196,32 +201,20 @@ def _check_version(model: str, version: VersionDir, signatures: set[str], image_
         )
     findings.extend(_check_warmup(model, version, summary.signature_names))
     try:
-        manifest = read_manifest(version.path)
+        read_manifest(version.path)
     except ConfigError as error:
         findings.append(Finding("warning", model, f"version {version.version}: {error}"))
-        manifest = None
-    exported_with = summary.tensorflow_version
-    source = "saved_model.pb"
-    from_manifest = _manifest_tensorflow_version(manifest)
-    if from_manifest is not None:
-        exported_with, source = from_manifest, "assets.extra/layertap.json"
-    if exported_with:
-        try:
-            too_new = is_newer(exported_with, image_tf)
-            parse_version(image_tf)
-        except ConfigError as error:
-            findings.append(Finding("warning", model, f"version {version.version}: {error} (from {source})"))
-        else:
-            if too_new:
-                findings.append(
-                    Finding(
-                        "warning",
-                        model,
-                        f"version {version.version} was exported with TensorFlow {exported_with} ({source}), "
-                        f"newer than the server image's TensorFlow {image_tf}; it may use ops that server "
-                        "lacks and fail to load. Export with TensorFlow <= the image's, or move the pin",
-                    )
-                )
+    report = check_compat(version.path, server)
+    for problem in report.problems:
+        findings.append(
+            Finding(
+                problem.level,
+                model,
+                f"version {version.version} on TF Serving {report.server} (TensorFlow "
+                f"{report.server_tensorflow}; exported with {report.exported_with or 'unknown'}): "
+                f"{problem.located}",
+            )
+        )
     return findings
 
 
@@ -264,14 +257,3 @@ def _check_warmup(model: str, version: VersionDir, signatures: frozenset[str]) -
             )
         )
     return findings
-
-
-def _manifest_tensorflow_version(manifest: Mapping[str, Any] | None) -> str | None:
-    """The exporter's TensorFlow: `versions.tensorflow`, or a top-level `tensorflow_version`."""
-    if manifest is None:
-        return None
-    versions = manifest.get("versions")
-    if isinstance(versions, Mapping) and isinstance(versions.get("tensorflow"), str):
-        return str(versions["tensorflow"])
-    top_level = manifest.get("tensorflow_version")
-    return top_level if isinstance(top_level, str) else None

@@ -1,23 +1,40 @@
-"""The pinned TensorFlow Serving image, and whether an export's TensorFlow is too new for it.
+"""Will a TF Serving release load this SavedModel? Answered from its op registry, not version strings.
 
-A SavedModel written by a newer TensorFlow can use ops (or op attributes) an older server does not have; it
-then fails to load there. The exporter must therefore not be newer than the server's TensorFlow. layertap
-pins `tensorflow/serving` 2.21.0, whose model server is built on TensorFlow 2.21.0, the same TensorFlow
-`layertap[tf]` installs, so the pair is equal (tested in tests/deploy/test_image_compat.py).
+A SavedModel written by a newer TensorFlow can use ops, or op attributes, an older server does not have;
+it then fails to load there (`Op type not registered`, `NodeDef mentions attr ... not in Op`). Whether it
+does is a fact of the graph: `check_compat` reads `saved_model.pb` without TensorFlow and compares every
+node (graph and function library) with the profile of the server's TensorFlow (`layertap.config.servers`,
+`layertap.config.opregistry`). An export from TensorFlow 2.21 usually loads on 2.16's server; one using an
+op added since does not, and `check_compat` says which node.
+
+layertap pins `tensorflow/serving` 2.21.0 (built on TensorFlow 2.21.0, the newest `layertap[tf]` installs).
 To move the pin, change these constants and the `FROM` lines in docker/ (a test keeps them in step).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
 
+from google.protobuf.message import DecodeError
+
+from layertap.config import graphproto, opregistry, servers
 from layertap.errors import ConfigError
+from layertap.proto import serving_pb2 as pb
 
 __all__ = [
     "IMAGE_TENSORFLOW_VERSION",
     "SERVING_IMAGE_CPU",
     "SERVING_IMAGE_GPU",
     "SERVING_VERSION",
+    "CompatProblem",
+    "CompatReport",
+    "check_compat",
     "is_newer",
     "parse_version",
 ]
@@ -26,8 +43,8 @@ __all__ = [
 SERVING_VERSION = "2.21.0"
 SERVING_IMAGE_GPU = f"tensorflow/serving:{SERVING_VERSION}-gpu"
 SERVING_IMAGE_CPU = f"tensorflow/serving:{SERVING_VERSION}"
-#: The TensorFlow that model server is built on (TF Serving releases track TensorFlow's numbering).
-IMAGE_TENSORFLOW_VERSION = "2.21.0"
+#: The TensorFlow that model server is built on (`layertap.config.servers`).
+IMAGE_TENSORFLOW_VERSION = servers.SERVER_RELEASES[SERVING_VERSION].tensorflow
 
 _VERSION = re.compile(r"^\s*v?(\d+)\.(\d+)(?:\.(\d+))?")
 
@@ -48,3 +65,224 @@ def parse_version(text: str) -> tuple[int, int, int]:
 def is_newer(version: str, than: str) -> bool:
     """True when TensorFlow `version` is newer than `than` (numeric major.minor.patch comparison)."""
     return parse_version(version) > parse_version(than)
+
+
+Level = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class CompatProblem:
+    """One reason a TF Serving release would not load (error) or not fully serve (warning) a SavedModel.
+
+    Attributes:
+        level: "error" (the version fails to load there) or "warning" (it loads; something is limited).
+        kind: "op", "attr", "attr_value", "graph_version", "rest_dtype" or "custom_op".
+        where: "graph", or "function NAME" for a node in the function library.
+        node: the node's name ("" for problems that are not about one node).
+        message: what is wrong, in TensorFlow's words where it has them.
+    """
+
+    level: Level
+    kind: str
+    where: str
+    node: str
+    message: str
+
+    @property
+    def located(self) -> str:
+        """The message prefixed with the node it is about."""
+        return f"{self.where} node {self.node!r}: {self.message}" if self.node else self.message
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.located}"
+
+
+@dataclass(frozen=True)
+class CompatReport:
+    """`check_compat`'s answer: will TF Serving `server` load this version (and what it cannot return)."""
+
+    path: str
+    server: str
+    server_tensorflow: str
+    exported_with: str
+    producer: int
+    min_consumer: int
+    problems: tuple[CompatProblem, ...]
+
+    @property
+    def compatible(self) -> bool:
+        """True when no problem is an error."""
+        return not any(problem.level == "error" for problem in self.problems)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON data."""
+        return {
+            "path": self.path,
+            "server": self.server,
+            "server_tensorflow": self.server_tensorflow,
+            "exported_with": self.exported_with,
+            "graph_def_versions": {"producer": self.producer, "min_consumer": self.min_consumer},
+            "compatible": self.compatible,
+            "problems": [asdict(problem) for problem in self.problems],
+        }
+
+
+def check_compat(
+    version_dir: str | os.PathLike[str], server: str = SERVING_VERSION, *, rest: bool = False
+) -> CompatReport:
+    """Will TF Serving release `server` load the SavedModel in `version_dir`? Read without TensorFlow.
+
+    Every node of the `serve` graph and of every function in its library is checked against the op
+    registry of the server's TensorFlow (`layertap.config.opregistry`): ops it does not register, attrs its
+    op does not know (TensorFlow strips default-valued attrs when saving, so an attr that is present differs
+    from its default), attr values outside the allowed ones or below the minimum, and attrs the server's op
+    requires that the graph lacks. Signature tensors REST cannot return (float16, bfloat16) are warnings,
+    errors when `rest` is true.
+
+    Raises:
+        ConfigError: `server` is unknown, or `version_dir` holds no readable SavedModel with a `serve` graph.
+    """
+    release = servers.server_release(server)
+    profile = opregistry.load_profile(release.tensorflow)
+    meta_graph = _serve_meta_graph(Path(version_dir))
+    graph = meta_graph.graph_def
+    functions = {function.signature.name for function in graph.library.function}
+    problems: list[CompatProblem] = []
+    if graph.versions.min_consumer > profile.graph_def_version:
+        problems.append(
+            CompatProblem(
+                "error",
+                "graph_version",
+                "graph",
+                "",
+                f"GraphDef min_consumer {graph.versions.min_consumer} is above TensorFlow "
+                f"{profile.tensorflow}'s GraphDef version {profile.graph_def_version}",
+            )
+        )
+    for node in graph.node:
+        problems.extend(_check_node(node, "graph", profile, functions))
+    for function in graph.library.function:
+        for node in function.node_def:
+            problems.extend(_check_node(node, f"function {function.signature.name}", profile, functions))
+    problems.extend(_check_rest_dtypes(meta_graph, release.version, rest=rest))
+    return CompatReport(
+        path=str(version_dir),
+        server=release.version,
+        server_tensorflow=profile.tensorflow,
+        exported_with=str(meta_graph.meta_info_def.tensorflow_version),
+        producer=int(graph.versions.producer),
+        min_consumer=int(graph.versions.min_consumer),
+        problems=tuple(problems),
+    )
+
+
+def _serve_meta_graph(version_dir: Path) -> Any:
+    path = version_dir / "saved_model.pb"
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read {str(path)!r}: {error.strerror}") from error
+    try:
+        saved_model: Any = graphproto.SAVED_MODEL.FromString(data)
+    except DecodeError as error:
+        raise ConfigError(f"{str(path)!r} is not a SavedModel protobuf: {error}") from error
+    for meta_graph in saved_model.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return meta_graph
+    raise ConfigError(f"{str(path)!r} has no MetaGraph tagged 'serve' (the one TF Serving loads)")
+
+
+def _check_node(
+    node: Any, where: str, profile: opregistry.Profile, functions: set[str]
+) -> Iterator[CompatProblem]:
+    def problem(kind: str, message: str, level: Level = "error") -> CompatProblem:
+        return CompatProblem(level, kind, where, str(node.name), message)
+
+    if node.op in functions:
+        return  # a call of a function in the library, checked node by node
+    op_def = profile.ops.get(node.op)
+    if op_def is None:
+        if not any(node.op in opregistry.load_profile(tf).ops for tf in opregistry.available_profiles()):
+            yield problem(
+                "custom_op",
+                f"op {node.op!r} is in no TensorFlow's registry: a custom op, which loads only if the "
+                f"server links it ({servers.TEXT_OP_HINT})",
+                "warning",
+            )
+            return
+        yield problem(
+            "op",
+            f"Op type not registered {node.op!r} in TensorFlow {profile.tensorflow}, the server's",
+        )
+        return
+    present = {entry.key: entry.value for entry in node.attr}
+    for name, value in present.items():
+        if name.startswith("_"):
+            continue  # internal attrs (`_output_shapes`, `_class`, ...) are allowed on every op
+        attr = op_def.get(name)
+        if attr is None:
+            yield problem(
+                "attr",
+                f"NodeDef mentions attr {name!r} not in Op {node.op!r} of TensorFlow {profile.tensorflow} "
+                f"(value {_short(opregistry.attr_json(value))})",
+            )
+            continue
+        violation = _value_violation(attr, opregistry.attr_json(value))
+        if violation:
+            yield problem("attr_value", f"attr {name!r} of op {node.op!r}: {violation}")
+    for name, attr in op_def.items():
+        if name not in present and attr.default is None:
+            yield problem(
+                "attr",
+                f"op {node.op!r} requires attr {name!r} in TensorFlow {profile.tensorflow}, and the graph "
+                "has none (its exporter's op has a default, which saving strips)",
+            )
+
+
+def _items(value: dict[str, Any], kind: str) -> list[Any]:
+    """The scalar, or list elements, of kind `kind` ("type", "s", "i") in an AttrValue's JSON."""
+    if kind in value:
+        return [value[kind]]
+    return list(value.get("list", {}).get(kind, []))
+
+
+def _value_violation(attr: opregistry.AttrDef, value: dict[str, Any]) -> str:
+    """Why `value` is not accepted by `attr` ("" when it is)."""
+    kind = {"type": "type", "string": "s"}.get(attr.type.removeprefix("list(").removesuffix(")"))
+    if attr.allowed is not None and kind is not None:
+        allowed = _items(attr.allowed, kind)
+        refused = [item for item in _items(value, kind) if item not in allowed]
+        if refused:
+            return f"value {_short(refused)} is not in the list of allowed values {_short(allowed)}"
+    if attr.minimum is not None:
+        if attr.type == "int" and "i" in value and int(value["i"]) < attr.minimum:
+            return f"value {value['i']} is less than the minimum {attr.minimum}"
+        if attr.type.startswith("list("):
+            length = sum(len(items) for items in value.get("list", {}).values())
+            if length < attr.minimum:
+                return f"a list of {length} is shorter than the minimum length {attr.minimum}"
+    return ""
+
+
+def _check_rest_dtypes(meta_graph: Any, server: str, *, rest: bool) -> Iterator[CompatProblem]:
+    for signature in meta_graph.signature_def:
+        for direction, entries in (("input", signature.value.inputs), ("output", signature.value.outputs)):
+            for entry in entries:
+                dtype = pb.DataType.Name(entry.value.dtype) if entry.value.dtype in _KNOWN_DTYPES else ""
+                if dtype in servers.REST_UNSUPPORTED_DTYPES:
+                    yield CompatProblem(
+                        "error" if rest else "warning",
+                        "rest_dtype",
+                        f"signature {signature.key}",
+                        "",
+                        f"signature {signature.key!r} {direction} {entry.key!r} is {dtype}: TF Serving "
+                        f"{server}'s REST API cannot write it as JSON (gRPC can)",
+                    )
+
+
+_KNOWN_DTYPES = frozenset(pb.DataType.values())
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -5,8 +5,8 @@ Layout (as TF Serving reads it): `<base_path>/<version>/saved_model.pb` + `varia
 TF Serving never checks that a version is complete, so we do: a complete version has `saved_model.pb` (or
 `saved_model.pbtxt`) and a `variables/` directory.
 
-Signature names and the writing TensorFlow version come from `saved_model.pb` itself, decoded with a small
-protobuf schema declared here (only the fields we read; protobuf skips the rest, graph included).
+Signature names and the writing TensorFlow version come from `saved_model.pb` itself, decoded with the small
+protobuf schema of `layertap.config.graphproto` (only the fields layertap reads; protobuf skips the rest).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import DecodeError
 
+from layertap.config import graphproto
 from layertap.errors import ConfigError
 from layertap.proto import serving_pb2 as pb
 
@@ -132,7 +132,7 @@ def read_saved_model_summary(version_dir: str | os.PathLike[str]) -> SavedModelS
         data = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"cannot read {str(path)!r}: {error.strerror}") from error
-    saved_model = _SAVED_MODEL()
+    saved_model = graphproto.SAVED_MODEL()
     try:
         saved_model.ParseFromString(data)
     except DecodeError as error:
@@ -218,43 +218,3 @@ def read_warmup_signatures(version_dir: str | os.PathLike[str]) -> list[str] | N
         names.append(log.predict_log.request.model_spec.signature_name or "serving_default")
         offset = end + 4
     return names
-
-
-def _saved_model_class() -> type[Message]:
-    """Declare the subset of tensorflow/core/protobuf/{saved_model,meta_graph}.proto we read.
-
-    Field numbers are TensorFlow's: SavedModel.meta_graphs = 2; MetaGraphDef.meta_info_def = 1,
-    signature_def = 5 (a map, i.e. repeated key/value entries on the wire); MetaInfoDef.tags = 4,
-    tensorflow_version = 5.
-    """
-    file = descriptor_pb2.FileDescriptorProto(name="layertap/config/saved_model_subset.proto")
-    file.package = "layertap.config.saved_model_subset"
-    file.syntax = "proto3"
-    string, message, repeated, optional = (
-        descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-        descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
-        descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
-        descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
-    )
-    prefix = f".{file.package}."
-    layout: dict[str, list[tuple[str, int, int, int, str]]] = {
-        "SignatureEntry": [("key", 1, string, optional, "")],
-        "MetaInfo": [("tags", 4, string, repeated, ""), ("tensorflow_version", 5, string, optional, "")],
-        "MetaGraph": [
-            ("meta_info_def", 1, message, optional, prefix + "MetaInfo"),
-            ("signature_def", 5, message, repeated, prefix + "SignatureEntry"),
-        ],
-        "SavedModel": [("meta_graphs", 2, message, repeated, prefix + "MetaGraph")],
-    }
-    for name, fields in layout.items():
-        declared = file.message_type.add(name=name)
-        for field_name, number, kind, label, type_name in fields:
-            field = declared.field.add(name=field_name, number=number, type=kind, label=label)
-            if type_name:
-                field.type_name = type_name
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(file.package + ".SavedModel"))
-
-
-_SAVED_MODEL = _saved_model_class()
