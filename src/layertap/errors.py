@@ -12,7 +12,9 @@
     │       └── ConfigParseError       a config file does not parse (carries the line number)
     ├── ExportError                    exporting or publishing a SavedModel failed
     │   ├── VerificationError          the written SavedModel does not reproduce Keras' outputs
-    │   └── PublishError               the version could not be published into the repository
+    │   ├── PublishError               the version could not be published into the repository
+    │   └── RefusedVersionError        (also a UsageError) the target server cannot load it, or it failed
+    │                                  `validate`; nothing was published
     ├── ServingError                   TF Serving (or `layertap serve`) answered with an error
     │   ├── ModelNotFoundError         NOT_FOUND: no such model or version loaded
     │   ├── SignatureNotFoundError     FAILED_PRECONDITION: no such signature (lists the layers)
@@ -40,6 +42,7 @@ __all__ = [
     "MessageTooLargeError",
     "ModelNotFoundError",
     "PublishError",
+    "RefusedVersionError",
     "ServerError",
     "ServerUnavailableError",
     "ServingError",
@@ -124,6 +127,11 @@ class VerificationError(ExportError):
 
 class PublishError(ExportError):
     """The version could not be published into the model repository."""
+
+
+class RefusedVersionError(ExportError, UsageError):
+    """A staged version was checked and refused: the target TF Serving release cannot load it (`compat`),
+    or it failed the pre-push rehearsal (`validate`). Nothing was published; exit code 2 (refused)."""
 
 
 class ServingError(LayertapError):

@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "run a local server that speaks TensorFlow Serving's gRPC API"),
     "config": ("config", "generate and check TensorFlow Serving config files"),
     "compat": ("compat", "check that a TF Serving release would load a SavedModel version (no TensorFlow)"),
+    "validate": ("validate", "rehearse loading and serving a SavedModel version as TF Serving would"),
 }
 
 _VERBOSE_FLAGS = ("-v", "--verbose")

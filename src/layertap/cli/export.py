@@ -7,6 +7,7 @@ import json
 import sys
 
 from layertap.cli.framework import non_negative_int
+from layertap.cli.validate import add_batch_argument, batch_from_args
 from layertap.errors import UsageError
 
 __all__ = [
@@ -120,6 +121,20 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
         help="skip the session-loader and numeric check before publishing (experiments only)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the verification and warmup inputs")
+    parser.add_argument(
+        "--server",
+        default=None,
+        metavar="X.Y.Z",
+        help="refuse to publish unless this TF Serving release can load the version (its op registry; "
+        "see `layertap compat`)",
+    )
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="rehearse serving the staged version (`layertap validate`, against --server or the pinned "
+        "release) and publish only if it passes",
+    )
+    add_batch_argument(parser)
     parser.add_argument("--json", action="store_true", help="print only the result as JSON on stdout")
 
 
@@ -159,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
         verify=args.verify,
         seed=args.seed,
         progress=progress,
+        server=args.server,
+        validate=args.validate,
+        validate_batch=batch_from_args(args),
     )
     if args.json:
         print(json.dumps(result.to_json(), indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -12,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from layertap.errors import ExportError, LayertapError, UsageError
+from layertap.config.compat import SERVING_VERSION, check_compat
+from layertap.config.servers import server_release
+from layertap.errors import ExportError, LayertapError, RefusedVersionError, UsageError
 from layertap.exporter import _graph, specs
 from layertap.exporter import heads as head_ops
 from layertap.exporter.flops import graph_flops
@@ -21,6 +24,7 @@ from layertap.exporter.manifest import build_manifest, write_manifest
 from layertap.exporter.publish import Repository
 from layertap.exporter.savedmodel import write_savedmodel
 from layertap.exporter.truncate import HeadRef, plan_signatures
+from layertap.exporter.validate import DEFAULT_BATCH, REPORT_PATH, validate_version
 from layertap.exporter.verify import verify_savedmodel
 from layertap.exporter.warmup import write_warmup
 
@@ -95,6 +99,54 @@ class ExportResult:
         }
 
 
+def _check_server(server: str | None) -> None:
+    """Refuse an unknown TF Serving release before any work (ConfigError)."""
+    if server is not None:
+        server_release(server)
+
+
+def _gate(
+    staging: Path, *, server: str | None, validate: bool, batch: int, seed: int, report: ProgressCallback
+) -> None:
+    """The checks a staged version must pass before it is published (`server=`, `validate=`)."""
+    if server is not None:
+        _refuse_unless_loadable(staging, server, report)
+    if validate:
+        _refuse_unless_valid(staging, server or SERVING_VERSION, batch=batch, seed=seed, report=report)
+
+
+def _refuse_unless_loadable(staging: Path, server: str, report: ProgressCallback) -> None:
+    """Raise RefusedVersionError when TF Serving `server` could not load the staged version."""
+    report(f"checking that TF Serving {server} can load it (op registry of its TensorFlow)")
+    verdict = check_compat(staging, server)
+    for problem in verdict.problems:
+        report(str(problem))
+    if not verdict.compatible:
+        errors = [problem.located for problem in verdict.problems if problem.level == "error"]
+        raise RefusedVersionError(
+            f"TF Serving {verdict.server} (TensorFlow {verdict.server_tensorflow}) cannot load this export, "
+            f"so it was not published: {errors[0]}"
+            + (f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else "")
+            + "; export with that server's TensorFlow, or target a newer server"
+        )
+
+
+def _refuse_unless_valid(
+    staging: Path, server: str, *, batch: int, seed: int, report: ProgressCallback
+) -> None:
+    """Rehearse the staged version; keep the report in it, or raise RefusedVersionError."""
+    rehearsal = validate_version(staging, server=server, batch=batch, seed=seed, progress=report)
+    (staging / REPORT_PATH).write_text(json.dumps(rehearsal.to_json(), indent=2) + "\n", encoding="utf-8")
+    for warning in rehearsal.warnings:
+        report(f"validate: warning: {warning}")
+    if not rehearsal.passed:
+        more = len(rehearsal.failures) - 1
+        raise RefusedVersionError(
+            f"the version failed validation, so it was not published: {rehearsal.failures[0]}"
+            + (f" (and {more} more failure(s))" if more else "")
+        )
+
+
 def _log_progress(message: str) -> None:
     logger.info("%s", message)
 
@@ -113,6 +165,9 @@ def export(
     verify: bool = True,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    server: str | None = None,
+    validate: bool = False,
+    validate_batch: int = DEFAULT_BATCH,
 ) -> ExportResult:
     """Export layers of a Keras model as one SavedModel version of `<base_path>/<name>`.
 
@@ -134,14 +189,24 @@ def export(
             before publishing. Turning it off is for experiments only.
         seed: seed of the random verification and warmup inputs.
         progress: called with a line of text at each stage (default: logged at INFO).
+        server: a TF Serving release ("2.17.1"); the staged version is checked against its op registry
+            (`layertap.config.compat.check_compat`) and refused unless that server can load it.
+        validate: rehearse serving the staged version (`layertap.exporter.validate`, against `server` or
+            the pinned release) before publishing; a version that fails is refused. The report is kept
+            in the version as `assets.extra/layertap_validation.json`.
+        validate_batch: the batch size the rehearsal runs besides 1.
 
     Raises:
         UsageError: (subclasses) a bad spec, model, or file; nothing is written.
         VerificationError: the SavedModel does not reproduce Keras; nothing is published.
         PublishError: the version exists or cannot be published.
+        RefusedVersionError: `server` could not load the version, or it failed validation; nothing is
+            published.
+        ConfigError: `server` is not a release layertap knows; nothing is written.
         ExportError: TensorFlow failed to trace or save the model.
     """
     report = progress or _log_progress
+    _check_server(server)
     timings: dict[str, float] = {}
     started = clock = time.perf_counter()
 
@@ -190,6 +255,14 @@ def export(
             model, signatures, name=name, version=reservation.version, max_errors=max_errors
         )
         write_manifest(extra, manifest)
+        _gate(
+            reservation.staging,
+            server=server,
+            validate=validate,
+            batch=validate_batch,
+            seed=seed,
+            report=report,
+        )
         sizes = Sizes(
             variables_bytes=sum(f.stat().st_size for f in (reservation.staging / "variables").iterdir()),
             parameter_bytes=sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables),
