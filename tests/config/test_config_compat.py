@@ -62,7 +62,7 @@ def test_an_op_the_server_lacks(edited: Callable[[Edit], Path]) -> None:
     assert compat.check_compat(version, "2.21.0").problems == ()
 
 
-def test_an_attr_the_servers_op_does_not_know(edited: Callable[[Edit], Path]) -> None:
+def test_an_attr_the_servers_op_does_not_know_is_a_warning(edited: Callable[[Edit], Path]) -> None:
     def edit(graph: Any) -> None:
         use_op("GatherNd")(graph)
         node = function_node(graph, "GatherNd")
@@ -71,13 +71,17 @@ def test_an_attr_the_servers_op_does_not_know(edited: Callable[[Edit], Path]) ->
         _set_attr(node, "bad_indices_policy", s=b"IGNORE")
 
     version = edited(edit)
-    (problem,) = compat.check_compat(version, "2.16.1").problems
-    assert problem.kind == "attr"
+    report = compat.check_compat(version, "2.16.1")
+    assert report.compatible  # TensorFlow 2.16.1 ignores attrs it does not know (tests/compat proves it)
+    (problem,) = report.problems
+    assert (problem.level, problem.kind) == ("warning", "attr")
     assert problem.message == (
-        "NodeDef mentions attr 'bad_indices_policy' not in Op 'GatherNd' of TensorFlow 2.16.1 "
-        '(value {"s":"SUdOT1JF"})'
+        "NodeDef mentions attr 'bad_indices_policy' not in Op 'GatherNd' of TensorFlow 2.16.1: that server "
+        'ignores it and runs the op as 2.16.1 defines it, so the value {"s":"SUdOT1JF"} has no effect there'
     )
     assert compat.check_compat(version, "2.17.0").problems == ()  # where the attr appeared
+    assert main(["compat", str(version), "--server", "2.16.1"]) == EXIT_OK
+    assert main(["compat", str(version), "--server", "2.16.1", "--strict"]) == EXIT_USAGE
 
 
 def test_attr_values_outside_the_allowed_list_and_required_attrs(edited: Callable[[Edit], Path]) -> None:

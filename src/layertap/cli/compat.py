@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     parser.add_argument(
         "--rest", action="store_true", help="clients use REST: dtypes REST cannot return are errors"
     )
+    parser.add_argument(
+        "--strict", action="store_true", help="warnings fail too (ignored attrs, custom ops, REST dtypes)"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -49,4 +52,5 @@ def run(args: argparse.Namespace) -> int:
             f"{report.server_tensorflow}); exported with TensorFlow {report.exported_with or 'unknown'}, "
             f"{len(report.problems)} problem(s)"
         )
-    return 0 if report.compatible else 2
+    failed = not report.compatible or (args.strict and bool(report.problems))
+    return 2 if failed else 0

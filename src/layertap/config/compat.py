@@ -76,7 +76,8 @@ class CompatProblem:
 
     Attributes:
         level: "error" (the version fails to load there) or "warning" (it loads; something is limited).
-        kind: "op", "attr", "attr_value", "graph_version", "rest_dtype" or "custom_op".
+        kind: "op", "attr" (unknown: ignored, or required: missing), "attr_value", "graph_version",
+            "rest_dtype" or "custom_op".
         where: "graph", or "function NAME" for a node in the function library.
         node: the node's name ("" for problems that are not about one node).
         message: what is wrong, in TensorFlow's words where it has them.
@@ -133,11 +134,12 @@ def check_compat(
     """Will TF Serving release `server` load the SavedModel in `version_dir`? Read without TensorFlow.
 
     Every node of the `serve` graph and of every function in its library is checked against the op
-    registry of the server's TensorFlow (`layertap.config.opregistry`): ops it does not register, attrs its
-    op does not know (TensorFlow strips default-valued attrs when saving, so an attr that is present differs
-    from its default), attr values outside the allowed ones or below the minimum, and attrs the server's op
-    requires that the graph lacks. Signature tensors REST cannot return (float16, bfloat16) are warnings,
-    errors when `rest` is true.
+    registry of the server's TensorFlow (`layertap.config.opregistry`). Errors: ops it does not register,
+    attr values outside the allowed ones or below the minimum, attrs the server's op requires that the graph
+    lacks. Warnings: attrs its op does not know (TensorFlow strips default-valued attrs when saving, so one
+    that is present has a non-default value, which that server ignores), ops in no TensorFlow's registry
+    (custom or TF Text ops the server may link), and signature tensors REST cannot return (float16,
+    bfloat16; errors when `rest` is true).
 
     Raises:
         ConfigError: `server` is unknown, or `version_dir` holds no readable SavedModel with a `serve` graph.
@@ -221,15 +223,24 @@ def _check_node(
             continue  # internal attrs (`_output_shapes`, `_class`, ...) are allowed on every op
         attr = op_def.get(name)
         if attr is None:
+            # Measured with TensorFlow 2.16.1's session loader: ValidateNodeDef logs "NodeDef mentions
+            # attribute ... This may be expected if your graph generating binary is newer than this binary.
+            # Unknown attributes will be ignored." The version loads and the op runs without the attr.
             yield problem(
                 "attr",
-                f"NodeDef mentions attr {name!r} not in Op {node.op!r} of TensorFlow {profile.tensorflow} "
-                f"(value {_short(opregistry.attr_json(value))})",
+                f"NodeDef mentions attr {name!r} not in Op {node.op!r} of TensorFlow {profile.tensorflow}: "
+                f"that server ignores it and runs the op as {profile.tensorflow} defines it, so the value "
+                f"{_short(opregistry.attr_json(value))} has no effect there",
+                "warning",
             )
             continue
         violation = _value_violation(attr, opregistry.attr_json(value))
         if violation:
-            yield problem("attr_value", f"attr {name!r} of op {node.op!r}: {violation}")
+            yield problem(
+                "attr_value",
+                f"attr {name!r} of op {node.op!r}: {violation} in TensorFlow {profile.tensorflow}, which "
+                "refuses the node (at load, or when its function first runs: warmup or every request)",
+            )
     for name, attr in op_def.items():
         if name not in present and attr.default is None:
             yield problem(
