@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.oldtf import OldTensorFlow
+from tests.oldtf import old_tensorflow as create_old_tensorflow
+
 # Quiet TensorFlow's C++ logging and keep Keras on the TensorFlow backend in every test process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -19,3 +22,9 @@ def half_plus_two(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("half_plus_two_base") / "half_plus_two"
     model.build(base / f"{model.VERSION:08d}")
     return base
+
+
+@pytest.fixture(scope="session")
+def old_tensorflow() -> OldTensorFlow:
+    """TensorFlow 2.16.1 (the oldest supported) in a cached throwaway venv; see tests/oldtf.py."""
+    return create_old_tensorflow()

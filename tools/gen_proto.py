@@ -1,7 +1,7 @@
 """Regenerate src/layertap/proto/serving_pb2.py and serving_pb2.pyi from serving.proto.
 
 The module is not protoc's Python output: protoc's gencode pins the protobuf runtime to at least the
-version of protoc that wrote it, while layertap supports protobuf 5, 6 and 7. So protoc only
+version of protoc that wrote it, while layertap supports protobuf 4.25, 5, 6 and 7. So protoc only
 compiles the schema to a serialized FileDescriptorProto, and this script writes a small module that
 registers it and builds the message classes through protobuf's public API, which every supported
 runtime has. The type stub comes from mypy-protobuf.
