@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from layertap.cli.compat import add_server_argument
+from layertap.cli.framework import positive_int
 
 if TYPE_CHECKING:
     from layertap.exporter.validate import ValidationReport
 
-__all__ = ["add_arguments", "add_batch_argument", "run"]
+__all__ = ["EXTRAS", "add_arguments", "add_batch_argument", "batch_from_args", "run"]
+
+EXTRAS = ("tf",)
 
 
 def add_batch_argument(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +25,7 @@ def add_batch_argument(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--batch",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help=f"batch size clients send (default: --batching's max_batch_size, else {DEFAULT_BATCH})",
@@ -72,10 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate, print the report, exit 2 on any failure."""
-    from layertap.cli.export import quiet_tensorflow_logs
     from layertap.exporter.validate import validate_version
 
-    quiet_tensorflow_logs()
     report = validate_version(
         args.version_dir,
         server=args.server,
