@@ -48,7 +48,9 @@ def new_op_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _entries(model_dir: Path) -> list[str]:
-    """What the model folder holds besides the exporter's lock file."""
+    """What the model folder holds besides the exporter's lock file (nothing when it was never created)."""
+    if not model_dir.exists():
+        return []
     return sorted(p.name for p in model_dir.iterdir() if p.name != ".layertap.lock")
 
 
