@@ -56,14 +56,18 @@ def _deployment() -> dict:  # type: ignore[type-arg]
     return yaml.safe_load((KUBERNETES_DIR / "deployment.yaml").read_text())  # type: ignore[no-any-return]
 
 
+def _from_line(name: str) -> str:
+    """The Dockerfile's base image with its build argument's default substituted."""
+    text = (DOCKER_DIR / name).read_text()
+    (default,) = re.findall(r"^ARG TF_SERVING_VERSION=(\S+)$", text, re.MULTILINE)
+    (image,) = re.findall(r"^FROM (\S+)$", text, re.MULTILINE)
+    return image.replace("${TF_SERVING_VERSION}", default)
+
+
 def test_images_are_pinned_to_the_version_layertap_config_knows(validate: Validate) -> None:
     assert SERVING_VERSION == "2.21.0"
-    assert re.findall(r"^FROM (\S+)$", (DOCKER_DIR / "Dockerfile").read_text(), re.MULTILINE) == [
-        SERVING_IMAGE_GPU
-    ]
-    assert re.findall(r"^FROM (\S+)$", (DOCKER_DIR / "Dockerfile.cpu").read_text(), re.MULTILINE) == [
-        SERVING_IMAGE_CPU
-    ]
+    assert _from_line("Dockerfile") == SERVING_IMAGE_GPU
+    assert _from_line("Dockerfile.cpu") == SERVING_IMAGE_CPU
     assert (
         _compose(validate, "gpu")["services"]["serving"]["image"] == f"layertap/serving:{SERVING_VERSION}-gpu"
     )

@@ -65,7 +65,11 @@ def test_hadolint_accepts_the_dockerfiles(dockerfile: str, validate: Validate) -
 @pytest.mark.parametrize(
     ("old", "new", "rule"),
     [
-        ("FROM tensorflow/serving:2.21.0-gpu", "FROM tensorflow/serving", "DL3006"),  # untagged image
+        (
+            "FROM tensorflow/serving:${TF_SERVING_VERSION}-gpu",
+            "FROM tensorflow/serving",
+            "DL3006",
+        ),  # untagged
         (
             'ENTRYPOINT ["/usr/bin/tensorflow_model_server"]',
             "ENTRYPOINT /usr/bin/tensorflow_model_server",
