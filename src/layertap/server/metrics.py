@@ -1,16 +1,25 @@
 """TF Serving's Prometheus metrics (`--monitoring_config_file`), served on the REST port.
 
-The same metric names, labels and histogram buckets as TF Serving (`/tensorflow/serving/request_count`
-becomes `:tensorflow:serving:request_count`), so dashboards built for the real server read these too.
-Metrics are labelled by model, never by signature, as in TF Serving.
+The counters and histograms are `prometheus_client` instruments (thread-safe storage, bucket
+arithmetic); a custom collector exposes them under TF Serving's exact names, labels and buckets:
+`/tensorflow/serving/request_count` is `:tensorflow:serving:request_count` (TF Serving replaces every
+character outside `[a-zA-Z0-9_]` with `:`), counters carry no `_total` and no `_created` samples, and
+metrics are labelled by model, never by signature. So dashboards built for the real server read these.
+
+The page is always Prometheus text format 0.0.4, whatever the scraper's Accept header: a Prometheus
+that negotiates OpenMetrics with prometheus_client's own exposition would get `:` turned into `_`.
+`render` writes the collected families with TF Serving's number formatting (integers for counts,
+six significant digits for sums and bucket bounds, as absl::StrCat prints them); prometheus_client's
+`generate_latest` would print `2.0` for a count of 2 and add `# HELP` lines TF Serving does not send.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
-import threading
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Metric
+from prometheus_client.registry import Collector
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -24,95 +33,111 @@ __all__ = [
 #: TF Serving's latency buckets in microseconds: Exponential(10, 1.8, 33), then +Inf.
 LATENCY_BUCKETS = tuple(10 * 1.8**i for i in range(33))
 
-_REQUEST_COUNT = ":tensorflow:serving:request_count"
-_REQUEST_LATENCY = ":tensorflow:serving:request_latency"
-_RUNTIME_LATENCY = ":tensorflow:serving:runtime_latency"
-_LOAD_ATTEMPTS = ":tensorflow:cc:saved_model:load_attempt_count"
-
-Labels = tuple[tuple[str, str], ...]
-
-
-@dataclass
-class _Histogram:
-    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
-    total: float = 0.0
-
 
 def _number(value: float) -> str:
     # absl::StrCat(double) prints six significant digits, like %g.
     return format(value, ".6g")
 
 
-def _labels(labels: Labels) -> str:
-    return ",".join(
-        f'{name}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for name, value in labels
-    )
+class _TFServingNames(Collector):
+    """The instruments of `source`, as TF Serving names and labels them."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._source.collect():
+            renamed = Metric(family.name, family.documentation, family.type)
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                name = family.name if sample.name == f"{family.name}_total" else sample.name
+                labels = dict(sample.labels)
+                if "le" in labels and labels["le"] != "+Inf":
+                    labels["le"] = _number(float(labels["le"]))
+                renamed.add_sample(name, labels, sample.value)
+            yield renamed
+
+
+def _escape(value: str) -> str:
+    # The text format's label value escapes: backslash, newline, double quote.
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return ",".join(f'{name}="{_escape(value)}"' for name, value in labels.items())
+
+
+def _value(name: str, value: float) -> str:
+    if name.endswith("_sum"):
+        return _number(value)
+    return str(int(value)) if math.isfinite(value) and value == int(value) else _number(value)
 
 
 class Metrics:
-    """Counters and latency histograms, thread-safe, rendered in Prometheus text format."""
+    """The process's metrics: prometheus_client instruments, exposed with TF Serving's names."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counters: dict[str, dict[Labels, int]] = {}
-        self._histograms: dict[str, dict[Labels, _Histogram]] = {}
-
-    def increment(self, name: str, labels: Labels) -> None:
-        """Add one to a counter."""
-        with self._lock:
-            cells = self._counters.setdefault(name, {})
-            cells[labels] = cells.get(labels, 0) + 1
-
-    def observe(self, name: str, labels: Labels, microseconds: float) -> None:
-        """Add one sample to a latency histogram."""
-        with self._lock:
-            cell = self._histograms.setdefault(name, {}).setdefault(labels, _Histogram())
-            cell.counts[bisect.bisect_left(LATENCY_BUCKETS, microseconds)] += 1
-            cell.total += microseconds
+        instruments = CollectorRegistry(auto_describe=True)
+        self.request_count = Counter(
+            ":tensorflow:serving:request_count",
+            "The total number of requests.",
+            ["model_name", "status"],
+            registry=instruments,
+        )
+        self.request_latency = Histogram(
+            ":tensorflow:serving:request_latency",
+            "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
+            ["model_name", "API", "entrypoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=instruments,
+        )
+        self.runtime_latency = Histogram(
+            ":tensorflow:serving:runtime_latency",
+            "Distribution of wall time (in microseconds) for Tensorflow runtime.",
+            ["model_name", "API", "runtime"],
+            buckets=LATENCY_BUCKETS,
+            registry=instruments,
+        )
+        self.load_attempts = Counter(
+            ":tensorflow:cc:saved_model:load_attempt_count",
+            "The number of times a SavedModel was successfully loaded.",
+            ["model_path", "status"],
+            registry=instruments,
+        )
+        #: What a scrape sees; a prometheus_client registry (e.g. for `get_sample_value`).
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_TFServingNames(instruments))
 
     def render(self) -> str:
-        """Every metric in Prometheus' text exposition format, sorted by name."""
+        """Every metric in Prometheus text format 0.0.4, sorted by name, TF Serving's formatting."""
         lines: list[str] = []
-        with self._lock:
-            names = sorted({*self._counters, *self._histograms})
-            for name in names:
-                if name in self._counters:
-                    lines.append(f"# TYPE {name} counter")
-                    for labels, value in sorted(self._counters[name].items()):
-                        lines.append(f"{name}{{{_labels(labels)}}} {value}")
-                    continue
-                lines.append(f"# TYPE {name} histogram")
-                for labels, cell in sorted(self._histograms[name].items()):
-                    prefix = f"{name}_bucket{{{_labels(labels)}{',' if labels else ''}"
-                    cumulative = 0
-                    for limit, count in zip((*LATENCY_BUCKETS, math.inf), cell.counts, strict=True):
-                        cumulative += count
-                        bound = "+Inf" if math.isinf(limit) else _number(limit)
-                        lines.append(f'{prefix}le="{bound}"}} {cumulative}')
-                    lines.append(f"{name}_sum{{{_labels(labels)}}} {_number(cell.total)}")
-                    lines.append(f"{name}_count{{{_labels(labels)}}} {cumulative}")
+        for family in sorted(self.registry.collect(), key=lambda family: family.name):
+            if not family.samples:
+                continue
+            lines.append(f"# TYPE {family.name} {family.type}")
+            for sample in family.samples:
+                labels = _labels(sample.labels)
+                lines.append(f"{sample.name}{{{labels}}} {_value(sample.name, sample.value)}")
         return "\n".join(lines) + "\n"
 
 
-#: The process-wide registry, as TensorFlow's monitoring registry is.
+#: The process-wide metrics, as TensorFlow's monitoring registry is.
 METRICS = Metrics()
 
 
 def record_request(model: str, code: str, api: str, entrypoint: str, microseconds: float) -> None:
     """One finished request: its status count, and (when OK) its latency."""
-    METRICS.increment(_REQUEST_COUNT, (("model_name", model), ("status", code)))
+    METRICS.request_count.labels(model, code).inc()
     if code == "OK":
-        METRICS.observe(
-            _REQUEST_LATENCY, (("model_name", model), ("API", api), ("entrypoint", entrypoint)), microseconds
-        )
+        METRICS.request_latency.labels(model, api, entrypoint).observe(microseconds)
 
 
 def record_runtime(model: str, api: str, microseconds: float) -> None:
     """The session run time of one request (TF Serving's runtime_latency, runtime "TF1")."""
-    METRICS.observe(_RUNTIME_LATENCY, (("model_name", model), ("API", api), ("runtime", "TF1")), microseconds)
+    METRICS.runtime_latency.labels(model, api, "TF1").observe(microseconds)
 
 
 def record_load(path: str, ok: bool) -> None:
     """One SavedModel load attempt."""
-    METRICS.increment(_LOAD_ATTEMPTS, (("model_path", path), ("status", "success" if ok else "fail")))
+    METRICS.load_attempts.labels(path, "success" if ok else "fail").inc()
