@@ -30,10 +30,12 @@ logger = logging.getLogger(__name__)
 
 
 class _DropLoaderDeprecation(logging.Filter):
-    """TensorFlow warns that the TF1 loader is deprecated; using it is the point (it is TF Serving's path)."""
+    """TensorFlow warns that the TF1 loader and the TFRecord iterator are deprecated; they are what TF
+    Serving's C++ server uses (the session loader, the record reader), so using them is the point."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "loader_impl) is deprecated" not in record.getMessage()
+        message = record.getMessage()
+        return "loader_impl) is deprecated" not in message and "tf_record_iterator (from" not in message
 
 
 def import_tensorflow() -> float:

@@ -9,7 +9,6 @@ that first-request cost to load time. A record that fails fails the load, as in 
 from __future__ import annotations
 
 import logging
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from layertap.server.servable import Servable
 from layertap.server.status import InvalidArgument, StatusError, status_error
 from layertap.wire import codec
 
-__all__ = ["MAX_WARMUP_RECORDS", "WARMUP_FILE", "masked_crc32c", "read_records", "replay"]
+__all__ = ["MAX_WARMUP_RECORDS", "WARMUP_FILE", "read_records", "replay"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,47 +41,32 @@ def _data_loss(message: str) -> StatusError:
     )
 
 
-def _crc32c_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_CRC32C = _crc32c_table()
-
-
-def masked_crc32c(data: bytes) -> int:
-    """TFRecord's checksum: CRC-32C (Castagnoli), rotated right by 15 bits plus a constant."""
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    crc ^= 0xFFFFFFFF
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
 def read_records(path: Path) -> Iterator[bytes]:
-    """The records of a TFRecord file (8-byte length, its CRC, data, the data's CRC), checksums verified.
+    """The records of a TFRecord file, read by TensorFlow's own reader (checksums verified).
 
     Raises:
-        StatusError: DATA_LOSS for a truncated file or a checksum mismatch, as TensorFlow's reader.
+        StatusError: DATA_LOSS for a truncated file or a checksum mismatch, naming the file.
     """
-    with path.open("rb") as stream:
-        while header := stream.read(12):
-            length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:12].ljust(4, b"\0"))
-            if len(header) < 12 or masked_crc32c(length_bytes) != length_crc:
-                raise _data_loss(f"corrupted record header in {path}")
-            (length,) = struct.unpack("<Q", length_bytes)
-            data = stream.read(length)
-            footer = stream.read(4)
-            if len(data) < length or len(footer) < 4:
-                raise _data_loss(f"truncated record of {length} bytes in {path}")
-            if masked_crc32c(data) != struct.unpack("<I", footer)[0]:
-                raise _data_loss(f"corrupted record in {path}")
-            yield data
+    import tensorflow as tf
+
+    try:
+        yield from tf.compat.v1.io.tf_record_iterator(str(path))
+    except tf.errors.DataLossError as error:
+        raise _data_loss(_loss_detail(str(error.message), path)) from None
+
+
+def _loss_detail(message: str, path: Path) -> str:
+    """TensorFlow's `corrupted record at 12` / `truncated record at 37' failed...`, with the file named."""
+    if message.startswith("truncated record at "):
+        offset = int(message.split()[3].rstrip("'"))
+        with path.open("rb") as stream:
+            stream.seek(offset)
+            length = int.from_bytes(stream.read(8).ljust(8, b"\0"), "little")
+        return f"truncated record of {length} bytes at byte {offset} in {path}"
+    if message.startswith("corrupted record at "):
+        hint = " (Is this even a TFRecord file?)" if "Is this even a TFRecord file" in message else ""
+        return f"corrupted record in {path}{hint}"
+    return f"{message} in {path}"
 
 
 def _request_of(log: pb.PredictionLog, count: int, path: Path, servable: Servable) -> Callable[[], object]:
