@@ -117,6 +117,7 @@ def test_inspect_table_and_json(cnn_file: Path, capsys: pytest.CaptureFixture[st
         "4,884,704",
         "99.3%",
     ]
+    assert lines[-1].startswith("FLOPs: per sample, cumulative from the model inputs to this layer")
     assert main(["inspect", str(cnn_file), "--json"]) == EXIT_OK
     rows = json.loads(capsys.readouterr().out)
     assert [row["spec"] for row in rows] == [

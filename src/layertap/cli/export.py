@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from layertap.cli.display import shape_text
 from layertap.cli.framework import non_negative_int
 from layertap.cli.validate import add_batch_argument, batch_from_args
 from layertap.errors import UsageError
@@ -70,6 +71,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--allow-unsafe", action="store_true", help="load model files with Lambda layers (runs their code)"
+    )
+    parser.add_argument(
+        "--custom-objects",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE.py",
+        help="import this module or .py file before loading, so the custom classes it registers with "
+        "@keras.saving.register_keras_serializable resolve (safe mode stays on). Repeatable.",
     )
 
 
@@ -171,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         heads=heads,
         input_shape=args.input_shape,
         allow_unsafe=args.allow_unsafe,
+        custom_objects=args.custom_objects,
         verify=args.verify,
         seed=args.seed,
         progress=progress,
@@ -184,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"exported {result.name} version {result.version} to {result.path}")
     for key, info in result.signatures.items():
         outputs = ", ".join(
-            f"{alias} {_shape(shape)} {dtype}" for alias, (shape, dtype) in info.outputs.items()
+            f"{alias} {shape_text(shape)} {dtype}" for alias, (shape, dtype) in info.outputs.items()
         )
         error = result.max_errors.get(key)
         checked = f"  (max error {error:.1e})" if error is not None else ""
@@ -196,7 +206,3 @@ def run(args: argparse.Namespace) -> int:
         f"(ratio {sizes.ratio:.4f}); {result.timings.get('total', 0.0):.1f} s"
     )
     return 0
-
-
-def _shape(shape: tuple[int | None, ...]) -> str:
-    return "(" + ", ".join("batch" if dim is None else str(dim) for dim in shape) + ")"

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from layertap.cli.display import shape_text
 from layertap.cli.export import add_model_arguments
 
 __all__ = ["EXTRAS", "add_arguments", "run"]
@@ -33,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
 
     _announce_loading(args.model)
     rows = inspect_model(
-        args.model, input_shape=args.input_shape, allow_unsafe=args.allow_unsafe, head=args.head
+        args.model,
+        input_shape=args.input_shape,
+        allow_unsafe=args.allow_unsafe,
+        head=args.head,
+        custom_objects=args.custom_objects,
     )
     if args.json:
         print(
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             "" if row.index is None else str(row.index),
             row.spec,
             row.kind,
-            " ".join(_shape(s) for s in row.output_shape),
+            " ".join(shape_text(s) for s in row.output_shape),
             f"{row.parameters:,}",
             f"{row.flops:,}",
             f"{100 * row.share:.1f}%",
@@ -83,18 +88,18 @@ def run(args: argparse.Namespace) -> int:
         if args.head is not None:
             line += (
                 _bytes(row.output_bytes),
-                "-" if row.head_shape is None else f"{_shape(row.head_shape)} {row.head_dtype}",
+                "-" if row.head_shape is None else f"{shape_text(row.head_shape)} {row.head_dtype}",
                 "-" if row.head_shape is None else _bytes(row.head_bytes),
             )
         table.append(line)
     widths = [max(len(line[column]) for line in table) for column in range(len(table[0]))]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    print(
+        "FLOPs: per sample, cumulative from the model inputs to this layer (what a signature ending here "
+        "computes); share: of the full model's FLOPs"
+    )
     return 0
-
-
-def _shape(shape: tuple[int | None, ...]) -> str:
-    return str(tuple("batch" if d is None else d for d in shape)).replace("'", "")
 
 
 def _bytes(size: int | None) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from layertap.cli.framework import require_extras
 from layertap.client import TLS, LayerClient
 from layertap.client._catalogue import Catalogue
 from layertap.errors import LayertapError, UsageError
@@ -56,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
             "exactly that file, checked before the request is sent",
         )
         parser.add_argument(
+            "--plot",
+            type=Path,
+            metavar="OUT.png",
+            help="draw what came back into OUT.png: one panel per layer (feature maps, heat strips) for "
+            "the first example; needs matplotlib: pip install 'layertap[plot]'",
+        )
+        parser.add_argument(
             "--max-batch-size", type=int, help="split larger batches into chunks of this size"
         )
 
@@ -73,9 +81,19 @@ def run(args: argparse.Namespace) -> int:
         inputs = _load_inputs(args.input)
         if args.output is not None:
             _check_output(args.output, layers)
+        if args.plot is not None:
+            from layertap.plot import check_plot_path
+
+            check_plot_path(args.plot)
+            require_extras(["plot"])
         outputs = client.predict(inputs, layers)
     if args.output is not None:
         _write_outputs(args.output, outputs)
+    if args.plot is not None:
+        from layertap.plot import plot_outputs
+
+        plot_outputs(outputs, args.plot)
+        print(f"drew {args.plot}", file=sys.stderr)
     if args.json:
         print(
             json.dumps(

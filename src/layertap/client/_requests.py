@@ -341,7 +341,7 @@ def _wanted_layers(catalogue: Catalogue, layers: Sequence[str] | str | None) -> 
     for name in names:
         group = catalogue.group(name) if name not in catalogue.layers else None
         # A group name (as `layertap layers` lists them) asks for every layer of the group.
-        members = [catalogue.layer(alias).name for alias in group.outputs] if group else [name]
+        members = [catalogue.layer(alias).original_name for alias in group.outputs] if group else [name]
         wanted.extend(members)
     unique = list(dict.fromkeys(wanted))
     for name in unique:

@@ -162,6 +162,7 @@ def export(
     heads: Mapping[str, tuple[str | int, Sequence[str] | str]] | None = None,
     input_shape: Sequence[int] | None = None,
     allow_unsafe: bool = False,
+    custom_objects: Sequence[str | Path] = (),
     verify: bool = True,
     seed: int = 0,
     progress: ProgressCallback | None = None,
@@ -185,6 +186,8 @@ def export(
             The name is the signature key and the output alias. Ops: see `layertap.exporter.heads`.
         input_shape: sample shape (no batch) for a Sequential model that was never built.
         allow_unsafe: allow model files with Lambda layers.
+        custom_objects: modules or `.py` files to import before loading a file, for the custom
+            classes they register (`@keras.saving.register_keras_serializable`).
         verify: run every signature through TF Serving's loader path and compare with Keras
             before publishing. Turning it off is for experiments only.
         seed: seed of the random verification and warmup inputs.
@@ -220,7 +223,9 @@ def export(
     repository = Repository(base_path, name)
     repository.check(version)
     report("loading the model")
-    model = load_model(model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape)
+    model = load_model(
+        model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape, custom_objects=custom_objects
+    )
     specs.ensure_graph_model(model)
     lap("load")
     refs = [specs.resolve(model, spec) for spec in layers]
@@ -348,6 +353,7 @@ def inspect_model(
     *,
     input_shape: Sequence[int] | None = None,
     allow_unsafe: bool = False,
+    custom_objects: Sequence[str | Path] = (),
     head: Sequence[str] | str | None = None,
 ) -> list[LayerInfo]:
     """Every layer (nested ones too) with its spec, output shape, bytes, parameters and compute share.
@@ -355,12 +361,15 @@ def inspect_model(
     Args:
         head: head ops (e.g. "gap,float16"): each row also says what that head would output at
             the layer and weigh per example, where it fits.
+        custom_objects: modules or `.py` files to import before loading a file (see `export`).
 
     Raises:
         UsageError: an unknown head op.
     """
     ops = head_ops.parse_ops(head) if head is not None else None
-    model = load_model(model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape)
+    model = load_model(
+        model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape, custom_objects=custom_objects
+    )
     specs.ensure_graph_model(model)
     total = graph_flops(list(model.outputs)) or 1
     rows: list[LayerInfo] = []

@@ -7,10 +7,14 @@ it, because its loader rebuilds (and so runs) the model while loading.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
 import json
 import logging
 import os
 import re
+import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +22,14 @@ from typing import Any
 
 from layertap.errors import UnsafeModelError, UnsupportedModelError, UsageError
 
-__all__ = ["MODEL_SUFFIXES", "check_model_file", "load_model", "prepare_model"]
+__all__ = [
+    "MODEL_SUFFIXES",
+    "check_model_file",
+    "ensure_tensorflow_backend",
+    "import_custom_objects",
+    "load_model",
+    "prepare_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +37,11 @@ MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 def load_model(
-    model_or_path: Any, *, allow_unsafe: bool = False, input_shape: Sequence[int] | None = None
+    model_or_path: Any,
+    *,
+    allow_unsafe: bool = False,
+    input_shape: Sequence[int] | None = None,
+    custom_objects: Sequence[str | Path] = (),
 ) -> Any:
     """A built keras.Model from a `.keras`/`.h5` path or a keras.Model.
 
@@ -35,6 +50,9 @@ def load_model(
         allow_unsafe: allow files with Lambda layers (their code runs when loading).
         input_shape: shape of one sample (no batch dimension) for a Sequential model that was
             never built; ignored for models that have inputs.
+        custom_objects: modules (`my_pkg.layers`) or `.py` files to import before loading, so the
+            classes they register with `@keras.saving.register_keras_serializable` resolve.
+            Safe mode stays on.
 
     Raises:
         UsageError: the path does not exist or is not a Keras model file.
@@ -45,6 +63,7 @@ def load_model(
         # Checked before Keras is imported (seconds), so a wrong path is reported at once.
         path = check_model_file(Path(model_or_path))
     else:
+        ensure_tensorflow_backend()
         import keras
 
         if not isinstance(model_or_path, keras.Model):
@@ -54,6 +73,8 @@ def load_model(
         return prepare_model(model_or_path, input_shape=input_shape)
     if path.suffix.lower() != ".keras" and not allow_unsafe:
         _refuse_h5_lambda(path)
+    ensure_tensorflow_backend()
+    import_custom_objects(custom_objects)
     import keras
 
     try:
@@ -62,6 +83,80 @@ def load_model(
         raise _load_error(path, error) from error
     logger.info("loaded %s (%s, %d layers)", path, type(model).__name__, len(model.layers))
     return prepare_model(model, input_shape=input_shape)
+
+
+def ensure_tensorflow_backend() -> None:
+    """Make Keras run on TensorFlow, whatever backend a model was saved or trained with.
+
+    A `.keras` file does not depend on the backend that saved it (JAX, PyTorch), but a SavedModel
+    is TensorFlow: Keras must run on TensorFlow here. Before Keras is imported, KERAS_BACKEND is set
+    for this process; once it is imported with another backend, that cannot change any more.
+
+    Raises:
+        UnsupportedModelError: Keras was already imported with another backend.
+    """
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+        return
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise UnsupportedModelError(
+            f"keras was imported with the {backend!r} backend, and exporting a SavedModel needs the "
+            "TensorFlow backend; run the export in a process where KERAS_BACKEND=tensorflow is set "
+            "before keras is imported (the layertap command does this itself). A model saved under "
+            f"{backend!r} loads under TensorFlow: save it with model.save('model.keras'), export the file"
+        )
+
+
+def import_custom_objects(sources: Sequence[str | Path]) -> None:
+    """Import each module name or `.py` file (once per process), for the classes it registers.
+
+    Raises:
+        UsageError: a file that does not exist, a module that cannot be found, or one whose import
+            fails (the error's first line is quoted).
+    """
+    for source in sources:
+        text = str(source)
+        try:
+            if text.endswith(".py") or os.sep in text:
+                _import_file(Path(text))
+            else:
+                importlib.import_module(text)
+        except UsageError:
+            raise
+        except ModuleNotFoundError as error:
+            raise UsageError(
+                f"--custom-objects {text!r}: no module named {error.name!r}; give an importable module "
+                "name (on PYTHONPATH) or the path of a .py file"
+            ) from None
+        except Exception as error:
+            raise UsageError(
+                f"--custom-objects {text!r} failed to import: {type(error).__name__}: {_one_line(error)}"
+            ) from error
+
+
+def _import_file(path: Path) -> None:
+    if not path.is_file():
+        raise UsageError(
+            f"--custom-objects {str(path)!r}: no such file; expected a .py file or a module name"
+        )
+    resolved = path.resolve()
+    # One module name per file, so importing the same file twice registers its classes once.
+    name = "layertap_custom_objects_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"--custom-objects {str(path)!r} cannot be imported as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
 
 
 def check_model_file(path: Path) -> Path:

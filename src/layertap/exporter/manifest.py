@@ -12,6 +12,7 @@ from layertap import __version__
 from layertap.exporter.flops import graph_flops
 from layertap.exporter.heads import bytes_per_example
 from layertap.exporter.truncate import Signature
+from layertap.names import original_name
 
 __all__ = ["MANIFEST_FILE", "build_manifest", "write_manifest"]
 
@@ -50,6 +51,8 @@ def build_manifest(
             "flops": graph_flops(list(model.outputs)),
         },
         "layers": layers,
+        # Keys and aliases that stand for a name TensorFlow refuses (`block 2`): key -> name.
+        "names": _original_names(signatures),
         "signatures": {
             signature.key: {
                 "inputs": _tensor_entries(signature.input_specs),
@@ -81,6 +84,15 @@ def _output_bytes(signature: Signature) -> dict[str, Any]:
     sizes = list(per_alias.values())
     total = None if any(size is None for size in sizes) else sum(size for size in sizes if size is not None)
     return {"outputs": per_alias, "total": total}
+
+
+def _original_names(signatures: Sequence[Signature]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for signature in signatures:
+        for key in (signature.key, *signature.input_aliases, *signature.output_aliases):
+            if original_name(key) != key:
+                names[key] = original_name(key)
+    return dict(sorted(names.items()))
 
 
 def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> Path:

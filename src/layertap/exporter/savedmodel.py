@@ -9,13 +9,15 @@ batch dimension and the model's dtypes, without device placement.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from layertap.exporter.heads import apply_tf
 from layertap.exporter.truncate import Signature
+from layertap.names import is_scope_name, scope_name
 
 __all__ = ["captured_resources", "write_savedmodel"]
 
@@ -35,9 +37,10 @@ def write_savedmodel(
     # separates the files from the parameter bytes.
     archive.w = [variable.value for variable in model.variables]
     concrete: dict[str, Any] = {}
-    for number, signature in enumerate(signatures, start=1):
-        progress(f"tracing signature {number}/{len(signatures)}: {signature.key}")
-        concrete[signature.key] = _trace(signature).get_concrete_function()
+    with scope_safe_names([signature.model for signature in signatures], archive.w):
+        for number, signature in enumerate(signatures, start=1):
+            progress(f"tracing signature {number}/{len(signatures)}: {signature.key}")
+            concrete[signature.key] = _trace(signature).get_concrete_function()
     # State the functions use that is not among the model's variables (e.g. the global seed
     # generator behind an unseeded keras.random call) must be tracked too, or saving fails.
     tracked = {id(variable) for variable in archive.w}
@@ -57,7 +60,39 @@ def write_savedmodel(
     if resources:
         archive.resources = resources
     progress(f"saving {len(concrete)} signatures to {path}")
-    tf.saved_model.save(archive, str(path), signatures=concrete)
+    with scope_safe_names([signature.model for signature in signatures], archive.w):
+        tf.saved_model.save(archive, str(path), signatures=concrete)
+
+
+@contextlib.contextmanager
+def scope_safe_names(models: Iterable[Any], variables: Iterable[Any]) -> Iterator[None]:
+    """Rename, while tracing and saving, what TensorFlow would open a name scope for.
+
+    Keras opens a name scope per layer call, and saving opens one per variable (named after its
+    layer, `层/kernel`); in a graph TensorFlow refuses names such as `block 2` or `层` there ("is
+    not a valid scope name"). Those names only label graph ops (the checkpoint keys are object
+    paths), so a valid stand-in (`layertap.names.scope_name`) is used meanwhile, then restored.
+    """
+    renamed: list[tuple[Any, str, str]] = []  # (object, attribute, original value)
+    seen: set[int] = set()
+    try:
+        for model in models:
+            for layer in model._flatten_layers(include_self=True, recursive=True):
+                if id(layer) not in seen and not is_scope_name(layer.name):
+                    seen.add(id(layer))
+                    renamed.append((layer, "name", layer.name))
+                    layer.name = scope_name(layer.name)
+        for variable in variables:
+            # A tf.Variable's name is `_handle_name` ("层/kernel:0"); saving copies it under that.
+            handle_name = getattr(variable, "_handle_name", None)
+            if isinstance(handle_name, str) and not is_scope_name(handle_name.partition(":")[0]):
+                shared, _, index = handle_name.partition(":")
+                renamed.append((variable, "_handle_name", handle_name))
+                variable._handle_name = f"{scope_name(shared)}:{index or '0'}"
+        yield
+    finally:
+        for owner, attribute, value in reversed(renamed):
+            setattr(owner, attribute, value)
 
 
 def captured_resources(model: Any, functions: Iterable[Any]) -> list[Any]:

@@ -19,6 +19,7 @@ from layertap.errors import UsageError
 from layertap.exporter import _graph, heads
 from layertap.exporter.heads import Head, HeadOp
 from layertap.exporter.specs import LayerRef
+from layertap.names import tensorflow_name
 
 __all__ = ["DEFAULT_SIGNATURE", "HeadRef", "Signature", "plan_signatures", "tensors_for"]
 
@@ -165,11 +166,14 @@ def _build(model: Any, key: str, members: Sequence[LayerRef | HeadRef]) -> Signa
                     known.append(id(mask))
                 head = dataclasses.replace(head, mask_index=known.index(id(mask)))
             outputs.append(tensors[0])
-            aliases.append(member.name)
+            aliases.append(tensorflow_name(member.name))
             planned.append(head)
             continue
         outputs.extend(tensors)
-        aliases.extend([ref.key] if len(tensors) == 1 else [f"{ref.key}:{i}" for i in range(len(tensors))])
+        # Keys and aliases are TensorFlow-valid forms of the names (`layertap.names`); the names
+        # themselves stay in `layers` and in the manifest.
+        alias = tensorflow_name(ref.key)
+        aliases.extend([alias] if len(tensors) == 1 else [f"{alias}:{i}" for i in range(len(tensors))])
         planned.extend([None] * len(tensors))
     if len(set(aliases)) != len(aliases):
         raise UsageError(f"signature {key!r} lists a layer twice: {aliases}")
@@ -182,9 +186,9 @@ def _build(model: Any, key: str, members: Sequence[LayerRef | HeadRef]) -> Signa
     inputs = _needed_inputs(model, [*outputs, *masks])
     sub = keras.Model(inputs, [*outputs, *masks], name=f"layertap_{len(aliases)}_outputs")
     return Signature(
-        key=key,
+        key=tensorflow_name(key),
         model=sub,
-        input_aliases=tuple(_graph.input_alias(tensor) for tensor in inputs),
+        input_aliases=tuple(tensorflow_name(_graph.input_alias(tensor)) for tensor in inputs),
         output_aliases=tuple(aliases),
         layers=tuple(dict.fromkeys(m.ref.key if isinstance(m, HeadRef) else m.key for m in members)),
         heads=tuple(planned) if any(head is not None for head in planned) else (),
@@ -241,7 +245,7 @@ def _full_model_signature(model: Any) -> Signature:
     return Signature(
         key=DEFAULT_SIGNATURE,
         model=sub,
-        input_aliases=tuple(_graph.input_alias(tensor) for tensor in model.inputs),
-        output_aliases=tuple(_graph.output_names(model)),
+        input_aliases=tuple(tensorflow_name(_graph.input_alias(tensor)) for tensor in model.inputs),
+        output_aliases=tuple(tensorflow_name(name) for name in _graph.output_names(model)),
         layers=(),
     )
