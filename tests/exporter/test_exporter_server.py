@@ -4,6 +4,7 @@ published."""
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,8 @@ def test_cli_export_server(cnn_file: Path, tmp_path: Path, capsys: pytest.Captur
     assert main([*base, "--server", "1.15.0"]) == EXIT_USAGE
     assert "unknown TF Serving release '1.15.0'" in capsys.readouterr().err
     assert _entries(tmp_path / "cnn") == ["1"]
+    # --validate rehearses the staged version and keeps its report in the published one.
+    assert main([*base, "--server", "2.17.1", "--validate", "--batch", "4"]) == EXIT_OK
+    assert "replaying the warmup records" in capsys.readouterr().err
+    report = json.loads((tmp_path / "cnn" / "2" / "assets.extra" / "layertap_validation.json").read_text())
+    assert report["passed"] and report["server"] == "2.17.1" and report["batch"] == 4

@@ -134,6 +134,15 @@ def test_broken_warmup_records_fail(good_version: Path, tmp_path: Path) -> None:
     assert any("warmup: TensorFlow cannot read record 1" in f for f in report.failures), report.failures
 
 
+def test_more_than_1000_warmup_records_fail(good_version: Path, tmp_path: Path) -> None:
+    version = _copy(good_version, tmp_path)
+    record = _record("conv_2", {"image": np.zeros((1, 28, 28, 1), np.float32)})
+    _append_records(version, [record] * 998)  # with the export's own 3: 1001
+    report = validate_version(version, runs=1)
+    assert report.failures == ["warmup: 1001 records, more than 1000; TF Serving fails the version's load"]
+    assert report.warmup["records"] == 1001
+
+
 def test_a_nan_output_is_refused_before_publication(tmp_path: Path) -> None:
     import keras
 
