@@ -161,15 +161,15 @@ def pinned(call: Call, version: int) -> Call:
 
 
 def reply_bytes_per_example(outputs: Sequence[TensorSpec], arrays: Mapping[str, np.ndarray]) -> int | None:
-    """Upper bound of the reply bytes one example costs, or None when a shape is unknown.
+    """Upper bound of the reply bytes one example costs, or None when unknown (strings, open shapes).
 
     A dimension the signature leaves open (a sequence length) is taken from the inputs when an
     input has a dimension at the same axis (the usual (batch, time) -> (batch, time, features)).
     """
     total = 0
     for spec in outputs:
-        if spec.shape is None:
-            return None
+        if spec.shape is None or spec.dtype == "string":
+            return None  # an unknown rank, or strings: no size to budget by
         elements = 1
         for axis, declared in enumerate(spec.shape[1:], start=1):
             if declared is None:
