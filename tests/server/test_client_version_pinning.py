@@ -4,6 +4,7 @@ outputs of two versions (sync and asyncio clients alike)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -41,26 +42,29 @@ class SwapAfterFirstReply(grpc.UnaryUnaryClientInterceptor):  # type: ignore[mis
         return outcome
 
 
+def _wait_for(target: str, ready: Callable[[dict[int, int]], bool]) -> None:
+    """Poll GetModelStatus of model "m" until `ready(version -> state)` holds (30 s at most)."""
+    with grpc.insecure_channel(target) as channel:
+        status = channel.unary_unary("/tensorflow.serving.ModelService/GetModelStatus")
+        request = pb.GetModelStatusRequest()
+        request.model_spec.name = "m"
+        deadline = time.monotonic() + 30
+        states: dict[int, int] = {}
+        while time.monotonic() < deadline:
+            reply = pb.GetModelStatusResponse.FromString(status(request.SerializeToString(), timeout=5))
+            states = {v.version: v.state for v in reply.model_version_status}
+            if ready(states):
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"model m did not reach the expected states: {states}")
+
+
 def _swapper(
     base: Path, saved_models: dict[str, Path], publish: Callable[..., None], target: str
 ) -> Callable[[], None]:
     def swap() -> None:
         publish(base, 2, saved_models["2"])
-        with grpc.insecure_channel(target) as channel:
-            status = channel.unary_unary("/tensorflow.serving.ModelService/GetModelStatus")
-            request = pb.GetModelStatusRequest()
-            request.model_spec.name = "m"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                reply = pb.GetModelStatusResponse.FromString(status(request.SerializeToString(), timeout=5))
-                states = {v.version: v.state for v in reply.model_version_status}
-                if (
-                    states.get(2) == pb.ModelVersionStatus.AVAILABLE
-                    and states.get(1) == pb.ModelVersionStatus.END
-                ):
-                    return
-                time.sleep(0.05)
-        raise AssertionError(f"version 2 did not become AVAILABLE: {states}")
+        _wait_for(target, lambda states: states.get(2) == pb.ModelVersionStatus.AVAILABLE)
 
     return swap
 
@@ -122,3 +126,53 @@ def test_split_call_during_hot_swap_returns_one_version(
         assert async_interceptor.done
     # Version 1 multiplies by 1, version 2 by 2: every row comes from version 2.
     np.testing.assert_allclose(y, 2 * (x @ KERNEL))
+
+
+class SwapThenWithdraw(SwapAfterFirstReply):
+    """Swap to version 2 after the first reply, then withdraw version 2 just before the client asks
+    for it pinned: the redo meets NOT_FOUND and the client must fall back to version 1."""
+
+    def __init__(self, swap: Callable[[], None], withdraw: Callable[[], None]) -> None:
+        super().__init__(swap)
+        self.withdraw = withdraw
+        self.withdrawn = False
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        if details.method.endswith("/Predict") and not self.withdrawn:
+            spec = pb.PredictRequest.FromString(request).model_spec
+            if spec.HasField("version") and spec.version.value == 2:
+                self.withdrawn = True
+                self.withdraw()
+        return super().intercept_unary_unary(continuation, details, request)
+
+
+def test_redo_falls_back_when_the_newest_version_is_gone(
+    tmp_path: Path,
+    saved_models: dict[str, Path],
+    publish: Callable[..., None],
+    start_server: Callable[..., Any],
+) -> None:
+    base = tmp_path / "m"
+    base.mkdir()
+    publish(base, 1, saved_models["1"])
+    config = tmp_path / "models.config"
+    config.write_text(
+        f'model_config_list {{ config {{ name: "m" base_path: "{base}" model_platform: "tensorflow" '
+        "model_version_policy { latest { num_versions: 2 } } } }\n"
+    )
+    server, _ = start_server(model_config_file=str(config), file_system_poll_wait_seconds=1)
+    target = f"127.0.0.1:{server.port}"
+
+    def withdraw() -> None:
+        shutil.rmtree(base / "2")
+        _wait_for(target, lambda states: states.get(2) in (None, pb.ModelVersionStatus.END))
+
+    interceptor = SwapThenWithdraw(_swapper(base, saved_models, publish, target), withdraw)
+    x = np.arange(ROWS * 2, dtype=np.float32).reshape(ROWS, 2)
+    with grpc.insecure_channel(target) as plain:
+        channel = grpc.intercept_channel(plain, interceptor)
+        with LayerClient(target, "m", channel=channel, max_batch_size=1, max_concurrency=1) as client:
+            client.wait_ready(30)
+            y = client.predict(x, ["y"])["y"]
+    assert interceptor.withdrawn
+    np.testing.assert_allclose(y, x @ KERNEL)  # every row from version 1, none from the withdrawn 2
