@@ -131,6 +131,13 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the verification and warmup inputs")
     parser.add_argument(
+        "--parity-backend",
+        choices=("jax", "torch", "tensorflow"),
+        default=None,
+        help="also run every signature under this Keras backend (the one the model was trained with), "
+        "in a child process, and report the max error per signature against TensorFlow's",
+    )
+    parser.add_argument(
         "--server",
         default=None,
         metavar="X.Y.Z",
@@ -181,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         input_shape=args.input_shape,
         allow_unsafe=args.allow_unsafe,
         custom_objects=args.custom_objects,
+        parity_backend=args.parity_backend,
         verify=args.verify,
         seed=args.seed,
         progress=progress,
@@ -200,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
         checked = f"  (max error {error:.1e})" if error is not None else ""
         computed = "".join(f"  [{alias} = {','.join(ops)}]" for alias, ops in info.heads.items())
         print(f"  {key}: {outputs}{computed}{checked}")
+        if key in result.parity:
+            print(f"    vs {result.parity_backend}: max error {result.parity[key]:.1e}")
     sizes = result.sizes
     print(
         f"variables {sizes.variables_bytes} bytes for {sizes.parameter_bytes} parameter bytes "

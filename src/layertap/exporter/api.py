@@ -21,11 +21,12 @@ from layertap.exporter import heads as head_ops
 from layertap.exporter.flops import graph_flops
 from layertap.exporter.loading import load_model
 from layertap.exporter.manifest import build_manifest, write_manifest
+from layertap.exporter.parity import check_parity_request, parity_errors
 from layertap.exporter.publish import Repository
 from layertap.exporter.savedmodel import write_savedmodel
 from layertap.exporter.truncate import HeadRef, plan_signatures
 from layertap.exporter.validate import DEFAULT_BATCH, REPORT_PATH, validate_version
-from layertap.exporter.verify import verify_savedmodel
+from layertap.exporter.verify import reference_outputs, verify_savedmodel
 from layertap.exporter.warmup import write_warmup
 
 __all__ = ["ExportResult", "LayerInfo", "SignatureInfo", "Sizes", "export", "inspect_model"]
@@ -73,6 +74,8 @@ class ExportResult:
     max_errors: dict[str, float]
     sizes: Sizes
     timings: dict[str, float] = field(default_factory=dict)
+    parity_backend: str | None = None
+    parity: dict[str, float] = field(default_factory=dict)  # max error per signature vs parity_backend
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the `layertap export --json` output)."""
@@ -90,6 +93,11 @@ class ExportResult:
                 for key, info in self.signatures.items()
             },
             "verification": {"max_errors": self.max_errors, "verified": bool(self.max_errors)},
+            **(
+                {"parity": {"backend": self.parity_backend, "max_errors": self.parity}}
+                if self.parity_backend
+                else {}
+            ),
             "sizes": {
                 "variables_bytes": self.sizes.variables_bytes,
                 "parameter_bytes": self.sizes.parameter_bytes,
@@ -169,6 +177,7 @@ def export(
     server: str | None = None,
     validate: bool = False,
     validate_batch: int = DEFAULT_BATCH,
+    parity_backend: str | None = None,
 ) -> ExportResult:
     """Export layers of a Keras model as one SavedModel version of `<base_path>/<name>`.
 
@@ -198,6 +207,9 @@ def export(
             the pinned release) before publishing; a version that fails is refused. The report is kept
             in the version as `assets.extra/layertap_validation.json`.
         validate_batch: the batch size the rehearsal runs besides 1.
+        parity_backend: also run every signature under this Keras backend ("jax", "torch"), in a
+            child process, and compare it with TensorFlow's outputs (`layertap.exporter.parity`);
+            needs a model file.
 
     Raises:
         UsageError: (subclasses) a bad spec, model, or file; nothing is written.
@@ -221,7 +233,7 @@ def export(
 
     # Mistakes that need no model are reported before loading one (which takes seconds).
     repository = Repository(base_path, name)
-    repository.check(version)
+    _preflight(repository, version, model_or_path, parity_backend)
     report("loading the model")
     model = load_model(
         model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape, custom_objects=custom_objects
@@ -248,8 +260,19 @@ def export(
         except Exception as error:
             raise ExportError(f"TensorFlow could not trace or save the model: {error}") from error
         lap("trace_and_save")
-        max_errors = (
-            verify_savedmodel(reservation.staging, signatures, seed=seed, progress=report) if verify else {}
+        max_errors, parity = _verify(
+            reservation.staging,
+            signatures,
+            verify=verify,
+            seed=seed,
+            progress=report,
+            parity_backend=parity_backend,
+            model_path=model_or_path,
+            options={
+                "custom_objects": custom_objects,
+                "allow_unsafe": allow_unsafe,
+                "input_shape": input_shape,
+            },
         )
         lap("verify")
         report("writing warmup requests and the manifest to assets.extra")
@@ -298,6 +321,8 @@ def export(
             for s in signatures
         },
         max_errors=max_errors,
+        parity_backend=parity_backend,
+        parity=parity,
         sizes=sizes,
         timings=timings,
     )
@@ -314,6 +339,42 @@ def _resolve_heads(
         spec, ops = entry
         resolved.append(HeadRef(name=name, ref=specs.resolve(model, spec), ops=head_ops.parse_ops(ops)))
     return resolved
+
+
+def _preflight(
+    repository: Repository, version: int | None, model_or_path: Any, parity_backend: str | None
+) -> None:
+    """Mistakes that need no model, reported before loading one (which takes seconds)."""
+    repository.check(version)
+    check_parity_request(model_or_path, parity_backend)
+
+
+def _verify(
+    staging: Path,
+    signatures: Sequence[Any],
+    *,
+    verify: bool,
+    seed: int,
+    progress: ProgressCallback,
+    parity_backend: str | None,
+    model_path: Any,
+    options: Mapping[str, Any],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Verification's max errors, then (when asked) the max errors against another Keras backend."""
+    max_errors = verify_savedmodel(staging, signatures, seed=seed, progress=progress) if verify else {}
+    if parity_backend is None:
+        return max_errors, {}
+    progress(f"running every signature under the {parity_backend} backend to compare")
+    parity = parity_errors(
+        Path(model_path),
+        signatures,
+        reference_outputs(signatures, seed=seed),
+        backend=parity_backend,
+        custom_objects=options["custom_objects"],
+        allow_unsafe=options["allow_unsafe"],
+        input_shape=options["input_shape"],
+    )
+    return max_errors, parity
 
 
 @dataclass(frozen=True)

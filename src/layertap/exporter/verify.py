@@ -20,7 +20,14 @@ from layertap.exporter.heads import apply_numpy
 from layertap.exporter.samples import sample_inputs, vocabulary_of
 from layertap.exporter.truncate import Signature
 
-__all__ = ["TOLERANCE", "VERIFY_BATCH", "relative_error", "tolerance_for", "verify_savedmodel"]
+__all__ = [
+    "TOLERANCE",
+    "VERIFY_BATCH",
+    "reference_outputs",
+    "relative_error",
+    "tolerance_for",
+    "verify_savedmodel",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +85,13 @@ def verify_savedmodel(
             progress(f"verifying signature {signature.key} through the session loader")
             errors[signature.key] = _run_one(session, meta_graph, signature, *expected[signature.key])
     return errors
+
+
+def reference_outputs(
+    signatures: Sequence[Signature], *, seed: int
+) -> dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Verification's random inputs and Keras' outputs per signature: {key: (inputs, outputs)}."""
+    return _keras_outputs(signatures, seed=seed)
 
 
 def _keras_outputs(
