@@ -23,7 +23,8 @@ def test_tf_serving_names_labels_and_buckets_through_prometheus_client() -> None
     text = metrics.METRICS.render()
     assert f'{count}{{model_name="metrics-unit",status="INVALID_ARGUMENT"}} 1' in text.splitlines()
     assert "_total" not in text and "_created" not in text and "# HELP" not in text
-    bounds = [line.split('le="')[1].split('"')[0] for line in text.splitlines() if line.startswith(bucket)]
+    ours = f'{bucket}{{model_name="metrics-unit",API="Classify",entrypoint="GRPC",le="'
+    bounds = [line[len(ours) :].split('"')[0] for line in text.splitlines() if line.startswith(ours)]
     assert bounds[:4] == ["10", "18", "32.4", "58.32"] and bounds[32:] == ["1.47476e+09", "+Inf"]
 
 

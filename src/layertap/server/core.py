@@ -32,6 +32,7 @@ from layertap.server import inference, metrics
 from layertap.server.batching import QUEUE_FULL_MESSAGE
 from layertap.server.manager import ModelManager
 from layertap.server.predict import Prediction, predict, resolve_signature
+from layertap.server.servable import Servable
 from layertap.server.status import DeadlineExceeded, Internal, InvalidArgument, StatusError, Unavailable
 
 __all__ = ["SIGNATURE_DEF_FIELD", "Admission", "Deadline", "PredictQuery", "ServingCore"]
@@ -100,6 +101,15 @@ class PredictQuery:
     model_spec: pb.ModelSpec
     inputs: Inputs
     output_filter: Sequence[str] = ()
+
+
+def _model_spec(request: pb.ClassificationRequest | pb.RegressionRequest) -> pb.ModelSpec:
+    return request.model_spec
+
+
+def _first_task_spec(request: pb.MultiInferenceRequest) -> pb.ModelSpec:
+    # TF Serving's GetModelSpecFromRequest: the first task's, or an empty spec (no name).
+    return request.tasks[0].model_spec if request.tasks else pb.ModelSpec()
 
 
 class ServingCore:
@@ -174,19 +184,8 @@ class ServingCore:
         Raises:
             StatusError: TF Serving's code and message for whatever failed.
         """
-
-        def run(request: pb.ClassificationRequest, timeout_ms: int | None) -> pb.ClassificationResponse:
-            with self.manager.servable(request.model_spec) as servable:
-                return inference.classify(servable, request, timeout_ms)
-
-        return self._serve(
-            "Classify",
-            decode,
-            lambda r: r.model_spec,
-            run,
-            entrypoint=entrypoint,
-            deadline=deadline,
-            model=model,
+        return self._on_servable(
+            "Classify", decode, _model_spec, inference.classify, entrypoint, deadline, model
         )
 
     def regress(
@@ -202,19 +201,8 @@ class ServingCore:
         Raises:
             StatusError: TF Serving's code and message for whatever failed.
         """
-
-        def run(request: pb.RegressionRequest, timeout_ms: int | None) -> pb.RegressionResponse:
-            with self.manager.servable(request.model_spec) as servable:
-                return inference.regress(servable, request, timeout_ms)
-
-        return self._serve(
-            "Regress",
-            decode,
-            lambda r: r.model_spec,
-            run,
-            entrypoint=entrypoint,
-            deadline=deadline,
-            model=model,
+        return self._on_servable(
+            "Regress", decode, _model_spec, inference.regress, entrypoint, deadline, model
         )
 
     def multi_inference(
@@ -232,17 +220,27 @@ class ServingCore:
         Raises:
             StatusError: TF Serving's code and message for whatever failed.
         """
-
-        def spec(request: pb.MultiInferenceRequest) -> pb.ModelSpec:
-            return request.tasks[0].model_spec if request.tasks else pb.ModelSpec()
-
-        def run(request: pb.MultiInferenceRequest, timeout_ms: int | None) -> pb.MultiInferenceResponse:
-            with self.manager.servable(spec(request)) as servable:
-                return inference.multi_inference(servable, request, timeout_ms)
-
-        return self._serve(
-            "MultiInference", decode, spec, run, entrypoint=entrypoint, deadline=deadline, model=model
+        return self._on_servable(
+            "MultiInference", decode, _first_task_spec, inference.multi_inference, entrypoint, deadline, model
         )
+
+    def _on_servable(  # noqa: PLR0917 (one private call shape for the three inference APIs)
+        self,
+        api: str,
+        decode: Callable[[], Q],
+        spec_of: Callable[[Q], pb.ModelSpec],
+        infer: Callable[[Servable, Q, int | None], R],
+        entrypoint: str,
+        deadline: Deadline,
+        model: str,
+    ) -> R:
+        """An inference call whose request names one servable, which `infer` runs it on."""
+
+        def run(request: Q, timeout_ms: int | None) -> R:
+            with self.manager.servable(spec_of(request)) as servable:
+                return infer(servable, request, timeout_ms)
+
+        return self._serve(api, decode, spec_of, run, entrypoint=entrypoint, deadline=deadline, model=model)
 
     def _serve(
         self,

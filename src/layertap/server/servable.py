@@ -24,7 +24,7 @@ from layertap.server.runner import PlainRunner, SessionRunner
 from layertap.server.session import SessionCaller
 from layertap.server.status import InvalidArgument, NotFound, StatusError, Unavailable, status_error
 
-__all__ = ["Servable", "SessionSettings", "grpc_code_name", "import_tensorflow", "serving_error_from_tf"]
+__all__ = ["Servable", "SessionSettings", "import_tensorflow", "serving_error_from_tf"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +60,6 @@ class SessionSettings:
         # --tensorflow_session_parallelism sets both pools unless they are set on their own.
         self.intra_op = intra_op or session
         self.inter_op = inter_op or session
-
-
-def grpc_code_name(tf_code: int) -> str:
-    """The gRPC status code name for a TensorFlow/gRPC error code number ("UNKNOWN" when unknown)."""
-    import grpc
-
-    for status in grpc.StatusCode:
-        if status.value[0] == tf_code:
-            return str(status.name)
-    return "UNKNOWN"
 
 
 def serving_error_from_tf(error: BaseException) -> StatusError:
