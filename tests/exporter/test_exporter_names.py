@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from local_serving import serving
 
 from layertap.cli import EXIT_OK, main
 from layertap.cli.framework import run_guarded
@@ -73,15 +74,8 @@ def named_export(named_model: Any, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def served(named_export: Any) -> Iterator[str]:
-    from layertap.server import ServerOptions, create_server
-
-    server, port = create_server(
-        ServerOptions(
-            port=0, model_name="named", model_base_path=str(named_export.path.parent), max_num_load_retries=0
-        )
-    )
-    yield f"127.0.0.1:{port}"
-    server.stop(grace=1.0)
+    with serving(named_export) as target:
+        yield target
 
 
 X = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from local_serving import serving
 from lookup_models import TEXT_LAYERS, build_text_model, text_inputs
 
 from layertap.cli import EXIT_OK, main
@@ -35,15 +36,8 @@ def text_export(text_model: Any, tmp_path_factory: pytest.TempPathFactory) -> An
 
 @pytest.fixture(scope="module")
 def served(text_export: Any) -> Iterator[str]:
-    from layertap.server import ServerOptions, create_server
-
-    server, port = create_server(
-        ServerOptions(
-            port=0, model_name="text", model_base_path=str(text_export.path.parent), max_num_load_retries=0
-        )
-    )
-    yield f"127.0.0.1:{port}"
-    server.stop(grace=1.0)
+    with serving(text_export) as target:
+        yield target
 
 
 def keras_outputs(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
