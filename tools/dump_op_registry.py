@@ -13,6 +13,7 @@ Usage:
   python tools/dump_op_registry.py                 # every TensorFlow without a profile yet
   python tools/dump_op_registry.py 2.16.1 2.17.0   # these TensorFlow versions (re-dumped)
   python tools/dump_op_registry.py --current       # the TensorFlow installed in this interpreter, no venv
+  python tools/dump_op_registry.py --tf-text       # the ops of the TF Text releases the servers link
 Options: --workdir DIR (where the throwaway venvs go; default a temporary directory), --keep (keep them).
 """
 
@@ -88,6 +89,59 @@ def dump_in_venv(tensorflow: str, workdir: Path, *, keep: bool) -> None:
             shutil.rmtree(venv, ignore_errors=True)
 
 
+# Runs inside the throwaway venv: the OpList before and after loading every op library of tensorflow_text
+# (tf.load_op_library, as a model server links them; importing the Python package would need its optional
+# dependencies), to argv[1].{0,1}.
+_DUMP_TEXT = """
+import glob, importlib.util, os, sys
+import tensorflow as tf
+from tensorflow.python.client import pywrap_tf_session as c
+before = c.TF_GetBuffer(c.TF_GetAllOpList())
+root = os.path.dirname(importlib.util.find_spec("tensorflow_text").origin)
+for library in sorted(glob.glob(os.path.join(root, "**", "*.so"), recursive=True)):
+    tf.load_op_library(library)
+after = c.TF_GetBuffer(c.TF_GetAllOpList())
+open(sys.argv[1] + ".0", "wb").write(before)
+open(sys.argv[1] + ".1", "wb").write(after)
+"""
+
+
+def dump_text_in_venv(tf_text: str, workdir: Path, *, keep: bool) -> None:
+    """Write the profile of the ops TF Text `tf_text` adds, loaded into its own TensorFlow release.
+
+    tensorflow-text X.Y.Z is built against TensorFlow X.Y, whose tensorflow-cpu wheel it is paired with
+    (installed without its `tensorflow` dependency, which is the same TensorFlow with GPU support).
+    """
+    venv = workdir / f"tf-text-{tf_text}"
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    pip = ["nice", "-n", "10", python, "-m", "pip", "install", "--quiet"]
+    try:
+        subprocess.run([*pip, f"tensorflow-cpu=={tf_text}"], check=True)
+        subprocess.run([*pip, "--no-deps", f"tensorflow-text=={tf_text}"], check=True)
+        raw = venv / "oplist.pb"
+        env = {"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"}
+        subprocess.run([python, "-c", _DUMP_TEXT, str(raw)], check=True, env=env)
+        source = f"tensorflow-text=={tf_text} (with tensorflow-cpu=={tf_text}) from PyPI, TF_GetAllOpList()"
+        before, after = (
+            opregistry.profile_from_oplist(
+                Path(f"{raw}.{n}").read_bytes(),
+                tensorflow=tf_text,
+                source=source,
+                graph_def_version=0,
+                min_consumer=0,
+            )
+            for n in (0, 1)
+        )
+        added = {op: attrs for op, attrs in after.ops.items() if op not in before.ops}
+        profile = opregistry.Profile(tf_text, source, 0, 0, added)
+        path = opregistry.write_profile(profile, kind=opregistry.TF_TEXT, version=tf_text)
+        print(f"{path}: {len(added)} TF Text ops from tensorflow-text {tf_text}")
+    finally:
+        if not keep:
+            shutil.rmtree(venv, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,9 +150,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--current", action="store_true", help="dump the TensorFlow of this interpreter")
     parser.add_argument("--workdir", type=Path, help="directory for the throwaway venvs")
     parser.add_argument("--keep", action="store_true", help="keep the venvs")
+    parser.add_argument(
+        "--tf-text",
+        action="store_true",
+        help="dump the TF Text releases the servers link (VERSIONS: TF Text)",
+    )
     args = parser.parse_args(argv)
     if args.current:
         dump_current()
+        return 0
+    if args.tf_text:
+        linked = {release.tf_text for release in servers.SERVER_RELEASES.values() if release.tf_text}
+        with tempfile.TemporaryDirectory(prefix="layertap-opregistry-") as scratch:
+            for tf_text in args.versions or sorted(linked, key=servers.version_key):
+                dump_text_in_venv(tf_text, args.workdir or Path(scratch), keep=args.keep)
         return 0
     wanted = args.versions or sorted(
         {release.tensorflow for release in servers.SERVER_RELEASES.values()}

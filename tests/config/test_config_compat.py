@@ -116,11 +116,28 @@ def test_rest_dtypes_are_warnings_or_errors(edited: Callable[[Edit], Path]) -> N
     assert not compat.check_compat(version, "2.19.1", rest=True).compatible
 
 
+def test_tf_text_ops_are_checked_against_the_tf_text_the_server_links(edited: Callable[[Edit], Path]) -> None:
+    # CaseFoldUTF8 is in every TF Text; TF Serving 2.16.1-2.19.1 link TF Text 2.12.1, 2.20.0 links 2.20.0.
+    common = edited(use_op("CaseFoldUTF8"))
+    assert compat.check_compat(common, "2.16.1").problems == ()
+    newer = edited(use_op("TFText>RoundRobinTrim"))  # added in TF Text after 2.12.1 (Keras Hub packers)
+    (missing,) = [p for p in compat.check_compat(newer, "2.19.1").problems if p.kind == "op"]
+    assert missing.level == "error"
+    assert missing.message == (
+        "Op type not registered 'TFText>RoundRobinTrim': a TF Text op, and the server links TF Text 2.12.1, "
+        "which does not have it"
+    )
+    assert [p for p in compat.check_compat(newer, "2.20.0").problems if p.kind in ("op", "custom_op")] == []
+    # 2.21.0's TF Text is not recorded: a warning, not a guess.
+    (unknown,) = [p for p in compat.check_compat(newer, "2.21.0").problems if p.kind == "custom_op"]
+    assert unknown.level == "warning" and "the TF Text this server links is not recorded" in unknown.message
+
+
 def test_custom_ops_are_warnings(edited: Callable[[Edit], Path]) -> None:
-    version = edited(use_op("CaseFoldUTF8"))
+    version = edited(use_op("MyCompanyFusedOp"))
     (problem,) = compat.check_compat(version, "2.16.1").problems
     assert (problem.level, problem.kind) == ("warning", "custom_op")
-    assert "TF Text ops are linked by the model server" in problem.message
+    assert "is in no TensorFlow's or TF Text's registry: a custom op" in problem.message
 
 
 def test_bad_arguments(tmp_path: Path, saved_model_dir: Path) -> None:

@@ -75,6 +75,19 @@ def test_what_changed_between_the_oldest_and_newest_profile() -> None:
     assert "DT_FLOAT" in new.ops["Conv2D"]["T"].allowed["list"]["type"]
 
 
+def test_tf_text_profiles_of_the_linked_releases() -> None:
+    linked = {release.tf_text for release in servers.SERVER_RELEASES.values() if release.tf_text}
+    assert linked == {"2.12.1", "2.20.0"}
+    assert set(opregistry.available_profiles(opregistry.TF_TEXT)) == linked
+    assert not any(v.startswith("text") for v in opregistry.available_profiles())
+    old, new = (opregistry.load_profile(v, opregistry.TF_TEXT) for v in ("2.12.1", "2.20.0"))
+    assert old.source == "tensorflow-text==2.12.1 (with tensorflow-cpu==2.12.1) from PyPI, TF_GetAllOpList()"
+    assert {"CaseFoldUTF8", "WordpieceTokenizeWithOffsets"} <= set(old.ops) & set(new.ops)
+    assert "TFText>RoundRobinTrim" in new.ops and "TFText>RoundRobinTrim" not in old.ops
+    # Only TF Text's own ops: none of TensorFlow's.
+    assert not set(new.ops) & set(opregistry.load_profile("2.20.0").ops)
+
+
 def test_server_releases_and_their_extras() -> None:
     assert list(servers.SERVER_RELEASES) == sorted(servers.SERVER_RELEASES, key=servers.version_key)
     assert servers.server_release("2.17.1").tensorflow == "2.17.0"  # same TensorFlow commit as 2.17.0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -146,6 +146,7 @@ def check_compat(
     """
     release = servers.server_release(server)
     profile = opregistry.load_profile(release.tensorflow)
+    registry = _Registry(profile.tensorflow, release.tf_text, {**_text_ops(release.tf_text), **profile.ops})
     meta_graph = _serve_meta_graph(Path(version_dir))
     graph = meta_graph.graph_def
     functions = {function.signature.name for function in graph.library.function}
@@ -158,19 +159,19 @@ def check_compat(
                 "graph",
                 "",
                 f"GraphDef min_consumer {graph.versions.min_consumer} is above TensorFlow "
-                f"{profile.tensorflow}'s GraphDef version {profile.graph_def_version}",
+                f"{registry.tensorflow}'s GraphDef version {profile.graph_def_version}",
             )
         )
     for node in graph.node:
-        problems.extend(_check_node(node, "graph", profile, functions))
+        problems.extend(_check_node(node, "graph", registry, functions))
     for function in graph.library.function:
         for node in function.node_def:
-            problems.extend(_check_node(node, f"function {function.signature.name}", profile, functions))
+            problems.extend(_check_node(node, f"function {function.signature.name}", registry, functions))
     problems.extend(_check_rest_dtypes(meta_graph, release.version, rest=rest))
     return CompatReport(
         path=str(version_dir),
         server=release.version,
-        server_tensorflow=profile.tensorflow,
+        server_tensorflow=registry.tensorflow,
         exported_with=str(meta_graph.meta_info_def.tensorflow_version),
         producer=int(graph.versions.producer),
         min_consumer=int(graph.versions.min_consumer),
@@ -194,28 +195,68 @@ def _serve_meta_graph(version_dir: Path) -> Any:
     raise ConfigError(f"{str(path)!r} has no MetaGraph tagged 'serve' (the one TF Serving loads)")
 
 
-def _check_node(
-    node: Any, where: str, profile: opregistry.Profile, functions: set[str]
-) -> Iterator[CompatProblem]:
+@dataclass(frozen=True)
+class _Registry:
+    """What one server registers: its TensorFlow's ops and those of the TF Text it links ("" unknown)."""
+
+    tensorflow: str
+    tf_text: str
+    ops: Mapping[str, dict[str, opregistry.AttrDef]]
+
+
+def _text_ops(tf_text: str) -> dict[str, dict[str, opregistry.AttrDef]]:
+    """The ops TF Text `tf_text` registers (none when the version is unknown or has no profile)."""
+    if tf_text not in opregistry.available_profiles(opregistry.TF_TEXT):
+        return {}
+    return opregistry.load_profile(tf_text, opregistry.TF_TEXT).ops
+
+
+def _unregistered(op: str, registry: _Registry) -> tuple[Level, str, str]:
+    """(level, kind, message) for an op the server does not register, by where else it is known."""
+    if any(op in _text_ops(version) for version in opregistry.available_profiles(opregistry.TF_TEXT)):
+        if not registry.tf_text:
+            return (
+                "warning",
+                "custom_op",
+                (
+                    f"op {op!r} is a TF Text op; the TF Text this server links is not recorded, so compat "
+                    "cannot say whether it has it"
+                ),
+            )
+        return (
+            "error",
+            "op",
+            (
+                f"Op type not registered {op!r}: a TF Text op, and the server links TF Text "
+                f"{registry.tf_text}, which does not have it"
+            ),
+        )
+    if any(op in opregistry.load_profile(tf).ops for tf in opregistry.available_profiles()):
+        return (
+            "error",
+            "op",
+            f"Op type not registered {op!r} in TensorFlow {registry.tensorflow}, the server's",
+        )
+    return (
+        "warning",
+        "custom_op",
+        (
+            f"op {op!r} is in no TensorFlow's or TF Text's registry: a custom op, which loads only if the "
+            "server links it"
+        ),
+    )
+
+
+def _check_node(node: Any, where: str, registry: _Registry, functions: set[str]) -> Iterator[CompatProblem]:
     def problem(kind: str, message: str, level: Level = "error") -> CompatProblem:
         return CompatProblem(level, kind, where, str(node.name), message)
 
     if node.op in functions:
         return  # a call of a function in the library, checked node by node
-    op_def = profile.ops.get(node.op)
+    op_def = registry.ops.get(node.op)
     if op_def is None:
-        if not any(node.op in opregistry.load_profile(tf).ops for tf in opregistry.available_profiles()):
-            yield problem(
-                "custom_op",
-                f"op {node.op!r} is in no TensorFlow's registry: a custom op, which loads only if the "
-                f"server links it ({servers.TEXT_OP_HINT})",
-                "warning",
-            )
-            return
-        yield problem(
-            "op",
-            f"Op type not registered {node.op!r} in TensorFlow {profile.tensorflow}, the server's",
-        )
+        level, kind, message = _unregistered(node.op, registry)
+        yield problem(kind, message, level)
         return
     present = {entry.key: entry.value for entry in node.attr}
     for name, value in present.items():
@@ -228,8 +269,8 @@ def _check_node(
             # Unknown attributes will be ignored." The version loads and the op runs without the attr.
             yield problem(
                 "attr",
-                f"NodeDef mentions attr {name!r} not in Op {node.op!r} of TensorFlow {profile.tensorflow}: "
-                f"that server ignores it and runs the op as {profile.tensorflow} defines it, so the value "
+                f"NodeDef mentions attr {name!r} not in Op {node.op!r} of TensorFlow {registry.tensorflow}: "
+                f"that server ignores it and runs the op as {registry.tensorflow} defines it, so the value "
                 f"{_short(opregistry.attr_json(value))} has no effect there",
                 "warning",
             )
@@ -238,14 +279,14 @@ def _check_node(
         if violation:
             yield problem(
                 "attr_value",
-                f"attr {name!r} of op {node.op!r}: {violation} in TensorFlow {profile.tensorflow}, which "
+                f"attr {name!r} of op {node.op!r}: {violation} in TensorFlow {registry.tensorflow}, which "
                 "refuses the node (at load, or when its function first runs: warmup or every request)",
             )
     for name, attr in op_def.items():
         if name not in present and attr.default is None:
             yield problem(
                 "attr",
-                f"op {node.op!r} requires attr {name!r} in TensorFlow {profile.tensorflow}, and the graph "
+                f"op {node.op!r} requires attr {name!r} in TensorFlow {registry.tensorflow}, and the graph "
                 "has none (its exporter's op has a default, which saving strips)",
             )
 

@@ -29,6 +29,8 @@ from layertap.errors import ConfigError
 
 __all__ = [
     "PROFILE_DIR",
+    "TENSORFLOW",
+    "TF_TEXT",
     "AttrDef",
     "Profile",
     "attr_json",
@@ -150,42 +152,52 @@ def live_profile() -> Profile:
     )
 
 
-def _path(tensorflow: str, directory: Path | None = None) -> Path:
-    return (directory or PROFILE_DIR) / f"tensorflow-{tensorflow}.json.gz"
+#: The file name prefix of TensorFlow's registries and of TF Text's ops (what a model server links besides).
+TENSORFLOW, TF_TEXT = "tensorflow", "tf-text"
 
 
-def write_profile(profile: Profile, directory: Path | None = None) -> Path:
-    """Write `profile` as deterministic gzipped JSON (same registry, same bytes); returns the path."""
-    path = _path(profile.tensorflow, directory)
+def _path(version: str, directory: Path | None = None, kind: str = TENSORFLOW) -> Path:
+    return (directory or PROFILE_DIR) / f"{kind}-{version}.json.gz"
+
+
+def write_profile(
+    profile: Profile, directory: Path | None = None, *, kind: str = TENSORFLOW, version: str = ""
+) -> Path:
+    """Write `profile` as deterministic gzipped JSON (same registry, same bytes); returns the path.
+
+    `kind=TF_TEXT` writes the ops TF Text `version` adds to TensorFlow `profile.tensorflow`.
+    """
+    path = _path(version or profile.tensorflow, directory, kind)
     text = json.dumps(profile.to_json(), sort_keys=True, separators=(",", ":"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
     return path
 
 
-def available_profiles() -> list[str]:
-    """The TensorFlow versions with a committed profile."""
+def available_profiles(kind: str = TENSORFLOW) -> list[str]:
+    """The TensorFlow (or, with `kind=TF_TEXT`, TF Text) versions with a committed profile."""
     suffix = ".json.gz"
     return sorted(
-        path.name.removeprefix("tensorflow-").removesuffix(suffix)
-        for path in PROFILE_DIR.glob(f"tensorflow-*{suffix}")
+        path.name.removeprefix(f"{kind}-").removesuffix(suffix)
+        for path in PROFILE_DIR.glob(f"{kind}-[0-9]*{suffix}")
     )
 
 
 @functools.cache
-def load_profile(tensorflow: str) -> Profile:
-    """The committed profile of TensorFlow `tensorflow` ("2.17.0").
+def load_profile(tensorflow: str, kind: str = TENSORFLOW) -> Profile:
+    """The committed profile of TensorFlow `tensorflow` ("2.17.0"), or with `kind=TF_TEXT` the ops of TF
+    Text `tensorflow` ("2.12.1").
 
     Raises:
         ConfigError: there is no profile for that version, or it is unreadable.
     """
-    path = _path(tensorflow)
+    path = _path(tensorflow, kind=kind)
     try:
         data = json.loads(gzip.decompress(path.read_bytes()))
     except FileNotFoundError:
         raise ConfigError(
-            f"no op-registry profile for TensorFlow {tensorflow}; profiles: "
-            f"{', '.join(available_profiles()) or 'none'} (tools/dump_op_registry.py writes them)"
+            f"no op-registry profile for {'TF Text' if kind == TF_TEXT else 'TensorFlow'} {tensorflow}; "
+            f"profiles: {', '.join(available_profiles(kind)) or 'none'} (tools/dump_op_registry.py)"
         ) from None
     except (OSError, ValueError) as error:
         raise ConfigError(f"cannot read the op-registry profile {str(path)!r}: {error}") from error

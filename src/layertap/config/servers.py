@@ -7,7 +7,8 @@ registries live in `layertap/config/op_registries/` (tools/dump_op_registry.py w
   commit as 2.17.0, so both use TensorFlow 2.17.0's registry.
 - the TF Text the model server links: `tensorflow_serving/workspace.bzl` (`org_tensorflow_text`): v2.12.1
   from 2.16.1 through 2.19.1, v2.20.0 in 2.20.0. Its ops (`CaseFoldUTF8`, `WordpieceTokenizeWithOffsets`,
-  ...) are not in TensorFlow's registry, so a profile cannot vouch for them; see `TEXT_OP_HINT`.
+  ...) are not in TensorFlow's registry; their profiles (`tf-text-<version>.json.gz`) come from PyPI's
+  `tensorflow-text` wheel of that version, and compat counts them as the server's.
 - XLA on GPU: `tensorflow_serving/model_servers/BUILD` links `//tensorflow/compiler/jit:xla_gpu_jit` from
   2.18.0.
 - Limits every release shares: REST's JSON writer cannot return float16 or bfloat16
@@ -27,7 +28,6 @@ from layertap.errors import ConfigError
 __all__ = [
     "REST_UNSUPPORTED_DTYPES",
     "SERVER_RELEASES",
-    "TEXT_OP_HINT",
     "ServerRelease",
     "server_release",
     "version_key",
@@ -35,8 +35,6 @@ __all__ = [
 
 #: DataType names TF Serving's REST API cannot write as JSON (gRPC returns them).
 REST_UNSUPPORTED_DTYPES = frozenset({"DT_HALF", "DT_BFLOAT16"})
-#: Said about an op missing from TensorFlow's registry whose name looks like a TF Text op.
-TEXT_OP_HINT = "TF Text ops are linked by the model server, not by TensorFlow"
 
 
 @dataclass(frozen=True)
