@@ -21,12 +21,12 @@ import contextlib
 import importlib.util
 import json
 import os
-import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn
 
+from layertap._text import strip_escapes
 from layertap.errors import LayertapError, ServingError, UsageError
 
 __all__ = [
@@ -202,12 +202,6 @@ def _report(prog: str, error: BaseException, *, json_errors: bool, verbose: bool
         with contextlib.suppress(BrokenPipeError):
             print(json.dumps(payload), flush=True)
     return code
-
-
-def strip_escapes(text: str) -> str:
-    """Text without terminal escape sequences (colours, cursor moves) and other control characters."""
-    text = re.sub(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]", "", text)
-    return "".join(char for char in text if char in {"\n", "\t"} or ord(char) >= 32)
 
 
 def wants_json(argv: Sequence[str]) -> bool:

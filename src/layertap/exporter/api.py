@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from layertap._text import strip_escapes
 from layertap.config.compat import SERVING_VERSION, check_compat
 from layertap.config.servers import server_release
 from layertap.errors import ExportError, LayertapError, RefusedVersionError, UsageError
@@ -258,7 +259,9 @@ def export(
         except LayertapError:
             raise
         except Exception as error:
-            raise ExportError(f"TensorFlow could not trace or save the model: {error}") from error
+            raise ExportError(
+                f"TensorFlow could not trace or save the model: {strip_escapes(str(error))}"
+            ) from error
         lap("trace_and_save")
         max_errors, parity = _verify(
             reservation.staging,
