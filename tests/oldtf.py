@@ -5,7 +5,8 @@ on it, so one environment serves both proofs: its TF1 session loader is the old 
 (tests/compat), and layertap runs in it from this checkout's sources (PYTHONPATH) to export and serve.
 The environment is created once under a cache directory (`LAYERTAP_TEST_CACHE`, default
 `~/.cache/layertap-tests`) and reused while its requirements are unchanged; a marker file written last means
-"complete", so an interrupted install is redone.
+"complete", so an interrupted install is redone. Environments of other requirement sets are left alone:
+another checkout (a worktree, CI) may be using them.
 """
 
 from __future__ import annotations
@@ -13,23 +14,34 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The oldest supported pair (see pyproject.toml's `tf` extra and the README) and what `layertap serve` adds.
-REQUIREMENTS = (
-    "tensorflow-cpu==2.16.1",
-    "keras==3.3.3",
-    "grpcio-health-checking>=1.62,<2",
-    "grpcio-reflection>=1.62,<2",
-    "uvicorn>=0.54,<0.55",
-)
+#: The oldest supported pair (see pyproject.toml's `tf` extra and the README).
+OLDEST = {"tensorflow": "tensorflow-cpu==2.16.1", "keras": "keras==3.3.3"}
+
+
+def _requirements() -> tuple[str, ...]:
+    """pyproject.toml's `tf` extra with TensorFlow and Keras pinned to the oldest pair (the CPU wheel of
+    TensorFlow), so the environment follows the extra when it changes."""
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["tf"]
+    pinned = []
+    for requirement in extra:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower()
+        pinned.append(OLDEST.get(name, requirement))
+    assert set(OLDEST.values()) <= set(pinned), extra
+    return tuple(pinned)
+
+
+REQUIREMENTS = _requirements()
 # Markers of pip failing to reach the package registry, as opposed to a real install failure.
 OFFLINE = ("Could not find a version", "No matching distribution", "NewConnectionError", "Temporary failure")
 
@@ -79,12 +91,8 @@ def old_tensorflow() -> OldTensorFlow:
     # Parallel pytest processes (or developers) wait for one install instead of racing.
     with (folder.parent / f"{folder.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not marker.is_file():
+        if not (marker.is_file() and (folder / "bin" / "python").exists()):
             shutil.rmtree(folder, ignore_errors=True)
-            # Environments for requirements this checkout no longer has are 1.5 GB each: drop them.
-            for stale in folder.parent.glob("tf-2.16.1-*"):
-                if stale.is_dir() and stale != folder:
-                    shutil.rmtree(stale, ignore_errors=True)
             subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=120)
             install = subprocess.run(
                 [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", *REQUIREMENTS],
