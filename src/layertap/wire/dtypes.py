@@ -3,7 +3,8 @@ carries each dtype's values when they are not in `tensor_content`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -20,58 +21,62 @@ class DtypeInfo:
     Attributes:
         enum: the DataType value on the wire.
         name: TensorFlow's spelling ("float32", "int64", ...).
-        numpy: the numpy dtype, little-endian ("O" holds bytes objects for DT_STRING).
+        numpy_name: the numpy dtype's spelling, little-endian ("O" holds bytes objects for DT_STRING);
+            "bfloat16" is ml_dtypes' type, imported the first time `numpy` is read (importing
+            ml_dtypes costs ~0.5 s, more than the rest of layertap.client).
         typed_field: the repeated TensorProto field TF Serving writes values to by default.
         values_per_element: 2 for complex types, whose real and imaginary parts are stored side by side.
     """
 
     enum: int
     name: str
-    numpy: np.dtype[np.generic]
+    numpy_name: str = field(repr=False)
     typed_field: str
     values_per_element: int = 1
 
+    @cached_property
+    def numpy(self) -> np.dtype[np.generic]:
+        """The numpy dtype."""
+        if self.numpy_name == "bfloat16":
+            import ml_dtypes  # numpy has no bfloat16
 
-def _info(enum: int, name: str, numpy: str, typed_field: str, values_per_element: int = 1) -> DtypeInfo:
-    return DtypeInfo(enum, name, np.dtype(numpy), typed_field, values_per_element)
-
-
-def _bfloat16() -> tuple[DtypeInfo, ...]:
-    """bfloat16 through `ml_dtypes` (numpy has none); like float16, its bits travel in `half_val`."""
-    try:
-        import ml_dtypes
-    except ImportError:  # pragma: no cover - ml_dtypes is a dependency; without it bfloat16 is refused
-        return ()
-    return (DtypeInfo(pb.DT_BFLOAT16, "bfloat16", np.dtype(ml_dtypes.bfloat16), "half_val"),)
+            bfloat16: np.dtype[np.generic] = np.dtype(ml_dtypes.bfloat16)
+            return bfloat16
+        return np.dtype(self.numpy_name)
 
 
 DTYPES: dict[int, DtypeInfo] = {
     info.enum: info
     for info in (
-        _info(pb.DT_FLOAT, "float32", "<f4", "float_val"),
-        _info(pb.DT_DOUBLE, "float64", "<f8", "double_val"),
-        _info(pb.DT_HALF, "float16", "<f2", "half_val"),
-        _info(pb.DT_INT8, "int8", "i1", "int_val"),
-        _info(pb.DT_INT16, "int16", "<i2", "int_val"),
-        _info(pb.DT_INT32, "int32", "<i4", "int_val"),
-        _info(pb.DT_INT64, "int64", "<i8", "int64_val"),
-        _info(pb.DT_UINT8, "uint8", "u1", "int_val"),
-        _info(pb.DT_UINT16, "uint16", "<u2", "int_val"),
-        _info(pb.DT_UINT32, "uint32", "<u4", "uint32_val"),
-        _info(pb.DT_UINT64, "uint64", "<u8", "uint64_val"),
-        _info(pb.DT_BOOL, "bool", "?", "bool_val"),
-        _info(pb.DT_COMPLEX64, "complex64", "<c8", "scomplex_val", 2),
-        _info(pb.DT_COMPLEX128, "complex128", "<c16", "dcomplex_val", 2),
-        _info(pb.DT_STRING, "string", "O", "string_val"),
-        *_bfloat16(),
+        DtypeInfo(pb.DT_FLOAT, "float32", "<f4", "float_val"),
+        DtypeInfo(pb.DT_DOUBLE, "float64", "<f8", "double_val"),
+        DtypeInfo(pb.DT_HALF, "float16", "<f2", "half_val"),
+        DtypeInfo(pb.DT_INT8, "int8", "i1", "int_val"),
+        DtypeInfo(pb.DT_INT16, "int16", "<i2", "int_val"),
+        DtypeInfo(pb.DT_INT32, "int32", "<i4", "int_val"),
+        DtypeInfo(pb.DT_INT64, "int64", "<i8", "int64_val"),
+        DtypeInfo(pb.DT_UINT8, "uint8", "u1", "int_val"),
+        DtypeInfo(pb.DT_UINT16, "uint16", "<u2", "int_val"),
+        DtypeInfo(pb.DT_UINT32, "uint32", "<u4", "uint32_val"),
+        DtypeInfo(pb.DT_UINT64, "uint64", "<u8", "uint64_val"),
+        DtypeInfo(pb.DT_BOOL, "bool", "?", "bool_val"),
+        DtypeInfo(pb.DT_COMPLEX64, "complex64", "<c8", "scomplex_val", 2),
+        DtypeInfo(pb.DT_COMPLEX128, "complex128", "<c16", "dcomplex_val", 2),
+        DtypeInfo(pb.DT_STRING, "string", "O", "string_val"),
+        # Like float16, bfloat16's bits travel in `half_val`.
+        DtypeInfo(pb.DT_BFLOAT16, "bfloat16", "bfloat16", "half_val"),
     )
 }
 
 # DataTypes whose 16-bit patterns travel in `half_val`, one per int32 slot.
 HALF_BITS = frozenset({pb.DT_HALF, pb.DT_BFLOAT16})
 
+# bfloat16 is left out so that building this table does not import ml_dtypes; a bfloat16 array exists
+# only once its caller imported ml_dtypes, and from_numpy finds it by name.
 _BY_NUMPY: dict[np.dtype[np.generic], DtypeInfo] = {
-    info.numpy.newbyteorder("="): info for info in DTYPES.values() if info.enum != pb.DT_STRING
+    info.numpy.newbyteorder("="): info
+    for info in DTYPES.values()
+    if info.enum not in (pb.DT_STRING, pb.DT_BFLOAT16)
 }
 
 
@@ -97,6 +102,8 @@ def from_numpy(dtype: np.dtype[np.generic]) -> DtypeInfo:
     try:
         return _BY_NUMPY[dtype.newbyteorder("=")]
     except KeyError:
+        if dtype.name == "bfloat16":
+            return DTYPES[pb.DT_BFLOAT16]
         raise TensorFormatError(
             f"numpy dtype {dtype} has no TensorFlow DataType; supported: {supported_names()}"
         ) from None
