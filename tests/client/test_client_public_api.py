@@ -49,6 +49,21 @@ def test_tensorflow_is_not_imported_as_a_side_effect() -> None:
     assert result.stdout.strip() == "False"
 
 
+def test_ml_dtypes_is_imported_only_for_bfloat16() -> None:
+    # ml_dtypes alone takes ~0.5 s to import, more than the rest of the client: only bfloat16 needs it.
+    code = (
+        "import sys, numpy as np, layertap.client\n"
+        "from layertap.wire import codec, dtypes\n"
+        "spec = dtypes.pb.ModelSpec(name='m')\n"
+        "codec.encode_predict_request(spec, {'x': np.ones((2, 3), np.float32)})\n"
+        "before = 'ml_dtypes' in sys.modules\n"
+        "dtypes.from_proto(dtypes.pb.DT_BFLOAT16).numpy\n"
+        "print(before, 'ml_dtypes' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False True"
+
+
 def test_public_names_are_exactly_all() -> None:
     assert sorted(layertap.client.__all__) == [
         "AsyncLayerClient",
