@@ -8,8 +8,9 @@
     │   ├── UnsafeModelError           the model carries code (Lambda layers) and no opt-in was given
     │   ├── InvalidInputError          inputs do not match a signature (client-side check)
     │   ├── TensorFormatError          a TensorProto cannot become an array (dtype, shape, content length)
-    │   └── ConfigError                a serving config file or setting is invalid
-    │       └── ConfigParseError       a config file does not parse (carries the line number)
+    │   ├── ConfigError                a serving config file or setting is invalid
+    │   │   └── ConfigParseError       a config file does not parse (carries the line number)
+    │   └── LocationError              a base path or URI names no place layertap can use (scheme, extra)
     ├── ExportError                    exporting or publishing a SavedModel failed
     │   ├── VerificationError          the written SavedModel does not reproduce Keras' outputs
     │   ├── PublishError               the version could not be published into the repository
@@ -22,7 +23,10 @@
     │   ├── DeadlineExceededError      DEADLINE_EXCEEDED
     │   ├── ServerUnavailableError     UNAVAILABLE: server down or batch queue full (retryable)
     │   └── MessageTooLargeError       RESOURCE_EXHAUSTED: a message exceeded a size limit
-    └── ServerError                    `layertap serve` could not start or load as configured
+    ├── ServerError                    `layertap serve` could not start or load as configured
+    └── StorageError                   object storage (gs://, s3://) failed, after retries
+        ├── StorageConflictError       a guarded write lost a race: the object changed since it was read
+        └── IntegrityError             an uploaded object differs from the local file (size or CRC32C)
 
 Every message says what was wrong, what was received and what would be accepted.
 """
@@ -35,10 +39,12 @@ __all__ = [
     "ConfigParseError",
     "DeadlineExceededError",
     "ExportError",
+    "IntegrityError",
     "InvalidArgumentError",
     "InvalidInputError",
     "LayerNotFoundError",
     "LayertapError",
+    "LocationError",
     "MessageTooLargeError",
     "ModelNotFoundError",
     "PublishError",
@@ -47,6 +53,8 @@ __all__ = [
     "ServerUnavailableError",
     "ServingError",
     "SignatureNotFoundError",
+    "StorageConflictError",
+    "StorageError",
     "TensorFormatError",
     "UnsafeModelError",
     "UnsupportedModelError",
@@ -117,6 +125,11 @@ class ConfigParseError(ConfigError):
         self.reason = reason if reason is not None else message
 
 
+class LocationError(UsageError):
+    """A base path or URI names no place layertap can use: an unsupported scheme, a malformed URI, or an
+    object store whose extra (`layertap[gcs]`, `layertap[s3]`) is not installed. Raised before any work."""
+
+
 class ExportError(LayertapError):
     """Exporting or publishing a SavedModel failed."""
 
@@ -169,3 +182,16 @@ class MessageTooLargeError(ServingError):
 
 class ServerError(LayertapError):
     """`layertap serve` could not start, or could not load what it was configured to serve."""
+
+
+class StorageError(LayertapError):
+    """Object storage (gs://, s3://) refused or failed a request, after the transient errors were retried."""
+
+
+class StorageConflictError(StorageError):
+    """A guarded write lost a race: the object was created or changed by someone else since it was read
+    (a generation or If-None-Match precondition failed)."""
+
+
+class IntegrityError(StorageError):
+    """An uploaded object is not the local file: the size or CRC32C the store reports differs."""

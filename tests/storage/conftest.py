@@ -1,0 +1,44 @@
+"""Fixtures for the object-storage tests: one fake-gcs-server and one moto S3 server per session (real
+servers on 127.0.0.1, see tests/storage/emulators.py), a fresh bucket per test, and the environment variables
+that point layertap (in this process and in child processes) at them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.storage.emulators import FakeGcs, MotoS3, start_fake_gcs, start_moto_s3, unique_bucket
+
+
+@pytest.fixture(scope="session")
+def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
+    with start_fake_gcs(tmp_path_factory.mktemp("fake-gcs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    with start_moto_s3() as server:
+        yield server
+
+
+@pytest.fixture
+def gcs_bucket(fake_gcs: FakeGcs, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new, empty bucket on the session's fake-gcs-server; STORAGE_EMULATOR_HOST points at it."""
+    for key, value in fake_gcs.env().items():
+        monkeypatch.setenv(key, value)
+    name = unique_bucket("gcs")
+    fake_gcs.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def s3_bucket(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new, empty bucket on the session's moto server; AWS_ENDPOINT_URL and dummy credentials point
+    at it."""
+    for key, value in moto_s3.env().items():
+        monkeypatch.setenv(key, value)
+    name = unique_bucket("s3")
+    moto_s3.create_bucket(name)
+    return name
