@@ -25,6 +25,17 @@ def half_plus_two(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def half_plus_two_tf2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model base path holding half_plus_two saved the TF2 way (`build_tf2` in tests/half_plus_two.py):
+    the same signatures, all with method_name `tensorflow/serving/predict`. Read-only."""
+    from tests import half_plus_two as model
+
+    base = tmp_path_factory.mktemp("half_plus_two_tf2_base") / "half_plus_two"
+    model.build_tf2(base / f"{model.VERSION:08d}")
+    return base
+
+
+@pytest.fixture(scope="session")
 def old_tensorflow() -> OldTensorFlow:
     """TensorFlow 2.16.1 (the oldest supported) in a cached throwaway venv; see tests/oldtf.py."""
     return create_old_tensorflow()

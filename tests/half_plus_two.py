@@ -72,3 +72,60 @@ def build(export_dir: Path) -> None:
             session, [v1.saved_model.tag_constants.SERVING], signature_def_map=signatures
         )
         builder.save()
+
+
+def build_tf2(export_dir: Path) -> None:
+    """Write half_plus_two as a TF2 SavedModel (`tf.saved_model.save` of a `tf.Module`) to `export_dir`.
+
+    TF Serving's `saved_model_half_plus_two_tf2_cpu` test model, which its model server tests classify,
+    regress and multi-infer (`testClassifyTf2`, `testRegressTf2`, `testMultiInferenceTf2` in
+    tensorflow_serving/model_servers/tensorflow_model_server_test.py): the same values and signature
+    keys as `build`, but every signature's method_name is `tensorflow/serving/predict`, as TF2 writes
+    them. So TF Serving classifies it only because `--enable_signature_method_name_check` is off by
+    default.
+    """
+    import tensorflow as tf
+
+    examples = tf.TensorSpec([None], tf.string)
+    features = {
+        "x": tf.io.FixedLenFeature([1], tf.float32),
+        "x2": tf.io.FixedLenFeature([1], tf.float32, default_value=[0.0]),
+    }
+
+    class HalfPlusTwo(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = tf.Variable(0.5, name="a")
+            self.b = tf.Variable(2.0, name="b")
+            self.c = tf.Variable(3.0, name="c")
+
+        def parse(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+            return tf.io.parse_example(serialized, features)  # type: ignore[no-any-return]
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32)])
+        def predict(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"y": self.a * x + self.b}
+
+        @tf.function(input_signature=[examples])
+        def classify_x_to_y(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"scores": self.a * self.parse(inputs)["x"] + self.b}
+
+        @tf.function(input_signature=[examples])
+        def regress_x_to_y(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"outputs": self.a * self.parse(inputs)["x"] + self.b}
+
+        @tf.function(input_signature=[examples])
+        def regress_x_to_y2(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"outputs": self.a * self.parse(inputs)["x"] + self.c}
+
+    module = HalfPlusTwo()
+    tf.saved_model.save(
+        module,
+        str(export_dir),
+        signatures={
+            "serving_default": module.predict,
+            "classify_x_to_y": module.classify_x_to_y,
+            "regress_x_to_y": module.regress_x_to_y,
+            "regress_x_to_y2": module.regress_x_to_y2,
+        },
+    )

@@ -1,20 +1,25 @@
 """Classify, Regress and MultiInference over gRPC, as TF Serving answers them, with the official stubs.
 
 On TF Serving's own test model `half_plus_two` (tests/half_plus_two.py: y = 0.5x + 2, y2 = 0.5x + 3,
-classify_x_to_y scores y) the values are the ones TF Serving's model server tests expect.
+classify_x_to_y scores y), saved as a TF1 graph and as a TF2 module, the values are the ones TF
+Serving's model server tests expect, with `--enable_signature_method_name_check` off (its default)
+and on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from tensorflow_serving.apis import (
     classification_pb2,
     inference_pb2,
     input_pb2,
+    predict_pb2,
     prediction_service_pb2_grpc,
     regression_pb2,
 )
@@ -24,16 +29,34 @@ from layertap.server import ServerOptions, create_server
 Stub = prediction_service_pb2_grpc.PredictionServiceStub
 
 
-@pytest.fixture(scope="module")
-def stub(half_plus_two: Path) -> Iterator[Stub]:
+@contextmanager
+def _serving(base: Path, *, check_method_names: bool = False) -> Iterator[Stub]:
     server, port = create_server(
-        ServerOptions(port=0, model_name="half_plus_two", model_base_path=str(half_plus_two))
+        ServerOptions(
+            port=0,
+            model_name="half_plus_two",
+            model_base_path=str(base),
+            enable_signature_method_name_check=check_method_names,
+        )
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             yield Stub(channel)
     finally:
         server.stop(grace=1.0)
+
+
+@pytest.fixture(scope="module")
+def stub(half_plus_two: Path) -> Iterator[Stub]:
+    with _serving(half_plus_two) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def checked_stub(half_plus_two: Path) -> Iterator[Stub]:
+    """The TF1 model under `--enable_signature_method_name_check`."""
+    with _serving(half_plus_two, check_method_names=True) as served:
+        yield served
 
 
 def _input(*xs: float | None, context: float | None = None) -> input_pb2.Input:
@@ -94,18 +117,36 @@ def test_regress_and_context_merged_into_each_example(stub: Stub) -> None:
     assert [r.value for r in response.result.regressions] == [4.0, 3.0]
 
 
-def test_signature_method_names_inputs_and_runtime_errors(stub: Stub) -> None:
+def test_method_names_are_checked_only_under_the_flag(stub: Stub, checked_stub: Stub) -> None:
     invalid = grpc.StatusCode.INVALID_ARGUMENT
-    assert _error(lambda: stub.Classify(_classify("", _input(1.0)), timeout=30)) == (
+    assert _error(lambda: checked_stub.Classify(_classify("", _input(1.0)), timeout=30)) == (
         invalid,
         "Expected classification signature method_name to be tensorflow/serving/classify. "
         "Was: tensorflow/serving/predict",
     )
-    assert _error(lambda: stub.Regress(_regress("classify_x_to_y", _input(1.0)), timeout=30)) == (
+    assert _error(lambda: checked_stub.Regress(_regress("classify_x_to_y", _input(1.0)), timeout=30)) == (
         invalid,
         "Expected regression signature method_name to be tensorflow/serving/regress. "
         "Was: tensorflow/serving/classify",
     )
+    # Without the flag (TF Serving's default) the same calls fail on the signatures' keys instead:
+    # serving_default has the input "x", not "inputs"; classify_x_to_y has "scores", not "outputs".
+    code, message = _error(lambda: stub.Classify(_classify("", _input(1.0)), timeout=30))
+    assert (code, message.split("\n")[0]) == (
+        invalid,
+        "No classification inputs found in SignatureDef: inputs {",
+    )
+    assert 'key: "x"' in message
+    code, message = _error(lambda: stub.Regress(_regress("classify_x_to_y", _input(1.0)), timeout=30))
+    assert (code, message.split("\n")[0]) == (
+        invalid,
+        "No regression outputs found in SignatureDef: inputs {",
+    )
+    assert 'key: "scores"' in message
+
+
+def test_inputs_and_runtime_errors(stub: Stub) -> None:
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
     assert _error(lambda: stub.Regress(_regress("nope", _input(1.0)), timeout=30)) == (
         invalid,
         "No signature was found with the name: nope",
@@ -179,11 +220,60 @@ def test_multi_inference_refuses_other_methods_models_and_repeats(stub: Stub) ->
         grpc.StatusCode.INVALID_ARGUMENT,
         "Duplicate evaluation of signature: regress_x_to_y",
     )
+    # Two signatures with different input tensors: the one Input is fed to both (util.cc's
+    # PerformOneShotTensorComputation at 2.20.0), and x2 is a float tensor, so the session refuses
+    # the string feed to the second input in the sorted set {tf_example:0, x2:0}.
     assert refused(regress, ("regress_x2_to_y3", "tensorflow/serving/regress", "half_plus_two")) == (
         grpc.StatusCode.INVALID_ARGUMENT,
-        "Input tensor must be the same for all Signatures.",
+        "Expects arg[1] to be float but string is provided",
     )
     assert refused() == (grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified.")
+
+
+def test_tf_serving_tf2_cases_classify_regress_and_multi_infer_a_tf2_savedmodel(
+    half_plus_two_tf2: Path,
+) -> None:
+    import tensorflow as tf
+
+    # testClassifyTf2, testRegressTf2 and testMultiInferenceTf2 of TF Serving's model server test: every
+    # signature of a TF2 SavedModel says tensorflow/serving/predict, and is served all the same.
+    with _serving(half_plus_two_tf2) as tf2:
+        classified = tf2.Classify(_classify("classify_x_to_y", _input(2.0)), timeout=30)
+        assert [[c.score for c in row.classes] for row in classified.result.classifications] == [[3.0]]
+        assert (classified.model_spec.signature_name, classified.model_spec.version.value) == (
+            "classify_x_to_y",
+            123,
+        )
+        regressed = tf2.Regress(_regress("regress_x_to_y", _input(2.0)), timeout=30)
+        assert [r.value for r in regressed.result.regressions] == [3.0]
+        assert regressed.model_spec.signature_name == "regress_x_to_y"
+        request = inference_pb2.MultiInferenceRequest()
+        _task(request, "regress_x_to_y", "tensorflow/serving/regress")
+        _task(request, "classify_x_to_y", "tensorflow/serving/classify")
+        request.input.CopyFrom(_input(2.0))
+        multi = tf2.MultiInference(request, timeout=30)
+        assert multi.results[0].regression_result.regressions[0].value == 3.0
+        assert multi.results[1].classification_result.classifications[0].classes[0].score == 3.0
+        assert [(r.model_spec.signature_name, r.model_spec.version.value) for r in multi.results] == [
+            ("regress_x_to_y", 123),
+            ("classify_x_to_y", 123),
+        ]
+    with _serving(half_plus_two_tf2, check_method_names=True) as checked:
+        assert _error(lambda: checked.Classify(_classify("classify_x_to_y", _input(2.0)), timeout=30)) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Expected classification signature method_name to be tensorflow/serving/classify. "
+            "Was: tensorflow/serving/predict",
+        )
+        assert _error(lambda: checked.MultiInference(request, timeout=30)) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Expected regression signature method_name to be tensorflow/serving/regress. "
+            "Was: tensorflow/serving/predict",
+        )
+        # Predict accepts predict, classify and regress signatures even under the check.
+        predict = predict_pb2.PredictRequest()
+        predict.model_spec.name = "half_plus_two"
+        predict.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[2.0]], np.float32)))
+        assert list(checked.Predict(predict, timeout=30).outputs["y"].float_val) == [3.0]
 
 
 def test_warmup_replays_classify_regress_and_multi_inference_records(

@@ -283,3 +283,13 @@ def test_sigterm_drains_in_flight_requests_and_exits_cleanly(make_repo: Callable
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_signature_method_name_check_is_off_unless_asked_as_in_tf_serving() -> None:
+    assert _parse("--model_base_path=/m").enable_signature_method_name_check is False
+    assert _parse(
+        "--model_base_path=/m", "--enable_signature_method_name_check"
+    ).enable_signature_method_name_check
+    assert not _parse(
+        "--model_base_path=/m", "--enable_signature_method_name_check=false"
+    ).enable_signature_method_name_check

@@ -267,16 +267,16 @@ def test_model_status_states_and_missing_version(stubs: tuple) -> None:
 
 
 def test_classify_needs_a_classification_signature(stubs: tuple) -> None:
-    # Classify is served (tests/server/test_inference.py); a model of predict signatures refuses it
-    # by method name, as TF Serving does.
+    # Classify is served (tests/server/test_inference.py); a signature without the classification
+    # keys is refused by them, as TF Serving does without --enable_signature_method_name_check
+    # (its default), printing the signature.
     prediction, _ = stubs
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = "m"
-    assert _error(lambda: prediction.Classify(request, timeout=10)) == (
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "Expected classification signature method_name to be tensorflow/serving/classify. "
-        "Was: tensorflow/serving/predict",
-    )
+    code, message = _error(lambda: prediction.Classify(request, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message.startswith('No classification inputs found in SignatureDef: inputs {\n  key: "x"\n')
+    assert message.endswith('method_name: "tensorflow/serving/predict"\n')
 
 
 def test_deadline_becomes_the_session_timeout(stubs: tuple) -> None:

@@ -258,7 +258,12 @@ def create_server(
     _probe_ports(options)
     runner = _runner(options)
     manager = ModelManager(options, runner=runner, stopping=stopping)
-    core = ServingCore(manager, workers=options.grpc_max_threads, queue=options.max_queued_requests)
+    core = ServingCore(
+        manager,
+        workers=options.grpc_max_threads,
+        queue=options.max_queued_requests,
+        check_method_names=options.enable_signature_method_name_check,
+    )
     if options.model_config_file:
         config = _read_model_config(options.model_config_file)
         source = options.model_config_file

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -42,6 +42,18 @@ logger = logging.getLogger(__name__)
 SIGNATURE_DEF_FIELD = "signature_def"
 Q = TypeVar("Q")
 R = TypeVar("R")
+Q_contra = TypeVar("Q_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
+
+
+class _Inference(Protocol[Q_contra, R_co]):
+    """`inference.classify`, `regress` or `multi_inference`."""
+
+    def __call__(
+        self, servable: Servable, request: Q_contra, timeout_ms: int | None = None, *, check_method_name: bool
+    ) -> R_co: ...
+
+
 #: Inputs by alias, or a function of the signature for encodings that need its dtypes (REST JSON).
 Inputs = Mapping[str, np.ndarray] | Callable[[pb.SignatureDef], Mapping[str, np.ndarray]]
 
@@ -115,9 +127,15 @@ def _first_task_spec(request: pb.MultiInferenceRequest) -> pb.ModelSpec:
 class ServingCore:
     """Predict, metadata, status and config reloads on the models of one `ModelManager`."""
 
-    def __init__(self, manager: ModelManager, *, workers: int, queue: int) -> None:
+    def __init__(
+        self, manager: ModelManager, *, workers: int, queue: int, check_method_names: bool = False
+    ) -> None:
+        """Args:
+        check_method_names: `--enable_signature_method_name_check` (TF Serving's default: off).
+        """
         self.manager = manager
         self._admission = Admission(workers, queue)
+        self._check_method_names = check_method_names
 
     def predict(
         self,
@@ -158,6 +176,7 @@ class ServingCore:
                     inputs,
                     output_filter=query.output_filter,
                     timeout_ms=timeout_ms,
+                    check_method_name=self._check_method_names,
                 )
             return encode(result)
 
@@ -229,7 +248,7 @@ class ServingCore:
         api: str,
         decode: Callable[[], Q],
         spec_of: Callable[[Q], pb.ModelSpec],
-        infer: Callable[[Servable, Q, int | None], R],
+        infer: _Inference[Q, R],
         entrypoint: str,
         deadline: Deadline,
         model: str,
@@ -238,7 +257,7 @@ class ServingCore:
 
         def run(request: Q, timeout_ms: int | None) -> R:
             with self.manager.servable(spec_of(request)) as servable:
-                return infer(servable, request, timeout_ms)
+                return infer(servable, request, timeout_ms, check_method_name=self._check_method_names)
 
         return self._serve(api, decode, spec_of, run, entrypoint=entrypoint, deadline=deadline, model=model)
 

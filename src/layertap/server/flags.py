@@ -61,6 +61,7 @@ class ServerOptions:
     monitoring_config_file: str = ""
     rest_api_port: int = 0
     rest_api_timeout_in_ms: int = 30000
+    enable_signature_method_name_check: bool = False
     # layertap's own flags (TF Serving has no equivalent).
     bind_address: str = DEFAULT_BIND_ADDRESS
     max_queued_requests: int = 64
@@ -104,7 +105,6 @@ UNSUPPORTED_FLAGS: dict[str, str] = {
     "prefer_tflite_model": "TensorFlow Lite models are not served",
     "num_tflite_pools": "TensorFlow Lite models are not served",
     "num_tflite_interpreters_per_pool": "TensorFlow Lite models are not served",
-    "enable_signature_method_name_check": "signature method names are not checked (TF Serving's default)",
     "xla_cpu_compilation_enabled": "XLA JIT compilation is not offered",
     "xla_gpu_compilation_enabled": "XLA JIT compilation is not offered",
     "thread_pool_factory_config_file": "custom inference thread pools are not offered",
@@ -183,6 +183,10 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     text("monitoring_config_file", "MonitoringConfig text: Prometheus metrics on the REST port")
     number("rest_api_port", int, "HTTP/REST port; 0 = no REST API (default)")
     number("rest_api_timeout_in_ms", int, "deadline of one REST request (default 30000)")
+    boolean(
+        "enable_signature_method_name_check",
+        "refuse Classify/Regress on signatures whose method_name is not theirs, and Predict on unknown ones",
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     # layertap's own flags.
     text("bind_address", "address to listen on (layertap only; default 127.0.0.1, loopback)")

@@ -3,11 +3,11 @@
 As TF Serving's classifier.cc / regressor.cc / multi_inference.cc / util.cc do: the request's
 `Input` becomes one DT_STRING vector of serialized tf.Examples (with `example_list_with_context`, the
 serialized context is prepended to each serialized example, which protobuf parses as the merge of the
-two, the example's features winning), fed to the signature's single input; the signature's method
-name must be the call's; `classes` (DT_STRING [batch, classes]) and `scores` (DT_FLOAT [batch,
-classes]) become a ClassificationResult, `outputs` (DT_FLOAT [batch] or [batch, 1]) a
-RegressionResult. MultiInference runs classify and regress tasks over one model and one input in ONE
-session run.
+two, the example's features winning), fed to the signature's single input. A signature is chosen by
+its input and output keys, and by its method name only under `--enable_signature_method_name_check`.
+`classes` (DT_STRING [batch, classes]) and `scores` (DT_FLOAT [batch, classes]) become a
+ClassificationResult, `outputs` (DT_FLOAT [batch] or [batch, 1]) a RegressionResult. MultiInference
+runs classify and regress tasks over one model and one input in ONE session run.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
 from layertap.server.predict import DEFAULT_SIGNATURE
 from layertap.server.servable import Servable
-from layertap.server.status import FailedPrecondition, InvalidArgument, Unimplemented
+from layertap.server.status import InvalidArgument, Unimplemented
 from layertap.wire import dtypes
 
 __all__ = ["classify", "multi_inference", "regress", "serialized_examples"]
@@ -56,60 +56,69 @@ def _debug_string(signature: pb.SignatureDef) -> str:
     return text_format.MessageToString(signature)
 
 
-def _signature(servable: Servable, spec: pb.ModelSpec, method: str) -> tuple[str, pb.SignatureDef]:
-    """GetClassificationSignatureDef / GetRegressionSignatureDef."""
+def _check_method_name(signature: pb.SignatureDef, method: str, check: bool) -> None:
+    """TF Serving compares a signature's method_name with the API only under
+    `--enable_signature_method_name_check` (default false: `server.h`; `classifier.cc`,
+    `regressor.cc`). TF2 SavedModels mark every signature `tensorflow/serving/predict`, so without the
+    flag they are classified and regressed by their input and output keys alone."""
+    if check and signature.method_name != method:
+        raise InvalidArgument(
+            f"Expected {_KIND[method]} signature method_name to be {method}. Was: {signature.method_name}"
+        )
+
+
+def _signature(
+    servable: Servable, spec: pb.ModelSpec, method: str, check_method_name: bool
+) -> pb.SignatureDef:
+    """GetClassificationSignatureDef / GetRegressionSignatureDef: the signature, checked for `method`."""
     key = spec.signature_name or DEFAULT_SIGNATURE
     signature = servable.signatures.get(key)
     if signature is None:
         raise InvalidArgument(f"No signature was found with the name: {key}")
-    if signature.method_name != method:
-        raise InvalidArgument(
-            f"Expected {_KIND[method]} signature method_name to be {method}. Was: {signature.method_name}"
-        )
-    return key, signature
+    # With the check, only the method name is looked at here; without it, the whole preprocessing
+    # check runs (and again when the call runs it), exactly as in classifier.cc / regressor.cc.
+    _check_method_name(signature, method, check_method_name)
+    return signature
 
 
-def _input_name(signature: pb.SignatureDef, method: str) -> str:
-    """The checks PreProcessClassification / PreProcessRegression make on the signature's shape."""
-    if signature.method_name != method:
-        raise InvalidArgument(
-            f"Expected {_KIND[method]} signature method_name to be {method}. Was: {signature.method_name}"
-        )
+def _input_name(signature: pb.SignatureDef, method: str, outputs: tuple[int, ...]) -> str:
+    """The checks PreProcessClassification / PreProcessRegression make, in their order: one input,
+    the allowed number of outputs, then the input key."""
     if len(signature.inputs) != 1:
         raise InvalidArgument("Expected one input Tensor.")
+    if len(signature.outputs) not in outputs:
+        if outputs == (1,):
+            raise InvalidArgument("Expected one output Tensor.")
+        raise InvalidArgument(f"Expected one or two output Tensors, found {len(signature.outputs)}")
     key = methods.CLASSIFY_INPUTS if method == methods.CLASSIFY_METHOD_NAME else methods.REGRESS_INPUTS
     entry = signature.inputs.get(key)
     if entry is None:
-        raise FailedPrecondition(
-            f"No {_KIND[method]} inputs found in SignatureDef: {_debug_string(signature)}"
-        )
+        raise InvalidArgument(f"No {_KIND[method]} inputs found in SignatureDef: {_debug_string(signature)}")
     return entry.name
 
 
-def _classification_outputs(signature: pb.SignatureDef) -> tuple[str, list[str]]:
-    name = _input_name(signature, methods.CLASSIFY_METHOD_NAME)
-    if len(signature.outputs) not in (1, 2):
-        raise InvalidArgument(f"Expected one or two output Tensors, found {len(signature.outputs)}")
+def _classification_outputs(signature: pb.SignatureDef, check_method_name: bool) -> tuple[str, list[str]]:
+    _check_method_name(signature, methods.CLASSIFY_METHOD_NAME, check_method_name)
+    name = _input_name(signature, methods.CLASSIFY_METHOD_NAME, (1, 2))
     present = [
         signature.outputs[key].name
         for key in (methods.CLASSIFY_OUTPUT_CLASSES, methods.CLASSIFY_OUTPUT_SCORES)
         if key in signature.outputs
     ]
     if not present:
-        raise FailedPrecondition(
+        raise InvalidArgument(
             'Expected classification signature outputs to contain at least one of "classes" or '
             f'"scores". Signature was: {_debug_string(signature)}'
         )
     return name, present
 
 
-def _regression_outputs(signature: pb.SignatureDef) -> tuple[str, list[str]]:
-    name = _input_name(signature, methods.REGRESS_METHOD_NAME)
-    if len(signature.outputs) != 1:
-        raise InvalidArgument("Expected one output Tensor.")
+def _regression_outputs(signature: pb.SignatureDef, check_method_name: bool) -> tuple[str, list[str]]:
+    _check_method_name(signature, methods.REGRESS_METHOD_NAME, check_method_name)
+    name = _input_name(signature, methods.REGRESS_METHOD_NAME, (1,))
     entry = signature.outputs.get(methods.REGRESS_OUTPUTS)
     if entry is None:
-        raise FailedPrecondition(f"No regression outputs found in SignatureDef: {_debug_string(signature)}")
+        raise InvalidArgument(f"No regression outputs found in SignatureDef: {_debug_string(signature)}")
     return name, [entry.name]
 
 
@@ -194,29 +203,39 @@ def _response_spec(spec: pb.ModelSpec, servable: Servable) -> pb.ModelSpec:
 
 def _run(
     servable: Servable,
-    input_name: str,
+    input_names: Sequence[str],
     request_input: pb.Input,
     fetches: Sequence[str],
     timeout_ms: int | None,
 ) -> tuple[int, dict[str, np.ndarray]]:
-    """PerformOneShotTensorComputation: one session run on the serialized examples."""
+    """PerformOneShotTensorComputation: one session run, the serialized examples fed to every input
+    tensor named (util.cc feeds each name of a sorted set the same tensor: MultiInference over TF2
+    signatures, whose inputs are separate placeholders, reads one Input through all of them)."""
     examples = serialized_examples(request_input)
     unique = list(dict.fromkeys(fetches))
-    outputs = servable.run({input_name: examples}, unique, timeout_ms)
+    outputs = servable.run(dict.fromkeys(sorted(set(input_names)), examples), unique, timeout_ms)
     return len(examples), dict(zip(unique, outputs, strict=True))
 
 
 def classify(
-    servable: Servable, request: pb.ClassificationRequest, timeout_ms: int | None = None
+    servable: Servable,
+    request: pb.ClassificationRequest,
+    timeout_ms: int | None = None,
+    *,
+    check_method_name: bool = False,
 ) -> pb.ClassificationResponse:
     """RunClassify on `servable`.
+
+    Args:
+        check_method_name: `--enable_signature_method_name_check`: refuse a signature whose
+            method_name is not `tensorflow/serving/classify`.
 
     Raises:
         StatusError: TF Serving's code and message.
     """
-    _, signature = _signature(servable, request.model_spec, methods.CLASSIFY_METHOD_NAME)
-    input_name, fetches = _classification_outputs(signature)
-    examples, fetched = _run(servable, input_name, request.input, fetches, timeout_ms)
+    signature = _signature(servable, request.model_spec, methods.CLASSIFY_METHOD_NAME, check_method_name)
+    input_name, fetches = _classification_outputs(signature, check_method_name)
+    examples, fetched = _run(servable, [input_name], request.input, fetches, timeout_ms)
     return pb.ClassificationResponse(
         model_spec=_response_spec(request.model_spec, servable),
         result=_classification_result(signature, examples, fetched),
@@ -224,16 +243,24 @@ def classify(
 
 
 def regress(
-    servable: Servable, request: pb.RegressionRequest, timeout_ms: int | None = None
+    servable: Servable,
+    request: pb.RegressionRequest,
+    timeout_ms: int | None = None,
+    *,
+    check_method_name: bool = False,
 ) -> pb.RegressionResponse:
     """RunRegress on `servable`.
+
+    Args:
+        check_method_name: `--enable_signature_method_name_check`: refuse a signature whose
+            method_name is not `tensorflow/serving/regress`.
 
     Raises:
         StatusError: TF Serving's code and message.
     """
-    _, signature = _signature(servable, request.model_spec, methods.REGRESS_METHOD_NAME)
-    input_name, fetches = _regression_outputs(signature)
-    examples, fetched = _run(servable, input_name, request.input, fetches, timeout_ms)
+    signature = _signature(servable, request.model_spec, methods.REGRESS_METHOD_NAME, check_method_name)
+    input_name, fetches = _regression_outputs(signature, check_method_name)
+    examples, fetched = _run(servable, [input_name], request.input, fetches, timeout_ms)
     return pb.RegressionResponse(
         model_spec=_response_spec(request.model_spec, servable),
         result=_regression_result(signature, examples, fetched),
@@ -241,16 +268,23 @@ def regress(
 
 
 def multi_inference(
-    servable: Servable, request: pb.MultiInferenceRequest, timeout_ms: int | None = None
+    servable: Servable,
+    request: pb.MultiInferenceRequest,
+    timeout_ms: int | None = None,
+    *,
+    check_method_name: bool = False,
 ) -> pb.MultiInferenceResponse:
     """TensorFlowMultiInferenceRunner::Infer: classify/regress tasks of one model on one input.
+
+    The task's method_name chooses classify or regress; with `check_method_name` the signature's own
+    method_name must also be that one (multi_inference.cc runs the same preprocessing checks).
 
     Raises:
         StatusError: TF Serving's code and message (UNIMPLEMENTED for a task that is not classify or
             regress).
     """
     model_name = ""
-    input_name = ""
+    input_names: list[str] = []
     seen: set[str] = set()
     fetches: list[str] = []
     plan: list[tuple[pb.InferenceTask, pb.SignatureDef]] = []
@@ -270,17 +304,15 @@ def multi_inference(
         if signature is None:
             raise InvalidArgument(f"Requested signature not found in model graph: {key}")
         if task.method_name == methods.CLASSIFY_METHOD_NAME:
-            name, outputs = _classification_outputs(signature)
+            name, outputs = _classification_outputs(signature, check_method_name)
         elif task.method_name == methods.REGRESS_METHOD_NAME:
-            name, outputs = _regression_outputs(signature)
+            name, outputs = _regression_outputs(signature, check_method_name)
         else:
             raise Unimplemented(f"Unsupported signature method_name: {task.method_name}")
-        if input_name and name != input_name:
-            raise InvalidArgument("Input tensor must be the same for all Signatures.")
-        input_name = name
+        input_names.append(name)
         fetches.extend(outputs)
         plan.append((task, signature))
-    examples, fetched = _run(servable, input_name, request.input, sorted(set(fetches)), timeout_ms)
+    examples, fetched = _run(servable, input_names, request.input, sorted(set(fetches)), timeout_ms)
     response = pb.MultiInferenceResponse()
     for task, signature in plan:
         result = response.results.add(model_spec=_response_spec(task.model_spec, servable))

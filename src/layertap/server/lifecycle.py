@@ -95,7 +95,12 @@ def saved_model_loader(
         servable = Servable.load(name, version, path, options.tags, settings, runner=chosen)
         if options.enable_model_warmup:
             try:
-                warmup.replay(servable, options.num_request_iterations_for_warmup, stopping)
+                warmup.replay(
+                    servable,
+                    options.num_request_iterations_for_warmup,
+                    stopping,
+                    check_method_names=options.enable_signature_method_name_check,
+                )
             except BaseException:
                 servable.close()
                 raise

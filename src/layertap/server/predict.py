@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from layertap.errors import TensorFormatError
+from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
 from layertap.server import metrics
 from layertap.server.servable import Servable
-from layertap.server.status import InvalidArgument, SignatureNotFound
+from layertap.server.status import Internal, InvalidArgument, SignatureNotFound
 from layertap.wire import dtypes
 
 __all__ = ["DEFAULT_SIGNATURE", "Prediction", "predict", "resolve_signature"]
@@ -26,6 +27,9 @@ DEFAULT_SIGNATURE = "serving_default"
 
 # TensorFlow's DataTypeString spellings where they differ from numpy's names.
 _TF_TYPE_NAMES: dict[int, str] = {pb.DT_FLOAT: "float", pb.DT_DOUBLE: "double", pb.DT_HALF: "half"}
+
+# The method names a Predict accepts under --enable_signature_method_name_check, in predict_util.cc's order.
+_PREDICTABLE = (methods.PREDICT_METHOD_NAME, methods.CLASSIFY_METHOD_NAME, methods.REGRESS_METHOD_NAME)
 
 
 class Prediction:
@@ -110,6 +114,7 @@ def predict(
     *,
     output_filter: Sequence[str] = (),
     timeout_ms: int | None = None,
+    check_method_name: bool = False,
 ) -> Prediction:
     """Run one Predict on `servable`, checking the request as TF Serving does.
 
@@ -121,6 +126,13 @@ def predict(
         StatusError: TF Serving's status code and message.
     """
     key, signature = resolve_signature(servable, signature_name)
+    if check_method_name and signature.method_name not in _PREDICTABLE:
+        # predict_util.cc VerifySignature, only under --enable_signature_method_name_check.
+        raise Internal(
+            "Expected prediction signature method_name to be one of {"
+            + ", ".join(_PREDICTABLE)
+            + f"}}. Was: {signature.method_name}"
+        )
     spec = pb.ModelSpec(name=model_name, signature_name=key)
     spec.version.value = servable.version
     feeds = _check_inputs(signature, inputs)

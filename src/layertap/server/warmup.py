@@ -69,15 +69,22 @@ def _loss_detail(message: str, path: Path) -> str:
     return f"{message} in {path}"
 
 
-def _request_of(log: pb.PredictionLog, count: int, path: Path, servable: Servable) -> Callable[[], object]:
-    """The call one warmup record asks for: Predict, Classify, Regress or MultiInference, as TF Serving."""
+def _request_of(
+    log: pb.PredictionLog, count: int, path: Path, servable: Servable, check: bool
+) -> Callable[[], object]:
+    """The call one warmup record asks for: Predict, Classify, Regress or MultiInference, as TF Serving.
+
+    `check` is `--enable_signature_method_name_check`: warmup runs the same checks as a live call.
+    """
     kind = log.WhichOneof("log_type")
     if kind == "classify_log":
-        return lambda: inference.classify(servable, log.classify_log.request)
+        return lambda: inference.classify(servable, log.classify_log.request, check_method_name=check)
     if kind == "regress_log":
-        return lambda: inference.regress(servable, log.regress_log.request)
+        return lambda: inference.regress(servable, log.regress_log.request, check_method_name=check)
     if kind == "multi_inference_log":
-        return lambda: inference.multi_inference(servable, log.multi_inference_log.request)
+        return lambda: inference.multi_inference(
+            servable, log.multi_inference_log.request, check_method_name=check
+        )
     if kind != "predict_log":
         raise InvalidArgument(
             f"Unsupported log_type for warmup in record {count} of {path}: {kind or 'none'}; TF Serving "
@@ -93,15 +100,23 @@ def _request_of(log: pb.PredictionLog, count: int, path: Path, servable: Servabl
         call.model_spec.signature_name,
         call.inputs,
         output_filter=call.output_filter,
+        check_method_name=check,
     )
 
 
-def replay(servable: Servable, iterations: int = 0, stopping: threading.Event | None = None) -> int:
+def replay(
+    servable: Servable,
+    iterations: int = 0,
+    stopping: threading.Event | None = None,
+    *,
+    check_method_names: bool = False,
+) -> int:
     """Replay the warmup records of `servable`'s version directory, if it has any.
 
     Args:
         iterations: how often to run each record (`--num_request_iterations_for_warmup`); <= 0 means once.
         stopping: once set, the replay stops before the next run (CANCELLED).
+        check_method_names: `--enable_signature_method_name_check`, as for live calls.
 
     Returns:
         The number of records read (0 without a warmup file).
@@ -124,7 +139,7 @@ def replay(servable: Servable, iterations: int = 0, stopping: threading.Event | 
             log = pb.PredictionLog.FromString(record)
         except DecodeError:
             raise InvalidArgument(f"Failed to parse warmup record {count} from {path}") from None
-        run = _request_of(log, count, path, servable)
+        run = _request_of(log, count, path, servable, check_method_names)
         for _ in range(max(1, iterations)):
             if stopping is not None and stopping.is_set():
                 raise status_error(
