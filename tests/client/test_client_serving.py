@@ -21,8 +21,9 @@ import pytest
 from layertap.client import AsyncServingClient, Classification, ServingClient
 from layertap.errors import InvalidInputError, ModelNotFoundError, ServerUnavailableError
 from layertap.proto import serving_pb2 as pb
+from tests.guarantees import import_or_skip
 
-tf = pytest.importorskip("tensorflow")
+tf = import_or_skip("tensorflow")
 from tensorflow_serving.apis import (  # noqa: E402
     classification_pb2,
     inference_pb2,

@@ -12,6 +12,7 @@ import pytest
 
 from layertap.errors import UnsupportedModelError, VerificationError
 from layertap.exporter import export
+from tests.guarantees import import_or_skip
 
 SessionRunner = Callable[[Path, str, dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -161,7 +162,7 @@ def test_failed_verification_publishes_nothing(tmp_path: Path) -> None:
 
 
 def test_keras_hub_backbone(run_in_session: SessionRunner, tmp_path: Path) -> None:
-    keras_hub = pytest.importorskip("keras_hub")
+    keras_hub = import_or_skip("keras_hub")
     import keras
 
     keras.utils.set_random_seed(8)

@@ -20,6 +20,7 @@ import pytest
 from layertap.errors import LayertapError
 from layertap.exporter import export
 from layertap.exporter.publish import TEMP_PREFIX
+from tests.guarantees import skip_or_fail
 
 
 def _digest(directory: Path) -> dict[str, str]:
@@ -42,7 +43,7 @@ def small_volume(tmp_path: Path) -> Iterator[Path]:
         text=True,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        skip_or_fail(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
         yield mount_point
     finally:

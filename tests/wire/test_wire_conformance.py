@@ -10,9 +10,10 @@ import pytest
 from layertap.client._catalogue import parse_metadata
 from layertap.proto import serving_pb2 as pb
 from layertap.wire import codec, tensors
+from tests.guarantees import import_or_skip
 
-tf = pytest.importorskip("tensorflow")
-official = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
+tf = import_or_skip("tensorflow")
+official = import_or_skip("tensorflow_serving.apis.predict_pb2")
 
 ARRAYS = {
     "float32": np.array([[1.5, -2.0], [np.inf, -0.0]], dtype=np.float32),

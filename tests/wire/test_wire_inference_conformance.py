@@ -15,9 +15,10 @@ from google.protobuf.message import Message
 
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
+from tests.guarantees import import_or_skip
 
-tf = pytest.importorskip("tensorflow")
-classification_pb2 = pytest.importorskip("tensorflow_serving.apis.classification_pb2")
+tf = import_or_skip("tensorflow")
+classification_pb2 = import_or_skip("tensorflow_serving.apis.classification_pb2")
 from tensorflow_serving.apis import (  # noqa: E402
     inference_pb2,
     input_pb2,

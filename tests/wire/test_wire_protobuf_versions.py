@@ -12,6 +12,8 @@ from pathlib import Path
 import google.protobuf
 import pytest
 
+from tests.guarantees import skip_or_fail
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("protobuf_roundtrip.py")
 # Markers of pip failing to reach the package registry, as opposed to a real install failure.
@@ -58,7 +60,7 @@ def test_round_trip_under_protobuf_4_5_and_6(tmp_path: Path) -> None:
     for major, (python, failure) in made.items():
         if not python:
             if any(marker in failure for marker in OFFLINE):
-                pytest.skip(
+                skip_or_fail(
                     f"package registry unreachable, cannot install protobuf=={major}.*: {failure[-300:]}"
                 )
             pytest.fail(f"installing protobuf=={major}.* failed: {failure[-2000:]}")
