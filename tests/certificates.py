@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 
 
-def self_signed(common_name: str = "localhost") -> tuple[str, str]:
-    """A fresh EC key and a self-signed certificate for `common_name`, valid for a day, as PEM text."""
+def self_signed(common_name: str = "localhost", alternative_names: Sequence[str] = ()) -> tuple[str, str]:
+    """A fresh EC key and a self-signed certificate for `common_name`, valid for a day, as PEM text.
+
+    The certificate also names every host of `alternative_names` (one certificate for several hosts).
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -23,7 +27,12 @@ def self_signed(common_name: str = "localhost") -> tuple[str, str]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(host) for host in dict.fromkeys((common_name, *alternative_names))]
+            ),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.storage.emulators import FakeGcs, MotoS3, start_fake_gcs, start_moto_s3, unique_bucket
+from tests.storage.tensorflow_gcs import TensorFlowGcs, start_tensorflow_gcs
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +43,11 @@ def s3_bucket(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> str:
     name = unique_bucket("s3")
     moto_s3.create_bucket(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def tensorflow_gcs(fake_gcs: FakeGcs) -> Iterator[TensorFlowGcs]:
+    """The relay that sends TensorFlow's own gs:// requests to the session's fake-gcs-server: add
+    `tensorflow_gcs.environment()` to a child process's environment (see tests/storage/tensorflow_gcs.py)."""
+    with start_tensorflow_gcs(fake_gcs.endpoint) as relay:
+        yield relay
