@@ -25,6 +25,7 @@ from layertap.errors import ConfigError, ConfigParseError, ServerError
 from layertap.proto import serving_pb2 as pb
 from layertap.server.batching import BatchingOptions, BatchScheduler
 from layertap.server.core import ServingCore
+from layertap.server.filesystem import read_text
 from layertap.server.flags import ServerOptions
 from layertap.server.handlers import build_handlers
 from layertap.server.lifecycle import StoppedWhileLoadingError
@@ -33,6 +34,7 @@ from layertap.server.profiler import profiler_handler
 from layertap.server.reflection import enable_reflection
 from layertap.server.rest import RestServer
 from layertap.server.runner import PlainRunner, SessionRunner
+from layertap.storage.uri import serving_base_path
 
 __all__ = ["LayertapServer", "create_server", "serve"]
 
@@ -53,11 +55,12 @@ def _read_model_config(path: str) -> pb.ModelServerConfig:
 
     Raises:
         ConfigError: the file cannot be read, does not parse, or is refused.
+        LocationError: the path is a URI TF Serving cannot read (only local files and gs://).
     """
-    from layertap.config.models import read_model_server_config
+    from layertap.config.models import parse_model_server_config
 
     try:
-        return read_model_server_config(path)
+        return parse_model_server_config(read_text(path), path)
     except ConfigParseError as error:
         where = f"{error.line}:{error.column}: " if error.line is not None else ""
         logger.error(
@@ -268,7 +271,7 @@ def create_server(
         config = _read_model_config(options.model_config_file)
         source = options.model_config_file
     else:
-        config = single_model_config(options.model_name, str(Path(options.model_base_path).absolute()))
+        config = single_model_config(options.model_name, serving_base_path(options.model_base_path))
         source = f"--model_name={options.model_name} --model_base_path={options.model_base_path}"
     logger.info("Serving models from %s", source)
     try:

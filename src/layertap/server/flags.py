@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from layertap.errors import ConfigError
+from layertap.errors import ConfigError, LocationError
+from layertap.server.filesystem import config_location, location
 
 __all__ = [
     "DEFAULT_BIND_ADDRESS",
@@ -132,6 +133,24 @@ def _refuse(flag: str, reason: str) -> Callable[[str], Any]:
     return convert
 
 
+def _readable(check: Callable[[str], object]) -> Callable[[str], str]:
+    """A flag type that refuses a path the server cannot read (s3://, other schemes) while parsing.
+
+    A URI is never a relative path, and only what TF Serving can read is served; checked as the
+    arguments are parsed, before TensorFlow is imported or any model loads.
+    """
+
+    def convert(text: str) -> str:
+        if text:
+            try:
+                check(text)
+            except LocationError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+        return text
+
+    return convert
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """Register every TF Serving flag (implemented or refused) and layertap's own flags on `parser`."""
     defaults = ServerOptions()
@@ -156,8 +175,18 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     number("port", int, "gRPC port (default 8500); 0 picks a free port and logs it")
     text("grpc_socket_path", "also listen for gRPC on this UNIX socket path")
     text("model_name", "name of the model (ignored with --model_config_file)")
-    text("model_base_path", "directory holding numbered version directories of one model")
-    text("model_config_file", "ModelServerConfig in protobuf text format (models.config)")
+    parser.add_argument(
+        "--model_base_path",
+        type=_readable(location),
+        default=defaults.model_base_path,
+        help="folder (or gs://BUCKET/PREFIX) holding numbered version folders of one model",
+    )
+    parser.add_argument(
+        "--model_config_file",
+        type=_readable(config_location),
+        default=defaults.model_config_file,
+        help="ModelServerConfig in protobuf text format (models.config; a path or gs://)",
+    )
     number("model_config_file_poll_wait_seconds", int, "re-read --model_config_file this often; 0 = once")
     number("file_system_poll_wait_seconds", int, "look for new versions this often (default 1)")
     boolean("enable_model_warmup", "replay assets.extra/tf_serving_warmup_requests before serving")

@@ -16,13 +16,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from layertap.config.models import describe_policy
-from layertap.config.repository import aspired_versions, list_versions
+from layertap.config.repository import aspired_versions
 from layertap.errors import ConfigError, LayertapError, ServerError
 from layertap.proto import serving_pb2 as pb
 from layertap.server import metrics, warmup
+from layertap.server.filesystem import BasePathError, Location, location, version_paths
 from layertap.server.flags import ServerOptions
 from layertap.server.router import Router
 from layertap.server.runner import PlainRunner, SessionRunner
@@ -41,10 +41,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 State = pb.ModelVersionStatus.State
-#: How often an unchanged "no versions found" warning is repeated while the poller keeps looking.
+#: How often an unchanged poll problem (no versions, an unreadable base path) is logged again.
 _REPEAT_SECONDS = 60.0
 #: Loads one version; the default loads a SavedModel and replays its warmup records.
-Loader = Callable[[str, int, Path], Servable]
+Loader = Callable[[str, int, Location], Servable]
 
 
 @dataclass
@@ -52,7 +52,7 @@ class VersionRecord:
     """What the server knows about one version of one model."""
 
     version: int
-    path: Path
+    path: Location
     state: int = pb.ModelVersionStatus.START
     error: StatusError | None = None
     servable: Servable | None = None
@@ -91,7 +91,7 @@ def saved_model_loader(
     )
     chosen = runner or PlainRunner()
 
-    def load(name: str, version: int, path: Path) -> Servable:
+    def load(name: str, version: int, path: Location) -> Servable:
         servable = Servable.load(name, version, path, options.tags, settings, runner=chosen)
         if options.enable_model_warmup:
             try:
@@ -138,8 +138,8 @@ class Lifecycle:
         self._work = threading.Lock()
         self._stop = stopping or threading.Event()
         self._threads: list[threading.Thread] = []
-        # The last "no versions" warning per model and when it was logged (see _say_no_versions).
-        self._no_versions_said: dict[str, tuple[str, float]] = {}
+        # The last poll problem logged per model and when (see _say).
+        self._said: dict[str, tuple[str, float]] = {}
 
     # ------------------------------------------------------------------ configuration
 
@@ -275,9 +275,14 @@ class Lifecycle:
                 self._poll_model(name, entry)
 
     def _poll_model(self, name: str, entry: pb.ModelConfig) -> None:
-        on_disk = list_versions(entry.base_path, contained=True)
+        try:
+            on_disk = version_paths(entry.base_path, name=name)
+        except BasePathError as error:
+            # TF Serving's poll fails as a whole and changes nothing: what serves keeps serving.
+            self._say(name, f"FileSystemStoragePathSource encountered a filesystem access error: {error}")
+            return
         if on_disk:
-            self._no_versions_said.pop(name, None)
+            self._said.pop(name, None)
         else:
             self._say_no_versions(name, entry.base_path)
         aspired = set(aspired_versions(entry.model_version_policy, on_disk))
@@ -297,7 +302,7 @@ class Lifecycle:
                 )
             ]
             for version in to_load:
-                model.versions[version] = VersionRecord(version, on_disk[version].path)
+                model.versions[version] = VersionRecord(version, on_disk[version])
         for version in to_load:
             if self._stop.is_set():
                 return
@@ -305,25 +310,30 @@ class Lifecycle:
         self._unload_replaced(name, aspired)
 
     def _say_no_versions(self, name: str, base_path: str) -> None:
-        """TF Serving's words for an empty base path, plus whether it exists; once, then rarely.
-
-        The poller looks every second; repeating the same warning each time buries everything else.
-        """
-        exists = Path(base_path).is_dir()
-        message = (
+        """TF Serving's words for an empty base path, plus whether it exists."""
+        exists = location(base_path).is_dir()
+        self._say(
+            name,
             f"No versions of servable {name} found under base path {base_path}. Did you forget to name "
             "your leaf directory as a number (eg. '/1/')?"
-            + ("" if exists else f" The base path {base_path} does not exist.")
+            + ("" if exists else f" The base path {base_path} does not exist."),
+            level=logging.WARNING,
         )
+
+    def _say(self, name: str, message: str, level: int = logging.ERROR) -> None:
+        """Log a poll's problem with a model once, then again only every minute while it lasts.
+
+        The poller looks every second; repeating the same line each time buries everything else.
+        """
         now = time.monotonic()
-        said = self._no_versions_said.get(name)
+        said = self._said.get(name)
         if said is None or said[0] != message:
-            logger.warning("%s", message)
+            logger.log(level, "%s", message)
         elif now - said[1] >= _REPEAT_SECONDS:
-            logger.warning("%s (still so; said again every %.0f s)", message, _REPEAT_SECONDS)
+            logger.log(level, "%s (still so; said again every %.0f s)", message, _REPEAT_SECONDS)
         else:
             return
-        self._no_versions_said[name] = (message, now)
+        self._said[name] = (message, now)
 
     def _load(self, name: str, record: VersionRecord) -> None:
         with self._lock:

@@ -13,13 +13,13 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 
 from layertap.proto import serving_pb2 as pb
+from layertap.server.filesystem import Location
 from layertap.server.runner import PlainRunner, SessionRunner
 from layertap.server.session import SessionCaller
 from layertap.server.status import InvalidArgument, NotFound, StatusError, Unavailable, status_error
@@ -94,7 +94,7 @@ class Servable:
         self,
         name: str,
         version: int,
-        path: Path,
+        path: Location,
         session: Any,
         signatures: Mapping[str, pb.SignatureDef],
         *,
@@ -115,7 +115,7 @@ class Servable:
         cls,
         name: str,
         version: int,
-        path: Path,
+        path: Location,
         tags: Sequence[str],
         settings: SessionSettings,
         *,
@@ -205,7 +205,7 @@ class Servable:
         )
 
 
-def _load_error(error: BaseException, path: Path, tags: Sequence[str]) -> StatusError:
+def _load_error(error: BaseException, path: Location, tags: Sequence[str]) -> StatusError:
     if not (path / "saved_model.pb").exists() and not (path / "saved_model.pbtxt").exists():
         return NotFound(f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}")
     if isinstance(error, OSError):

@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 from layertap.errors import TensorFormatError
 from layertap.proto import serving_pb2 as pb
 from layertap.server import inference
+from layertap.server.filesystem import Location
 from layertap.server.predict import predict
 from layertap.server.servable import Servable
 from layertap.server.status import InvalidArgument, StatusError, status_error
@@ -41,7 +42,7 @@ def _data_loss(message: str) -> StatusError:
     )
 
 
-def read_records(path: Path) -> Iterator[bytes]:
+def read_records(path: Location) -> Iterator[bytes]:
     """The records of a TFRecord file, read by TensorFlow's own reader (checksums verified).
 
     Raises:
@@ -55,7 +56,7 @@ def read_records(path: Path) -> Iterator[bytes]:
         raise _data_loss(_loss_detail(str(error.message), path)) from None
 
 
-def _loss_detail(message: str, path: Path) -> str:
+def _loss_detail(message: str, path: Location) -> str:
     """TensorFlow's `corrupted record at 12` / `truncated record at 37' failed...`, with the file named."""
     if message.startswith("truncated record at "):
         offset = int(message.split()[3].rstrip("'"))
@@ -70,7 +71,7 @@ def _loss_detail(message: str, path: Path) -> str:
 
 
 def _request_of(
-    log: pb.PredictionLog, count: int, path: Path, servable: Servable, check: bool
+    log: pb.PredictionLog, count: int, path: Location, servable: Servable, check: bool
 ) -> Callable[[], object]:
     """The call one warmup record asks for: Predict, Classify, Regress or MultiInference, as TF Serving.
 
