@@ -60,9 +60,20 @@ EXIT_MEANINGS = {
 # The exit status a shell reports for a process that wrote into a closed pipe (128 + SIGPIPE).
 EXIT_BROKEN_PIPE = 141
 
-# extra -> the top-level modules it installs (what `find_spec` must find for a command to run).
+# extra -> the top-level modules it installs (what `find_spec` must find for a command to run). Every
+# module of an extra is listed, so a missing one, whoever imports it, is named with the extra that brings
+# it (a client-only install once ended `layertap serve` with "internal error: ModuleNotFoundError:
+# prometheus_client").
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
-    "tf": ("tensorflow", "keras", "h5py"),
+    "tf": (
+        "tensorflow",
+        "keras",
+        "h5py",
+        "grpc_health",
+        "grpc_reflection",
+        "uvicorn",
+        "prometheus_client",
+    ),
     "plot": ("matplotlib",),
     "jax": ("jax",),
 }
