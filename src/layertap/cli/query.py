@@ -14,6 +14,7 @@ import numpy as np
 from layertap.cli.framework import require_extras
 from layertap.client import TLS, LayerClient
 from layertap.client._catalogue import Catalogue
+from layertap.client._requests import shape_text_lines
 from layertap.errors import LayertapError, UsageError
 
 __all__ = ["add_arguments", "run"]
@@ -79,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         layers = [name.strip() for spec in args.layer for name in spec.split(",") if name.strip()]
         inputs = _load_inputs(args.input)
+        if args.input.suffix == ".txt" and isinstance(inputs, np.ndarray):
+            inputs = shape_text_lines(inputs, client.layers(), layers)
         if args.output is not None:
             _check_output(args.output, layers)
         if args.plot is not None:

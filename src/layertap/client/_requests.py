@@ -28,6 +28,7 @@ __all__ = [
     "pinned",
     "plan_predict",
     "reply_bytes_per_example",
+    "shape_text_lines",
 ]
 
 Inputs = np.ndarray | Mapping[str, object] | Sequence[object]
@@ -255,6 +256,25 @@ def check_inputs(
             f"{where} takes inputs {{{expected}}}; missing: {missing or 'none'}, extra: {extra or 'none'}"
         )
     return {alias: _check_array(arrays[alias], spec, where) for alias, spec in signature.inputs.items()}
+
+
+def shape_text_lines(lines: np.ndarray, catalogue: Catalogue, layers: Sequence[str]) -> np.ndarray:
+    """One string per example (a text file's lines), shaped as the layers' one string input takes it.
+
+    A model built on `Input((1,), dtype="string")` takes `[batch, 1]` strings, and one built on
+    `Input((), dtype="string")` takes `[batch]`: both mean one string an example. Inputs of other shapes
+    (several strings an example) or dtypes are left to `check_inputs`, which names what they take.
+    """
+    for layer in layers:
+        inputs = catalogue.layer(layer).inputs
+        if len(inputs) != 1:
+            continue
+        spec = next(iter(inputs.values()))
+        if spec.dtype != "string" or spec.shape is None or len(spec.shape) < 2:
+            continue
+        if all(dim in (1, None) for dim in spec.shape[1:]):
+            return lines.reshape((len(lines),) + (1,) * (len(spec.shape) - 1))
+    return lines
 
 
 def _check_array(array: np.ndarray, spec: TensorSpec, where: str) -> np.ndarray:
