@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy --strict src/layertap
 
-## Regenerate src/layertap/proto/serving_pb2.py(i) after editing serving.proto.
+## Regenerate src/layertap/proto/*_pb2.py(i) after editing serving.proto or graph.proto.
 proto: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) tools/gen_proto.py
 

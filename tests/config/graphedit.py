@@ -1,5 +1,5 @@
-"""Edit a real SavedModel at the protobuf level (layertap's own graph schema, no TensorFlow), so a test's
-version carries exactly the problem it is about."""
+"""Edit a real SavedModel at the protobuf level (layertap's own schema, layertap/proto/graph.proto: no
+TensorFlow), so a test's version carries exactly the problem it is about."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from layertap.config import graphproto
+from layertap.proto import graph_pb2
 
 
 def edit_graph(version_dir: Path, edit: Callable[[Any], None]) -> Path:
     """Apply `edit(meta_graph)` to the first MetaGraph of `version_dir/saved_model.pb`, in place."""
     path = version_dir / "saved_model.pb"
-    saved_model: Any = graphproto.SAVED_MODEL.FromString(path.read_bytes())
+    saved_model = graph_pb2.SavedModel.FromString(path.read_bytes())
     edit(saved_model.meta_graphs[0])
     path.write_bytes(saved_model.SerializeToString())
     return version_dir
@@ -35,10 +35,7 @@ def use_op(op: str, instead_of: str = "Mul") -> Callable[[Any], None]:
     def edit(meta_graph: Any) -> None:
         node = function_node(meta_graph, instead_of)
         node.op = op
-        kept = [entry for entry in node.attr if entry.key.startswith("_")]
-        copies = [(entry.key, entry.value.SerializeToString()) for entry in kept]
-        del node.attr[:]
-        for key, value in copies:
-            node.attr.add(key=key).value.ParseFromString(value)
+        for key in [key for key in node.attr if not key.startswith("_")]:
+            del node.attr[key]
 
     return edit

@@ -37,9 +37,9 @@ def edited(tmp_path: Path, saved_model_dir: Path) -> Callable[[Edit], Path]:
 
 
 def _set_attr(node: Any, name: str, **value: Any) -> None:
-    entry = node.attr.add(key=name)
+    entry = node.attr[name]
     for field, content in value.items():
-        setattr(entry.value, field, content)
+        setattr(entry, field, content)
 
 
 def test_a_plain_export_is_compatible_with_every_release(saved_model_dir: Path) -> None:
@@ -87,9 +87,9 @@ def test_an_attr_the_servers_op_does_not_know_is_a_warning(edited: Callable[[Edi
 def test_attr_values_outside_the_allowed_list_and_required_attrs(edited: Callable[[Edit], Path]) -> None:
     def edit(graph: Any) -> None:
         node = function_node(graph, "Mul")
-        node.attr[0].value.type = pb.DT_STRING  # Mul's T does not allow strings
+        node.attr["T"].type = pb.DT_STRING  # Mul's T does not allow strings
         node.op = "Mul"
-        del graph.graph_def.library.function[0].node_def[0].attr[:]  # e.g. a ReadVariableOp without dtype
+        graph.graph_def.library.function[0].node_def[0].attr.clear()  # e.g. a ReadVariableOp without dtype
 
     report = compat.check_compat(edited(edit), "2.21.0")
     messages = [problem.message for problem in report.problems]
@@ -102,9 +102,9 @@ def test_attr_values_outside_the_allowed_list_and_required_attrs(edited: Callabl
 
 def test_rest_dtypes_are_warnings_or_errors(edited: Callable[[Edit], Path]) -> None:
     def edit(graph: Any) -> None:
-        for signature in graph.signature_def:
-            for output in signature.value.outputs:
-                output.value.dtype = pb.DT_HALF
+        for signature in graph.signature_def.values():
+            for output in signature.outputs.values():
+                output.dtype = pb.DT_HALF
 
     version = edited(edit)
     report = compat.check_compat(version, "2.19.1")

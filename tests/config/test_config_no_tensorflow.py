@@ -64,6 +64,6 @@ def test_public_api_is_explicit() -> None:
     public = {name for name in vars(layertap.config) if not name.startswith("_")}
     modules = {
         "batching", "check", "compat", "demo", "labels", "models", "monitoring", "repository", "status",
-        "textformat", "annotations", "ssl", "graphproto", "opregistry", "servers",
+        "textformat", "annotations", "ssl", "opregistry", "servers",
     }  # fmt: skip
     assert public - modules == exported

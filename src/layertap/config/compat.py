@@ -23,8 +23,9 @@ from typing import Any, Literal
 
 from google.protobuf.message import DecodeError
 
-from layertap.config import graphproto, opregistry, servers
+from layertap.config import opregistry, servers
 from layertap.errors import ConfigError
+from layertap.proto import graph_pb2
 from layertap.proto import serving_pb2 as pb
 
 __all__ = [
@@ -186,7 +187,7 @@ def _serve_meta_graph(version_dir: Path) -> Any:
     except OSError as error:
         raise ConfigError(f"cannot read {str(path)!r}: {error.strerror}") from error
     try:
-        saved_model: Any = graphproto.SAVED_MODEL.FromString(data)
+        saved_model = graph_pb2.SavedModel.FromString(data)
     except DecodeError as error:
         raise ConfigError(f"{str(path)!r} is not a SavedModel protobuf: {error}") from error
     for meta_graph in saved_model.meta_graphs:
@@ -258,7 +259,7 @@ def _check_node(node: Any, where: str, registry: _Registry, functions: set[str])
         level, kind, message = _unregistered(node.op, registry)
         yield problem(kind, message, level)
         return
-    present = {entry.key: entry.value for entry in node.attr}
+    present = {key: node.attr[key] for key in sorted(node.attr)}
     for name, value in present.items():
         if name.startswith("_"):
             continue  # internal attrs (`_output_shapes`, `_class`, ...) are allowed on every op
@@ -317,17 +318,19 @@ def _value_violation(attr: opregistry.AttrDef, value: dict[str, Any]) -> str:
 
 
 def _check_rest_dtypes(meta_graph: Any, server: str, *, rest: bool) -> Iterator[CompatProblem]:
-    for signature in meta_graph.signature_def:
-        for direction, entries in (("input", signature.value.inputs), ("output", signature.value.outputs)):
-            for entry in entries:
-                dtype = pb.DataType.Name(entry.value.dtype) if entry.value.dtype in _KNOWN_DTYPES else ""
+    for key in sorted(meta_graph.signature_def):
+        signature = meta_graph.signature_def[key]
+        for direction, entries in (("input", signature.inputs), ("output", signature.outputs)):
+            for alias in sorted(entries):
+                info = entries[alias]
+                dtype = pb.DataType.Name(info.dtype) if info.dtype in _KNOWN_DTYPES else ""
                 if dtype in servers.REST_UNSUPPORTED_DTYPES:
                     yield CompatProblem(
                         "error" if rest else "warning",
                         "rest_dtype",
-                        f"signature {signature.key}",
+                        f"signature {key}",
                         "",
-                        f"signature {signature.key!r} {direction} {entry.key!r} is {dtype}: TF Serving "
+                        f"signature {key!r} {direction} {alias!r} is {dtype}: TF Serving "
                         f"{server}'s REST API cannot write it as JSON (gRPC can)",
                     )
 

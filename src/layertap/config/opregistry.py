@@ -7,7 +7,7 @@ returns), written by tools/dump_op_registry.py from PyPI's `tensorflow-cpu` whee
 "ops": {op: {attr: {"type", "default"?, "allowed"?, "minimum"?}}}}`
 (`graph_def_version` is the GraphDef version that TensorFlow writes, TF_GRAPH_DEF_VERSION: a graph whose
 `min_consumer` is above it is refused; `min_consumer` is the oldest GraphDef producer version it still loads)
-where `default` and `allowed` are AttrValues in protobuf's JSON mapping (`layertap.config.graphproto`).
+where `default` and `allowed` are AttrValues (layertap/proto/graph.proto) in protobuf's JSON mapping.
 Reading a profile needs no TensorFlow; `live_profile` (tests, the dump tool) imports it.
 """
 
@@ -24,8 +24,8 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
-from layertap.config.graphproto import OP_LIST
 from layertap.errors import ConfigError
+from layertap.proto import graph_pb2
 
 __all__ = [
     "PROFILE_DIR",
@@ -118,13 +118,13 @@ def profile_from_oplist(
     Raises:
         ConfigError: `serialized` is not an OpList.
     """
-    op_list = OP_LIST()
+    op_list = graph_pb2.OpList()
     try:
         op_list.ParseFromString(serialized)
     except DecodeError as error:
         raise ConfigError(f"not a serialized OpList: {error}") from error
     ops: dict[str, dict[str, AttrDef]] = {}
-    for op in op_list.op:  # type: ignore[attr-defined]
+    for op in op_list.op:
         ops[op.name] = {
             attr.name: AttrDef(
                 type=attr.type,

@@ -6,7 +6,7 @@ TF Serving never checks that a version is complete, so we do: a complete version
 `saved_model.pbtxt`) and a `variables/` directory.
 
 Signature names and the writing TensorFlow version come from `saved_model.pb` itself, decoded with the small
-protobuf schema of `layertap.config.graphproto` (only the fields layertap reads; protobuf skips the rest).
+protobuf schema of `layertap/proto/graph.proto` (only the fields layertap reads; protobuf skips the rest).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from layertap.config import graphproto
 from layertap.errors import ConfigError
+from layertap.proto import graph_pb2
 from layertap.proto import serving_pb2 as pb
 
 __all__ = [
@@ -132,18 +132,18 @@ def read_saved_model_summary(version_dir: str | os.PathLike[str]) -> SavedModelS
         data = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"cannot read {str(path)!r}: {error.strerror}") from error
-    saved_model = graphproto.SAVED_MODEL()
+    saved_model = graph_pb2.SavedModel()
     try:
         saved_model.ParseFromString(data)
     except DecodeError as error:
         raise ConfigError(f"{str(path)!r} is not a SavedModel protobuf: {error}") from error
-    meta_graphs: Any = saved_model.meta_graphs  # type: ignore[attr-defined]
+    meta_graphs = saved_model.meta_graphs
     for meta_graph in meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:
             return SavedModelSummary(
                 # `__saved_model_init_op` is TensorFlow's initialiser, stored as a signature; not callable.
                 signature_names=frozenset(
-                    entry.key for entry in meta_graph.signature_def if entry.key != "__saved_model_init_op"
+                    key for key in meta_graph.signature_def if key != "__saved_model_init_op"
                 ),
                 tensorflow_version=str(meta_graph.meta_info_def.tensorflow_version),
             )

@@ -4,9 +4,9 @@ from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import message_factory as _message_factory
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 
-# Registering the well-known types first lets the pool resolve our imports of them.
-from google.protobuf import any_pb2 as _any_pb2  # noqa: F401
-from google.protobuf import wrappers_pb2 as _wrappers_pb2  # noqa: F401
+# Registering the imported files first lets the pool resolve this file's imports of them.
+from google.protobuf import any_pb2 as _import0  # noqa: F401
+from google.protobuf import wrappers_pb2 as _import1  # noqa: F401
 
 _SERIALIZED_FILE = (
     b'\n\x1clayertap/proto/serving.proto\x12\x10layertap.serving\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/wra'
