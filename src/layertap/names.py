@@ -22,7 +22,19 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["is_scope_name", "is_tensorflow_name", "original_name", "scope_name", "tensorflow_name"]
+__all__ = [
+    "SPACE_KEY",
+    "is_scope_name",
+    "is_tensorflow_name",
+    "original_name",
+    "scope_name",
+    "tensorflow_name",
+]
+
+# The SignatureDef `defaults` entry holding the signature's embedding-space id
+# (`layertap.exporter.space`). It starts with `_`, which no tensorflow_name() key or alias does, so it
+# can never be a signature input.
+SPACE_KEY = "_layertap_space"
 
 # TensorFlow's own rule for name scopes (tensorflow/python/framework/ops.py).
 _SCOPE = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*")

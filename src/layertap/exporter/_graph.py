@@ -17,6 +17,7 @@ __all__ = [
     "is_graph_model",
     "output_names",
     "producing_node",
+    "tensor_index",
     "unique",
 ]
 
@@ -33,6 +34,11 @@ def producing_node(tensor: Any) -> tuple[Any, Any]:
     """The (operation, node) that produced a symbolic KerasTensor."""
     history = tensor._keras_history
     return history.operation, history.operation._inbound_nodes[history.node_index]
+
+
+def tensor_index(tensor: Any) -> int:
+    """Which output of its producing call a symbolic KerasTensor is (0 for a single-output layer)."""
+    return int(tensor._keras_history.tensor_index)
 
 
 def ancestors(tensors: Sequence[Any]) -> tuple[list[Any], list[Any]]:

@@ -25,14 +25,21 @@ def _tensor_entries(specs: Sequence[tuple[str, tuple[int | None, ...], str]]) ->
 
 
 def build_manifest(
-    model: Any, signatures: Sequence[Signature], *, name: str, version: int, max_errors: Mapping[str, float]
+    model: Any,
+    signatures: Sequence[Signature],
+    *,
+    name: str,
+    version: int,
+    max_errors: Mapping[str, float],
+    spaces: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The manifest as a JSON-ready dict.
 
     `layers` maps each exported layer key to the signatures that return it; `signatures` gives
     each signature's input/output aliases with shapes (batch as null) and dtypes, the parameters
-    it uses, its estimated FLOPs per sample, the head ops of each output computed by a head, and
-    the output bytes per example (per alias, and their sum; null where a dimension is open).
+    it uses, its estimated FLOPs per sample, the head ops of each output computed by a head,
+    the output bytes per example (per alias, and their sum; null where a dimension is open), and its
+    embedding-space id (`layertap.exporter.space`; null when not computed).
     """
     import keras
     import tensorflow as tf
@@ -63,6 +70,7 @@ def build_manifest(
                 "heads": _heads(signature),
                 "output_bytes_per_example": _output_bytes(signature),
                 "verification_max_error": max_errors.get(signature.key),
+                "space": (spaces or {}).get(signature.key),
             }
             for signature in signatures
         },
