@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("config", "generate and check TensorFlow Serving config files"),
     "compat": ("compat", "check that a TF Serving release would load a SavedModel version (no TensorFlow)"),
     "validate": ("validate", "rehearse loading and serving a SavedModel version as TF Serving would"),
+    "compare": ("compare", "compare two versions' layer outputs: identical, compatible or changed space"),
 }
 
 _VERBOSE_FLAGS = ("-v", "--verbose")

@@ -59,6 +59,11 @@ def parse_head_argument(text: str) -> tuple[str, str, list[str]]:
     return name, spec, [str(op) for op in ops]
 
 
+def _version_or_previous(text: str) -> int | str:
+    """`--compare-with`: a version number (>= 0) or `previous`."""
+    return text if text == "previous" else non_negative_int(text)
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments that say which model file to load and how (shared with `layertap inspect`)."""
     parser.add_argument("model", metavar="MODEL", help="a .keras file (legacy .h5 also accepted)")
@@ -150,6 +155,14 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
         help="rehearse serving the staged version (`layertap validate`, against --server or the pinned "
         "release) and publish only if it passes",
     )
+    parser.add_argument(
+        "--compare-with",
+        type=_version_or_previous,
+        default=None,
+        metavar="VERSION|previous",
+        help="before publishing, compare every signature with this published version (or the highest "
+        "one) and record the verdicts in the new version's manifest, for the label gate",
+    )
     add_batch_argument(parser)
     parser.add_argument("--json", action="store_true", help="print only the result as JSON on stdout")
 
@@ -195,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         server=args.server,
         validate=args.validate,
         validate_batch=batch_from_args(args),
+        compare_with=args.compare_with,
     )
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
@@ -210,6 +224,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {key}: {outputs}{computed}{checked}")
         if key in result.parity:
             print(f"    vs {result.parity_backend}: max error {result.parity[key]:.1e}")
+        if result.comparison is not None and key in result.comparison.signatures:
+            judged = result.comparison.signatures[key]
+            print(f"    vs version {result.comparison.old_version}: {judged.verdict} ({judged.reason})")
     sizes = result.sizes
     print(
         f"variables {sizes.variables_bytes} bytes for {sizes.parameter_bytes} parameter bytes "

@@ -17,7 +17,7 @@ from layertap.client._catalogue import Catalogue
 from layertap.client._requests import shape_text_lines
 from layertap.errors import LayertapError, UsageError
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "load_inputs", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             )
             return 0
         layers = [name.strip() for spec in args.layer for name in spec.split(",") if name.strip()]
-        inputs = _load_inputs(args.input)
+        inputs = load_inputs(args.input)
         if args.input.suffix == ".txt" and isinstance(inputs, np.ndarray):
             inputs = shape_text_lines(inputs, client.layers(), layers)
         if args.output is not None:
@@ -136,7 +136,8 @@ def _client(args: argparse.Namespace) -> LayerClient:
 _INPUT_SUFFIXES = (".npy", ".npz", ".txt")
 
 
-def _load_inputs(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+def load_inputs(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+    """The arrays of an input file (`.npy`, `.npz` by input alias, `.txt` one string a line)."""
     if path.suffix not in _INPUT_SUFFIXES:
         raise UsageError(
             f"input {path} must be a .npy (one array), .npz (arrays by input alias) or .txt (strings, "
@@ -214,6 +215,7 @@ def _catalogue_json(catalogue: Catalogue) -> dict[str, Any]:
             "signature": layer.signature,
             "inputs": {alias: spec.describe() for alias, spec in layer.inputs.items()},
             "output": {"alias": layer.output.alias, "type": layer.output.describe()},
+            "space": catalogue.signatures[layer.signature].space,
         }
         if layer.original_name != name:
             entry["key"] = name  # the TensorFlow-valid key of a layer named otherwise in Keras
@@ -227,10 +229,11 @@ def _catalogue_json(catalogue: Catalogue) -> dict[str, Any]:
 
 
 def _catalogue_table(catalogue: Catalogue) -> str:
-    rows = [("LAYER", "SIGNATURE", "OUTPUT", "INPUTS")]
+    rows = [("LAYER", "SIGNATURE", "OUTPUT", "SPACE", "INPUTS")]
     for layer in catalogue.layers.values():
         inputs = ", ".join(f"{alias}: {spec.describe()}" for alias, spec in layer.inputs.items())
-        rows.append((layer.original_name, layer.signature, layer.output.describe(), inputs))
+        space = _short_space(catalogue.signatures[layer.signature].space)
+        rows.append((layer.original_name, layer.signature, layer.output.describe(), space, inputs))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = [f"model {catalogue.model!r} version {catalogue.version}"]
     lines += [
@@ -240,6 +243,11 @@ def _catalogue_table(catalogue: Catalogue) -> str:
     for sig in catalogue.groups:
         lines.append(f"group {sig.key}: {', '.join(sorted(sig.outputs))}")
     return "\n".join(lines)
+
+
+def _short_space(space: str | None) -> str:
+    """The first 12 hex digits of a space id (enough to tell spaces apart by eye; --json has it whole)."""
+    return "-" if space is None else space.removeprefix("sha256:")[:12]
 
 
 def _array_json(array: np.ndarray, *, values: bool) -> dict[str, Any]:

@@ -19,12 +19,14 @@ from layertap.config.servers import server_release
 from layertap.errors import ExportError, LayertapError, RefusedVersionError, UsageError
 from layertap.exporter import _graph, specs
 from layertap.exporter import heads as head_ops
+from layertap.exporter.comparing import compare_staged, resolve_compare_with
 from layertap.exporter.flops import graph_flops
 from layertap.exporter.loading import load_model
 from layertap.exporter.manifest import build_manifest, write_manifest
 from layertap.exporter.parity import check_parity_request, parity_errors
-from layertap.exporter.publish import Repository
+from layertap.exporter.publish import Repository, Reservation
 from layertap.exporter.savedmodel import write_savedmodel
+from layertap.exporter.space import space_identities, stamp_spaces
 from layertap.exporter.truncate import HeadRef, plan_signatures
 from layertap.exporter.validate import DEFAULT_BATCH, REPORT_PATH, validate_version
 from layertap.exporter.verify import reference_outputs, verify_savedmodel
@@ -41,7 +43,8 @@ ProgressCallback = Callable[[str], None]
 class SignatureInfo:
     """A written signature: its inputs and outputs as alias -> (shape with batch None, dtype).
 
-    `heads` maps each output computed by a head to its ops (e.g. {"pooled": ("gap", "float16")}).
+    `heads` maps each output computed by a head to its ops (e.g. {"pooled": ("gap", "float16")});
+    `space` is its embedding-space id (`layertap.exporter.space`).
     """
 
     key: str
@@ -49,6 +52,7 @@ class SignatureInfo:
     outputs: dict[str, tuple[tuple[int | None, ...], str]]
     layers: tuple[str, ...]
     heads: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    space: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class ExportResult:
     timings: dict[str, float] = field(default_factory=dict)
     parity_backend: str | None = None
     parity: dict[str, float] = field(default_factory=dict)  # max error per signature vs parity_backend
+    comparison: Any = None  # layertap.compare.Comparison with the version `compare_with` named
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the `layertap export --json` output)."""
@@ -90,6 +95,7 @@ class ExportResult:
                     "outputs": {a: {"shape": list(s), "dtype": d} for a, (s, d) in info.outputs.items()},
                     "layers": list(info.layers),
                     "heads": {alias: list(ops) for alias, ops in info.heads.items()},
+                    "space": info.space,
                 }
                 for key, info in self.signatures.items()
             },
@@ -99,6 +105,7 @@ class ExportResult:
                 if self.parity_backend
                 else {}
             ),
+            **({"comparison": self.comparison.to_json()} if self.comparison is not None else {}),
             "sizes": {
                 "variables_bytes": self.sizes.variables_bytes,
                 "parameter_bytes": self.sizes.parameter_bytes,
@@ -179,6 +186,7 @@ def export(
     validate: bool = False,
     validate_batch: int = DEFAULT_BATCH,
     parity_backend: str | None = None,
+    compare_with: int | str | None = None,
 ) -> ExportResult:
     """Export layers of a Keras model as one SavedModel version of `<base_path>/<name>`.
 
@@ -211,6 +219,9 @@ def export(
         parity_backend: also run every signature under this Keras backend ("jax", "torch"), in a
             child process, and compare it with TensorFlow's outputs (`layertap.exporter.parity`);
             needs a model file.
+        compare_with: a published version number, or "previous" (the highest one): before publishing,
+            compare every signature with it (`layertap.compare`) and record the verdicts in the new
+            version's manifest (`comparison`), where the label gate reads them.
 
     Raises:
         UsageError: (subclasses) a bad spec, model, or file; nothing is written.
@@ -235,6 +246,7 @@ def export(
     # Mistakes that need no model are reported before loading one (which takes seconds).
     repository = Repository(base_path, name)
     _preflight(repository, version, model_or_path, parity_backend)
+    against = resolve_compare_with(repository, compare_with)
     report("loading the model")
     model = load_model(
         model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape, custom_objects=custom_objects
@@ -262,6 +274,7 @@ def export(
             raise ExportError(
                 f"TensorFlow could not trace or save the model: {strip_escapes(str(error))}"
             ) from error
+        spaces = _stamp(signatures, reservation.staging)
         lap("trace_and_save")
         max_errors, parity = _verify(
             reservation.staging,
@@ -278,14 +291,17 @@ def export(
             },
         )
         lap("verify")
-        report("writing warmup requests and the manifest to assets.extra")
-        extra = reservation.staging / "assets.extra"
-        extra.mkdir(exist_ok=True)
-        write_warmup(extra, name, signatures, seed=seed)
-        manifest = build_manifest(
-            model, signatures, name=name, version=reservation.version, max_errors=max_errors
+        comparison = _write_extras(
+            model,
+            signatures,
+            repository=repository,
+            reservation=reservation,
+            max_errors=max_errors,
+            spaces=spaces,
+            against=against,
+            seed=seed,
+            report=report,
         )
-        write_manifest(extra, manifest)
         _gate(
             reservation.staging,
             server=server,
@@ -320,15 +336,64 @@ def export(
                     for position, alias in enumerate(s.output_aliases)
                     if (head := s.head(position)) is not None
                 },
+                space=spaces[s.key],
             )
             for s in signatures
         },
         max_errors=max_errors,
         parity_backend=parity_backend,
         parity=parity,
+        comparison=comparison,
         sizes=sizes,
         timings=timings,
     )
+
+
+def _write_extras(
+    model: Any,
+    signatures: Sequence[Any],
+    *,
+    repository: Repository,
+    reservation: Reservation,
+    max_errors: Mapping[str, float],
+    spaces: Mapping[str, str],
+    against: int | None,
+    seed: int,
+    report: ProgressCallback,
+) -> Any:
+    """Warmup records and the manifest (with the comparison against version `against`, when asked) into
+    the staged version's assets.extra; returns the comparison, or None."""
+    report("writing warmup requests and the manifest to assets.extra")
+    extra = reservation.staging / "assets.extra"
+    extra.mkdir(exist_ok=True)
+    write_warmup(extra, reservation.final.parent.name, signatures, seed=seed)
+    manifest = build_manifest(
+        model,
+        signatures,
+        name=reservation.final.parent.name,
+        version=reservation.version,
+        max_errors=max_errors,
+        spaces=spaces,
+    )
+    comparison = None
+    if against is not None:
+        comparison = compare_staged(
+            repository,
+            against=against,
+            staging=reservation.staging,
+            final=reservation.final,
+            manifest=manifest,
+            report=report,
+        )
+    write_manifest(extra, manifest)
+    return comparison
+
+
+def _stamp(signatures: Sequence[Any], staging: Path) -> dict[str, str]:
+    """Each signature's embedding-space id, also stamped into the staged SavedModel."""
+    spaces = space_identities(signatures)
+    stamp_spaces(staging, spaces)
+    return spaces
 
 
 def _resolve_heads(
