@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from layertap import config as cfg
-from layertap.cli import EXIT_OK
+from layertap.cli import EXIT_OK, EXIT_USAGE
 from layertap.config.status import fetch_version_states
 from layertap.errors import ConfigError
 from layertap.proto import serving_pb2 as pb
@@ -78,6 +78,13 @@ def add_models_parser(actions: argparse._SubParsersAction[argparse.ArgumentParse
         metavar="URL",
         help="REST URL (http://host:8501); refuse step 2 until VERSION is AVAILABLE",
     )
+    label.add_argument(
+        "--accept-new-space",
+        action="store_true",
+        help="move the label even when the new version's outputs are in another embedding space "
+        "(signatures `changed` against the labelled version; see `layertap compare`)",
+    )
+    label.add_argument("--json", action="store_true", help="print the gate's decision as JSON on stdout")
     add_mount_flag(label)
     _add_output_flags(label)
 
@@ -207,6 +214,21 @@ def _run_label(args: argparse.Namespace) -> int:
                 f"version {args.version} of model {args.name!r} is {state} on {args.server} (states: "
                 f"{states}); TF Serving would refuse the label. Wait, or run --step 1 first"
             )
+    # The label moves now (plain set, or step 2): the gate judges the new version against the labelled one.
+    decision = cfg.decide_label_move(
+        args.name,
+        args.label,
+        entry.version_labels.get(args.label),
+        args.version,
+        base_path=Path(host_path),
+        accept_new_space=args.accept_new_space,
+        compare=_compare_now,
+    )
+    if args.json:
+        print(json.dumps(decision.to_json(), indent=2))
+    print(f"gate: {decision.message}", file=sys.stderr)
+    if not decision.allowed:
+        return EXIT_USAGE  # refused: the config file is not touched
     if args.step == 2:
         updated = cfg.finish_label_move(
             config,
@@ -219,6 +241,25 @@ def _run_label(args: argparse.Namespace) -> int:
     else:
         updated = cfg.set_label(config, args.name, args.label, args.version, versions_on_disk=on_disk)
     return _save_models(args, updated)
+
+
+def _compare_now(old: Path, new: Path) -> dict[str, tuple[str, str]]:
+    """Verdicts for the old version's signatures, computed now (TensorFlow runs both versions)."""
+    from layertap.cli.framework import require_extras
+
+    require_extras(["tf"])
+    from layertap.cli.tflogs import quiet_tensorflow
+
+    quiet_tensorflow(verbose=False)
+    from layertap.compare import compare_versions, open_version
+
+    print(f"gate: no recorded verdict; comparing {old} with {new} now", file=sys.stderr)
+    comparison = compare_versions(open_version(old), open_version(new))
+    return {
+        key: (signature.verdict, signature.reason)
+        for key, signature in comparison.signatures.items()
+        if signature.only_in != "new"
+    }
 
 
 def _run_unlabel(args: argparse.Namespace) -> int:

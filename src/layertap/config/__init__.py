@@ -3,7 +3,8 @@
 Never imports TensorFlow: a model-ops machine needs only protobuf to generate and check configs.
 
 - `models.config`: `parse_model_server_config`, `set_model`, `remove_model`, `set_version_policy`, labels
-  (`set_label`, the two-step `begin_label_move` / `finish_label_move`).
+  (`set_label`, the two-step `begin_label_move` / `finish_label_move`), and the promotion gate that refuses
+  to move a label into another embedding space (`decide_label_move`).
 - `batching.config`: `BatchingSettings`, `gpu_batching_defaults`.
 - `monitoring.config`: `monitoring_config` (Prometheus path); `ssl.config`: `ssl_config` (gRPC TLS).
 - `check_serving_config`: the config against the repository on disk.
@@ -33,6 +34,7 @@ from layertap.config.compat import (
     check_compat,
 )
 from layertap.config.demo import DEMO_BASE_PATH, DEMO_MODEL_NAME, demo_files, write_demo_files
+from layertap.config.gate import GateDecision, decide_label_move
 from layertap.config.labels import begin_label_move, finish_label_move, remove_label, set_label
 from layertap.config.models import (
     MODEL_PLATFORM,
@@ -89,6 +91,7 @@ __all__ = [
     "CompatProblem",
     "CompatReport",
     "Finding",
+    "GateDecision",
     "SavedModelSummary",
     "ServerRelease",
     "VersionDir",
@@ -97,6 +100,7 @@ __all__ = [
     "begin_label_move",
     "check_compat",
     "check_serving_config",
+    "decide_label_move",
     "demo_files",
     "describe_policy",
     "find_model",
