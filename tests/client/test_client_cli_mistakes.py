@@ -158,7 +158,7 @@ def test_layers_table_columns_are_separated(
     assert main(["layers", "--target", target, "--model", MODEL]) == EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     header = lines[1]
-    assert header.split() == ["LAYER", "SIGNATURE", "OUTPUT", "INPUTS"]
+    assert header.split() == ["LAYER", "SIGNATURE", "OUTPUT", "SPACE", "INPUTS"]
     start = header.index("INPUTS")
     for line in lines[2:]:
         if line.startswith("group "):

@@ -72,6 +72,7 @@ def test_public_names_are_exactly_all() -> None:
         "Classification",
         "Layer",
         "LayerClient",
+        "LayerOutputs",
         "Retry",
         "ServingClient",
         "Signature",

@@ -27,6 +27,7 @@ from layertap.client._async import AsyncLayerClient
 from layertap.client._catalogue import Catalogue, Layer, Signature, TensorSpec
 from layertap.client._channel import TLS
 from layertap.client._inference import Classification
+from layertap.client._outputs import LayerOutputs
 from layertap.client._retry import Retry
 from layertap.client._serving import ServingClient
 from layertap.client._serving_async import AsyncServingClient
@@ -41,6 +42,7 @@ __all__ = [
     "Classification",
     "Layer",
     "LayerClient",
+    "LayerOutputs",
     "Retry",
     "ServingClient",
     "Signature",

@@ -19,6 +19,7 @@ from layertap.client import _status
 from layertap.client._catalogue import Catalogue
 from layertap.client._channel import TLS
 from layertap.client._core import DEFAULT, ClientCore, Timeout
+from layertap.client._outputs import LayerOutputs
 from layertap.client._requests import DEFAULT_MAX_REPLY_BYTES, Call, Inputs
 from layertap.client._retry import Attempts, Retry
 from layertap.errors import DeadlineExceededError, ModelNotFoundError, ServerUnavailableError
@@ -89,7 +90,7 @@ class AsyncLayerClient:
         layers: Sequence[str] | str | None = None,
         *,
         timeout: Timeout = DEFAULT,
-    ) -> dict[str, np.ndarray]:
+    ) -> LayerOutputs:
         """The outputs of `layers` for `inputs`, by layer name (see LayerClient.predict)."""
         deadline = self._core.deadline(timeout)
         plan = self._core.plan(await self._layers(False, deadline), inputs, layers)

@@ -14,7 +14,7 @@ import numpy as np
 
 from layertap.client._errors import nearest
 from layertap.errors import LayerNotFoundError, ServingError, TensorFormatError
-from layertap.names import original_name, tensorflow_name
+from layertap.names import SPACE_KEY, original_name, tensorflow_name
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
 from layertap.wire import dtypes
@@ -60,11 +60,17 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Signature:
-    """One signature of the served model."""
+    """One signature of the served model.
+
+    Attributes:
+        space: its embedding-space id (`sha256:...`), which layertap's exporter stamps into the
+            SignatureDef; None for a signature exported otherwise.
+    """
 
     key: str
     inputs: Mapping[str, TensorSpec]
     outputs: Mapping[str, TensorSpec]
+    space: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,14 @@ class Catalogue:
             + hint
         )
 
+    def space_of(self, name: str) -> str | None:
+        """The embedding-space id of the signature that answers for layer `name` (None if unstamped).
+
+        Raises:
+            LayerNotFoundError: no such layer.
+        """
+        return self.signatures[self.layer(name).signature].space
+
     def group(self, name: str) -> Signature | None:
         """The group signature called `name` (its key or its Keras name), or None."""
         for key in (name, tensorflow_name(name)):
@@ -171,7 +185,7 @@ def parse_metadata(data: bytes, model: str) -> Catalogue:
     signature_map = pb.SignatureDefMap.FromString(packed.value)
     # TF Serving lists every SignatureDef, including TF2's "__saved_model_init_op", which is no layer.
     signatures = {
-        key: Signature(key, _specs(definition.inputs), _specs(definition.outputs))
+        key: Signature(key, _specs(definition.inputs), _specs(definition.outputs), _space(definition))
         for key, definition in sorted(signature_map.signature_def.items())
         if not key.startswith("__")
     }
@@ -199,6 +213,14 @@ def _layers(signatures: Mapping[str, Signature]) -> dict[str, Layer]:
             for alias, spec in sig.outputs.items():
                 layers.setdefault(alias, Layer(alias, sig.key, sig.inputs, spec))
     return dict(sorted(layers.items()))
+
+
+def _space(definition: pb.SignatureDef) -> str | None:
+    """The space id layertap's exporter keeps in the SignatureDef's `defaults` (no input has its key)."""
+    if SPACE_KEY not in definition.defaults:
+        return None
+    values = definition.defaults[SPACE_KEY].string_val
+    return values[0].decode("ascii", "replace") if len(values) == 1 else None
 
 
 def _specs(infos: Mapping[str, pb.TensorInfo]) -> dict[str, TensorSpec]:

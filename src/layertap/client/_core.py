@@ -18,6 +18,7 @@ import grpc
 from layertap.client import _catalogue, _requests, _status
 from layertap.client._channel import TLS, create_channel
 from layertap.client._errors import from_rpc_error
+from layertap.client._outputs import LayerOutputs
 from layertap.client._retry import Attempts, Retry
 from layertap.errors import DeadlineExceededError, ServingError, UsageError
 from layertap.proto import methods
@@ -208,8 +209,10 @@ class ClientCore:
         plan: _requests.Plan,
         results: Sequence[codec.PredictResult],
         redone: tuple[int, Sequence[codec.PredictResult]] | None = None,
-    ) -> dict[str, Any]:
+    ) -> LayerOutputs:
         """Join decoded answers by layer; `redone` = (version, answers of `mixed_versions`' calls).
+
+        The result names the version that answered and each layer's space id (from the cached catalogue).
 
         Raises:
             ServingError: the answers still come from more than one version.
@@ -225,7 +228,22 @@ class ClientCore:
                         f"{_answered_version(result)}; refusing to join outputs of two versions"
                     )
                 merged[index] = result
-        return _requests.assemble(plan, merged)
+        return self._stamped(plan, merged, _requests.assemble(plan, merged))
+
+    def _stamped(
+        self, plan: _requests.Plan, merged: Sequence[codec.PredictResult], arrays: dict[str, Any]
+    ) -> LayerOutputs:
+        version = next((v for r in merged if (v := _answered_version(r)) is not None), None)
+        catalogue = self.catalogue
+        # The catalogue describes one version; another version's signatures may compute another space.
+        known = catalogue is not None and (catalogue.version is None or catalogue.version == version)
+        spaces: dict[str, str | None] = dict.fromkeys(arrays)
+        if known and catalogue is not None:
+            for call in plan.calls:
+                signature = catalogue.signatures.get(call.signature)
+                for name in call.layers.values():
+                    spaces[name] = signature.space if signature is not None else None
+        return LayerOutputs(arrays, version=version, spaces=spaces)
 
     def status_request(self) -> bytes:
         """GetModelStatus for this client's model (and version, when pinned)."""

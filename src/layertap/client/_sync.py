@@ -16,6 +16,7 @@ from layertap.client import _status
 from layertap.client._catalogue import Catalogue
 from layertap.client._channel import TLS
 from layertap.client._core import DEFAULT, ClientCore, Timeout
+from layertap.client._outputs import LayerOutputs
 from layertap.client._requests import DEFAULT_MAX_REPLY_BYTES, Call, Inputs
 from layertap.client._retry import Attempts, Retry
 from layertap.errors import DeadlineExceededError, ModelNotFoundError, ServerUnavailableError
@@ -110,7 +111,7 @@ class LayerClient:
         layers: Sequence[str] | str | None = None,
         *,
         timeout: Timeout = DEFAULT,
-    ) -> dict[str, np.ndarray]:
+    ) -> LayerOutputs:
         """The outputs of `layers` (the full model's outputs when None) for `inputs`, by layer name.
 
         Args:
@@ -119,7 +120,9 @@ class LayerClient:
             timeout: seconds for the whole call, overriding the client's.
 
         Returns:
-            Arrays by layer name, in the order asked. They may be read-only views of the reply.
+            Arrays by layer name, in the order asked (a dict). They may be read-only views of the
+            reply. `.version` is the version that answered, `.spaces[layer]` the embedding-space id
+            of what computed it (`LayerOutputs`): store them with every vector.
 
         Raises:
             LayerNotFoundError, InvalidInputError: before anything is sent.
