@@ -80,6 +80,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a model file that exists (its content never read past the checks) and an empty folder."""
     root = tmp_path_factory.mktemp("cli_checks")
     (root / "empty").mkdir()
+    (root / "version").mkdir()
+    (root / "version" / "saved_model.pb").write_bytes(b"")  # passes compare's checks, never read
     (root / "notes.txt").write_text("not a model\n")
     (root / "weights.h5").write_bytes(b"not HDF5 at all")
     return root
@@ -99,6 +101,7 @@ def test_mistakes_are_reported_without_importing_tensorflow(workdir: Path) -> No
         (["validate", "notes.txt"], "version directory 'notes.txt' is not a directory"),
         (["validate", "empty", "--server", "1.0.0"], "unknown TF Serving release '1.0.0'"),
         (["compat", "missing/1"], "cannot read 'missing/1/saved_model.pb'"),
+        (["compare", "missing/1", "empty"], "'missing/1' is not a version directory"),
         (["serve", "--model_config_file=missing.config"], "cannot read config file 'missing.config'"),
     ]
     results = run_commands(_BLOCK_IMPORT, [argv for argv, _ in cases], workdir)
@@ -132,6 +135,7 @@ def test_a_client_only_install_gets_the_install_hint_from_every_command(workdir:
         (["serve", "--port=0", "--model_base_path=empty"], EXIT_FAILURE, hint),
         (["serve", "--version"], EXIT_FAILURE, hint),
         (["compat", "empty"], EXIT_USAGE, "cannot read 'empty/saved_model.pb'"),
+        (["compare", "version", "version"], EXIT_FAILURE, hint),
         (["layers", "--target", "127.0.0.1:1", "--model", "m", "--timeout", "1"], EXIT_SERVING, ""),
         (["config", "demo", "--out", "cfg"], EXIT_OK, ""),
     ]

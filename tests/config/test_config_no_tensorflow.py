@@ -63,7 +63,7 @@ def test_public_api_is_explicit() -> None:
         assert getattr(layertap.config, name) is not None
     public = {name for name in vars(layertap.config) if not name.startswith("_")}
     modules = {
-        "batching", "check", "compat", "demo", "gate", "labels", "models", "monitoring", "repository", "status",
-        "textformat", "annotations", "ssl", "opregistry", "servers",
+        "batching", "check", "compat", "demo", "gate", "labels", "models", "monitoring", "repository",
+        "status", "textformat", "annotations", "ssl", "opregistry", "servers",
     }  # fmt: skip
     assert public - modules == exported

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from layertap.config.models import is_uri
 from layertap.config.repository import MANIFEST_PATH, read_manifest
 from layertap.errors import UsageError
+from layertap.storage import ObjectLocation, parse_location
 
 __all__ = ["ROWS_PER_CALL", "LocalVersion", "ServedVersion", "SignatureSpec", "Version", "open_version"]
 
@@ -61,21 +61,22 @@ class Version(Protocol):
 
 
 def open_version(location: str | os.PathLike[str]) -> Version:
-    """The version at `location`: a version directory (`models/cnn/2`) or its URI.
+    """The version at `location`: a version directory (`models/cnn/2`, `file:///...`) or `gs://...`.
 
     Raises:
-        UsageError: the location is not a version directory, or its scheme cannot be read here.
+        UsageError: the location is not a version directory, or its scheme cannot be read here
+            (LocationError for a malformed or unknown URI).
     """
     text = os.fspath(location)
-    if is_uri(text):
-        scheme = text.split("://", 1)[0]
-        if scheme != "gs":
+    parsed = parse_location(text)
+    if isinstance(parsed, ObjectLocation):
+        if parsed.scheme != "gs":
             raise UsageError(
-                f"cannot read version {text!r}: {scheme}:// is not readable here; accepted: a local version "
-                "directory, or gs:// (TF Serving's only remote filesystem)"
+                f"cannot read version {text!r}: {parsed.scheme}:// is not readable here; accepted: a local "
+                "version directory, or gs:// (TF Serving's only remote filesystem, read through TensorFlow's)"
             )
-        return LocalVersion(text)
-    path = Path(text)
+        return LocalVersion(str(parsed))
+    path = parsed
     if not (path / "saved_model.pb").is_file():
         raise UsageError(
             f"{text!r} is not a version directory (no saved_model.pb in it); give the numbered directory "
