@@ -5,10 +5,12 @@ that point layertap (in this process and in child processes) at them."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.storage.emulators import FakeGcs, MotoS3, start_fake_gcs, start_moto_s3, unique_bucket
+from tests.storage.gcs_serving import export_scale
 from tests.storage.tensorflow_gcs import TensorFlowGcs, start_tensorflow_gcs
 
 
@@ -51,3 +53,12 @@ def tensorflow_gcs(fake_gcs: FakeGcs) -> Iterator[TensorFlowGcs]:
     `tensorflow_gcs.environment()` to a child process's environment (see tests/storage/tensorflow_gcs.py)."""
     with start_tensorflow_gcs(fake_gcs.endpoint) as relay:
         yield relay
+
+
+@pytest.fixture(scope="session")
+def scale_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Small SavedModels (tests/storage/gcs_serving.py `export_scale`) multiplying their input by 1, 2, 3."""
+    root = tmp_path_factory.mktemp("scale")
+    for factor in (1, 2, 3):
+        export_scale(root / str(factor), float(factor))
+    return {factor: root / str(factor) for factor in (1, 2, 3)}

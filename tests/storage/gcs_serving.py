@@ -21,7 +21,24 @@ from urllib.parse import quote
 
 from tests.storage.tensorflow_gcs import TensorFlowGcs
 
-__all__ = ["ServeProcess", "upload_file", "upload_folder", "version_files"]
+__all__ = ["ServeProcess", "export_scale", "upload_file", "upload_folder", "version_files"]
+
+
+def export_scale(path: Path, factor: float) -> None:
+    """A SavedModel whose serving_default multiplies `x` (float32, [None, 2]) by `factor`, a variable."""
+    import tensorflow as tf
+
+    class Scale(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.factor = tf.Variable(factor)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+        def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"y": x * self.factor}
+
+    module = Scale()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
 
 
 def upload_file(endpoint: str, bucket: str, name: str, data: bytes) -> None:

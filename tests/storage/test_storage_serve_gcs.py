@@ -24,31 +24,6 @@ from tests.storage.tensorflow_gcs import TensorFlowGcs
 X = np.array([[1.0, 2.0]], np.float32)
 
 
-def _export(path: Path, factor: float) -> None:
-    import tensorflow as tf
-
-    class Scale(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.factor = tf.Variable(factor)
-
-        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
-        def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"y": x * self.factor}
-
-    module = Scale()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-
-
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """SavedModels that multiply their input by 1, 2 and 3."""
-    root = tmp_path_factory.mktemp("scale")
-    for factor in (1, 2, 3):
-        _export(root / str(factor), float(factor))
-    return {factor: root / str(factor) for factor in (1, 2, 3)}
-
-
 @pytest.fixture
 def serve(tensorflow_gcs: TensorFlowGcs) -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
@@ -88,9 +63,9 @@ def _predict(port: int, model: str = "m") -> tuple[int, np.ndarray]:
 
 
 def test_serve_polls_a_gcs_base_path_and_never_loads_half_a_version(
-    fake_gcs: FakeGcs, gcs_bucket: str, exports: dict[int, Path], serve: Callable[..., ServeProcess]
+    fake_gcs: FakeGcs, gcs_bucket: str, scale_exports: dict[int, Path], serve: Callable[..., ServeProcess]
 ) -> None:
-    upload_folder(fake_gcs.endpoint, gcs_bucket, "models/m/1", exports[1])
+    upload_folder(fake_gcs.endpoint, gcs_bucket, "models/m/1", scale_exports[1])
     server = serve(
         "--model_name=m",
         f"--model_base_path=gs://{gcs_bucket}/models/m",
@@ -105,8 +80,8 @@ def test_serve_polls_a_gcs_base_path_and_never_loads_half_a_version(
 
     # Version 2 without its saved_model.pb: GCS shows 2/ as soon as its first object exists. The load
     # fails (NOT_FOUND, as in TF Serving), the number stays failed, and version 1 keeps serving.
-    partial = [path for path in version_files(exports[2]) if path.name != "saved_model.pb"]
-    upload_folder(fake_gcs.endpoint, gcs_bucket, "models/m/2", exports[2], partial)
+    partial = [path for path in version_files(scale_exports[2]) if path.name != "saved_model.pb"]
+    upload_folder(fake_gcs.endpoint, gcs_bucket, "models/m/2", scale_exports[2], partial)
     statuses = _wait_states(port, [(2, "END"), (1, "AVAILABLE")])
     assert statuses[0].error_code == 5  # NOT_FOUND
     assert statuses[0].error_message == (
@@ -123,9 +98,9 @@ def test_serve_polls_a_gcs_base_path_and_never_loads_half_a_version(
         fake_gcs.endpoint,
         gcs_bucket,
         "models/m/2/saved_model.pb",
-        (exports[2] / "saved_model.pb").read_bytes(),
+        (scale_exports[2] / "saved_model.pb").read_bytes(),
     )
-    upload_folder(fake_gcs.endpoint, gcs_bucket, "models/m/3", exports[3])
+    upload_folder(fake_gcs.endpoint, gcs_bucket, "models/m/3", scale_exports[3])
     _wait_states(port, [(3, "AVAILABLE"), (2, "END"), (1, "END")])
     version, y = _predict(port)
     assert version == 3
@@ -134,7 +109,7 @@ def test_serve_polls_a_gcs_base_path_and_never_loads_half_a_version(
 
 
 def test_serve_reads_and_polls_a_model_config_file_on_gcs(
-    fake_gcs: FakeGcs, gcs_bucket: str, exports: dict[int, Path], serve: Callable[..., ServeProcess]
+    fake_gcs: FakeGcs, gcs_bucket: str, scale_exports: dict[int, Path], serve: Callable[..., ServeProcess]
 ) -> None:
     missing = unique_bucket("absent")
 
@@ -145,8 +120,8 @@ def test_serve_reads_and_polls_a_model_config_file_on_gcs(
         )
         return f"model_config_list {{\n{entries}}}\n".encode()
 
-    upload_folder(fake_gcs.endpoint, gcs_bucket, "models/m/1", exports[1])
-    upload_folder(fake_gcs.endpoint, gcs_bucket, "models/n/4", exports[2])
+    upload_folder(fake_gcs.endpoint, gcs_bucket, "models/m/1", scale_exports[1])
+    upload_folder(fake_gcs.endpoint, gcs_bucket, "models/n/4", scale_exports[2])
     upload_file(
         fake_gcs.endpoint, gcs_bucket, "serving/models.config", config(m=f"gs://{gcs_bucket}/models/m")
     )

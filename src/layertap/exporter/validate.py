@@ -33,6 +33,7 @@ from layertap.config.servers import server_release
 from layertap.errors import ConfigError, TensorFormatError, UsageError
 from layertap.exporter.samples import sample_inputs
 from layertap.proto import serving_pb2 as pb
+from layertap.storage.uri import parse_location
 from layertap.wire import codec, dtypes
 
 __all__ = ["CLIENT_MESSAGE_LIMIT", "DEFAULT_BATCH", "REPORT_PATH", "ValidationReport", "validate_version"]
@@ -97,7 +98,8 @@ def validate_version(
     """Rehearse serving `version_dir` on TF Serving `server` (see the module docstring).
 
     Args:
-        version_dir: a SavedModel version directory (published or staged).
+        version_dir: a SavedModel version directory (published or staged), or a gs:// URI of one (copied to
+            a temporary folder through TensorFlow's own GCS client, as TF Serving would read it).
         server: the TF Serving release to check `compat` against.
         batch: the batch size clients or the batching config send (the largest a server batch holds).
         runs: timed runs per signature and batch size, after one untimed run.
@@ -105,21 +107,37 @@ def validate_version(
         progress: called with a line of text at each stage.
 
     Raises:
-        ConfigError: `server` is unknown or `batch`/`runs` is not positive (bad input, nothing checked).
+        ConfigError: `server` is unknown or `batch`/`runs` is not positive (bad input, nothing checked), or
+            nothing could be read at a gs:// `version_dir`.
         UsageError: `version_dir` is not a directory (nothing checked).
+        LocationError: `version_dir` is a URI other than file:// and gs://.
     """
     server_release(server)
     if batch < 1 or runs < 1:
         raise ConfigError(f"batch and runs must be positive; got batch={batch}, runs={runs}")
     say = progress or (lambda message: logger.info("%s", message))
-    path = Path(version_dir)
-    # A mistyped path is reported before TensorFlow is imported (seconds and ~0.9 GB).
-    if not path.is_dir():
-        state = "is not a directory" if path.exists() else "does not exist"
-        raise UsageError(
-            f"version directory {str(path)!r} {state}; expected a SavedModel version directory holding "
-            "saved_model.pb, e.g. models/my_model/1"
-        )
+    place = parse_location(version_dir)
+    if isinstance(place, Path):
+        # A mistyped path is reported before TensorFlow is imported (seconds and ~0.9 GB).
+        if not place.is_dir():
+            state = "is not a directory" if place.exists() else "does not exist"
+            raise UsageError(
+                f"version directory {str(place)!r} {state}; expected a SavedModel version directory holding "
+                "saved_model.pb, e.g. models/my_model/1"
+            )
+        return _validate(place, server, batch, runs=runs, seed=seed, say=say)
+    from layertap.server.filesystem import local_copy
+
+    say(f"copying {place} through TensorFlow's filesystem")
+    with local_copy(str(place)) as copy:
+        report = _validate(copy, server, batch, runs=runs, seed=seed, say=say)
+    report.path = str(place)
+    return report
+
+
+def _validate(
+    path: Path, server: str, batch: int, *, runs: int, seed: int, say: Callable[[str], None]
+) -> ValidationReport:
     report = ValidationReport(path=str(path), server=server, batch=batch)
     say(f"checking {path} against the op registry of TF Serving {server}")
     try:

@@ -18,8 +18,11 @@ What a version is on GCS follows `file_system_storage_path_source.cc` (`PollFile
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -33,6 +36,7 @@ __all__ = [
     "Location",
     "RemotePath",
     "config_location",
+    "local_copy",
     "location",
     "read_text",
     "version_paths",
@@ -202,6 +206,43 @@ def read_text(path: str) -> str:
         raise ConfigError(f"cannot read config file {str(place)!r}: {error.message}") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"cannot read config file {str(place)!r}: {error}") from None
+
+
+@contextlib.contextmanager
+def local_copy(uri: str) -> Iterator[Path]:
+    """A temporary local copy of the version at a gs:// URI, read through `tf.io.gfile`; removed on exit.
+
+    For the commands that check a version as TF Serving would load it (`layertap validate`): they read
+    it with TensorFlow's own GCS client, so credentials and endpoint are TF Serving's.
+
+    Raises:
+        LocationError: not a gs:// URI (TensorFlow reads no other object store).
+        ConfigError: nothing is stored under the URI, or it could not be read.
+    """
+    place = parse_location(uri)
+    if isinstance(place, Path) or place.scheme != "gs":
+        raise LocationError(
+            f"{uri}: only gs:// versions are read through TensorFlow's filesystems (its pip package has no "
+            "s3:// filesystem); give a local folder or a gs:// URI"
+        )
+    import tensorflow as tf
+
+    source = str(place)
+    with tempfile.TemporaryDirectory(prefix="layertap-version-") as folder:
+        target = Path(folder) / place.key.rsplit("/", 1)[-1]
+        try:
+            copied = 0
+            for directory, _, files in _gfile().walk(source):
+                relative = directory[len(source) :].strip("/")
+                (target / relative).mkdir(parents=True, exist_ok=True)
+                for name in files:
+                    _gfile().copy(f"{directory.rstrip('/')}/{name}", str(target / relative / name))
+                    copied += 1
+        except tf.errors.OpError as error:
+            raise ConfigError(f"cannot read {source}: {error.message}") from None
+        if not copied:
+            raise ConfigError(f"nothing is stored under {source}; expected a SavedModel version folder")
+        yield target
 
 
 def _gfile() -> Any:
