@@ -66,7 +66,11 @@ def _version_or_previous(text: str) -> int | str:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments that say which model file to load and how (shared with `layertap inspect`)."""
-    parser.add_argument("model", metavar="MODEL", help="a .keras file (legacy .h5 also accepted)")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a .keras file (legacy .h5 and Keras 2 SavedModel folders also accepted)",
+    )
     parser.add_argument(
         "--input-shape",
         type=parse_shape,

@@ -2,7 +2,9 @@
 
 Files load with Keras' safe mode: a Lambda layer carries Python code that would run on load, so
 it needs `allow_unsafe=True`. A legacy `.h5` file is checked for Lambda layers before Keras reads
-it, because its loader rebuilds (and so runs) the model while loading.
+it, because its loader rebuilds (and so runs) the model while loading. Keras 2 artifacts (a SavedModel
+folder with keras_metadata.pb, a tf_keras `.keras` file, TF-op layers) go through
+`layertap.exporter.keras2`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from layertap.errors import UnsafeModelError, UnsupportedModelError, UsageError
+from layertap.exporter import keras2
 
 __all__ = [
     "MODEL_SUFFIXES",
@@ -46,7 +49,8 @@ def load_model(
     """A built keras.Model from a `.keras`/`.h5` path or a keras.Model.
 
     Args:
-        model_or_path: path to a `.keras` or legacy `.h5` file, or an in-memory keras.Model.
+        model_or_path: path to a `.keras` or legacy `.h5` file, a Keras 2 SavedModel folder, or an
+            in-memory keras.Model.
         allow_unsafe: allow files with Lambda layers (their code runs when loading).
         input_shape: shape of one sample (no batch dimension) for a Sequential model that was
             never built; ignored for models that have inputs.
@@ -71,18 +75,31 @@ def load_model(
                 f"expected a keras.Model or the path of a .keras/.h5 file, got {type(model_or_path).__name__}"
             )
         return prepare_model(model_or_path, input_shape=input_shape)
-    if path.suffix.lower() != ".keras" and not allow_unsafe:
+    if path.suffix.lower() in (".h5", ".hdf5") and not allow_unsafe:
         _refuse_h5_lambda(path)
     ensure_tensorflow_backend()
     import_custom_objects(custom_objects)
     import keras
 
+    if _is_keras2(path):
+        model = keras2.load_keras2(path, allow_unsafe=allow_unsafe)
+        logger.info("converted Keras 2 model %s (%d layers)", path, len(model.layers))
+        return prepare_model(model, input_shape=input_shape)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
     except Exception as error:
         raise _load_error(path, error) from error
     logger.info("loaded %s (%s, %d layers)", path, type(model).__name__, len(model.layers))
     return prepare_model(model, input_shape=input_shape)
+
+
+def _is_keras2(path: Path) -> bool:
+    """Whether the file or folder needs the Keras 2 conversion (`layertap.exporter.keras2`)."""
+    if path.is_dir():
+        return keras2.is_keras2_savedmodel(path)
+    if path.suffix.lower() == ".keras":
+        return keras2.is_keras2_archive(path)
+    return bool(keras2.op_layers_in(_h5_config(path)))
 
 
 def ensure_tensorflow_backend() -> None:
@@ -171,11 +188,13 @@ def check_model_file(path: Path) -> Path:
     """
     if not path.exists():
         raise UsageError(f"model file {str(path)!r} does not exist; expected a .keras or .h5 file")
+    if keras2.is_keras2_savedmodel(path):
+        return path
     if path.is_dir():
         kind = "a SavedModel directory" if (path / "saved_model.pb").exists() else "a directory"
         raise UsageError(
             f"model path {str(path)!r} is {kind}, not a model file; expected a .keras or .h5 file "
-            "(save one with model.save('model.keras'))"
+            "(save one with model.save('model.keras')) or a Keras 2 SavedModel folder (keras_metadata.pb)"
         )
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise UsageError(
@@ -230,7 +249,8 @@ _UNKNOWN_CLASS = re.compile(
 def _load_error(path: Path, error: Exception) -> UsageError:
     """The one-line error for a model file Keras could not load."""
     text = str(error)
-    if "safe_mode" in text or "Lambda" in text:
+    # Keras names a refused Lambda layer; a class name such as TFOpLambda is not one.
+    if "safe_mode" in text or re.search(r"(?<![A-Za-z])Lambda\b", text):
         return UnsafeModelError(
             f"{path} contains a Lambda layer (Python code that runs when the model loads); loading "
             "it was refused. If you trust the file, pass --allow-unsafe (allow_unsafe=True)."
@@ -278,15 +298,18 @@ def _has_inputs(model: Any) -> bool:
         return False
 
 
-def _refuse_h5_lambda(path: Path) -> None:
+def _h5_config(path: Path) -> Any:
     import h5py
 
     with h5py.File(path, "r") as handle:
         raw = handle.attrs.get("model_config")
     if raw is None:
         raise UsageError(f"{path} has no model_config: it holds weights only, not a whole model")
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    if _mentions_lambda(json.loads(text)):
+    return json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+
+
+def _refuse_h5_lambda(path: Path) -> None:
+    if _mentions_lambda(_h5_config(path)):
         raise UnsafeModelError(
             f"{path} contains a Lambda layer (Python code that runs when the model loads); loading it "
             "was refused. If you trust the file, pass --allow-unsafe (allow_unsafe=True)."

@@ -1,0 +1,349 @@
+"""Keras 2 artifacts as Keras 3 models: legacy SavedModel folders, tf_keras `.keras` files, and `.h5`
+files holding TF-op layers.
+
+Keras 2 (`tf_keras`, and `tf.keras` before TensorFlow 2.16) saved three kinds of files Keras 3 cannot
+read as they are:
+
+- a SavedModel folder with `keras_metadata.pb` (`model.save(dir)`, Keras 2's default format);
+- a `.keras` archive whose config names Keras 2's classes (`tf_keras.src.engine.functional`,
+  `Functional`): Keras 3 refuses it with "Could not locate class 'Functional'";
+- any model whose graph calls TensorFlow functions on Keras tensors (`x + 1.0`, `tf.nn.relu(x)`,
+  `x[:, :4]`): Keras 2 recorded each call as a `TFOpLambda` or `SlicingOpLambda` layer, classes that
+  exist only in Keras 2 (tf_keras/src/layers/core/tf_op_layer.py). tf_keras' own applications (RegNet,
+  ConvNeXt, EfficientNetV2, MobileNetV3) hold them.
+
+The route is a conversion, measured exact: the first two are loaded with `tf_keras` (the `keras2`
+extra, the tf_keras release matching the installed TensorFlow) and written as `.h5`, which Keras 3's
+legacy loader reads with the same layer names and weights (Keras 2's own `.h5` format). TF-op layers
+become `layertap>TFOpLambda` layers that call the same TensorFlow function with the same recorded
+arguments, so every layer keeps its name and a truncated signature runs the very ops Keras 2 ran.
+Running the tf_keras model itself was the other way: it would need a second truncation and tracing
+path for Keras 2's graph API; after conversion the model takes the exporter's one path.
+
+A TF-op layer names its function (`"nn.relu"`), which is looked up in `tf`: no Python code is loaded.
+Functions that reach outside the tensors (files, Python callbacks, printing, raw ops) are refused
+unless `allow_unsafe` is given, as Lambda layers are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from layertap.errors import UnsafeModelError, UnsupportedModelError, UsageError
+
+__all__ = [
+    "KERAS2_OP_LAYERS",
+    "is_keras2_archive",
+    "is_keras2_savedmodel",
+    "load_keras2",
+    "op_layers_in",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Keras 2 layer classes that record a TensorFlow function call; converted here.
+KERAS2_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
+# Keras 2 classes recording attribute access on a tensor (`x.shape`, `tf.RaggedTensor.from_row_lengths`):
+# not converted, named in the refusal.
+_UNCONVERTED = ("ClassMethod", "InstanceMethod", "InstanceProperty")
+
+# TensorFlow namespaces and functions whose effects reach outside the tensors: refused unless unsafe.
+_UNSAFE_PREFIXES = (
+    "io.",
+    "raw_ops.",
+    "debugging.",
+    "summary.",
+    "saved_model.",
+    "data.",
+    "distribute.",
+    "config.",
+    "compat.v1.py_func",
+    "compat.v1.io.",
+)
+_UNSAFE_FUNCTIONS = frozenset({"print", "py_function", "numpy_function", "function", "compat.v1.Print"})
+
+# A tensor reference in a Keras 2 node's keyword arguments: [layer name, node index, tensor index].
+_INPUT_MARK = "__layertap_input__"
+_FIRST_COUNT = "__layertap_first__"
+
+_EXTRA_HINT = "install the Keras 2 route with: pip install 'layertap[keras2]' (tf_keras for your TensorFlow)"
+
+
+def is_keras2_savedmodel(path: Path) -> bool:
+    """Whether `path` is a Keras 2 SavedModel folder (it holds `keras_metadata.pb`)."""
+    return path.is_dir() and (path / "keras_metadata.pb").is_file()
+
+
+def is_keras2_archive(path: Path) -> bool:
+    """Whether a `.keras` archive was written by Keras 2 (`metadata.json` says keras_version 2.x)."""
+    with contextlib.suppress(KeyError, ValueError, OSError, zipfile.BadZipFile), zipfile.ZipFile(path) as zf:
+        metadata = json.loads(zf.read("metadata.json"))
+        return str(metadata.get("keras_version", "")).startswith("2.")
+    return False
+
+
+def op_layers_in(config: Any) -> list[str]:
+    """Names of the Keras 2 TF-op layers in a model config (nested models included)."""
+    found: list[str] = []
+    for layer in _layer_configs(config):
+        if layer.get("class_name") in (*KERAS2_OP_LAYERS, *_UNCONVERTED):
+            found.append(str(layer.get("config", {}).get("name", layer.get("name", "?"))))
+    return found
+
+
+def load_keras2(path: Path, *, allow_unsafe: bool = False) -> Any:
+    """A Keras 3 model from a Keras 2 artifact (see the module docstring): same layer names, same weights.
+
+    Args:
+        path: a Keras 2 SavedModel folder, a Keras 2 `.keras` archive, or an `.h5` file.
+        allow_unsafe: allow Lambda layers (their code runs) and TF-op layers calling unsafe functions.
+
+    Raises:
+        UsageError: tf_keras is needed and not installed (the message gives the extra).
+        UnsafeModelError: Lambda layers or unsafe TF functions, and `allow_unsafe` is False.
+        UnsupportedModelError: layers that record attribute access (`x.shape`), not converted.
+    """
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        return _load_h5(path, allow_unsafe=allow_unsafe)
+    with tempfile.TemporaryDirectory(prefix="layertap-keras2-") as folder:
+        h5 = Path(folder) / "model.h5"
+        _resave_as_h5(path, h5, allow_unsafe=allow_unsafe)
+        return _load_h5(h5, allow_unsafe=allow_unsafe, shown=path)
+
+
+def _resave_as_h5(path: Path, target: Path, *, allow_unsafe: bool) -> None:
+    """Load `path` with tf_keras and write it as a Keras 2 `.h5` file (config and weights)."""
+    kind = "a Keras 2 SavedModel folder" if path.is_dir() else "a .keras file written by Keras 2"
+    # tf_keras rebuilds Lambda layers from the Python bytecode in the metadata when it loads.
+    lambdas = path.is_dir() and b'"class_name": "Lambda"' in (path / "keras_metadata.pb").read_bytes()
+    if lambdas and not allow_unsafe:
+        raise UnsafeModelError(
+            f"{path} contains a Lambda layer (Python code that runs when the model loads); loading it "
+            "was refused. If you trust the folder, pass --allow-unsafe (allow_unsafe=True)."
+        )
+    try:
+        import tf_keras
+    except ModuleNotFoundError:
+        raise UsageError(f"{path} is {kind}, which Keras 3 cannot read; {_EXTRA_HINT}") from None
+    options: dict[str, Any] = {"compile": False}
+    if not path.is_dir():
+        options["safe_mode"] = not allow_unsafe
+    try:
+        model = tf_keras.models.load_model(str(path), **options)
+    except Exception as error:
+        text = " ".join(str(error).split())[:300]
+        if "safe_mode" in text or "Lambda" in text.replace("OpLambda", ""):
+            raise UnsafeModelError(
+                f"{path} contains a Lambda layer (Python code that runs when the model loads); loading it "
+                "was refused. If you trust the file, pass --allow-unsafe (allow_unsafe=True)."
+            ) from None
+        raise UsageError(
+            f"{path} is {kind}, and tf_keras {tf_keras.__version__} could not load it "
+            f"({type(error).__name__}: {text})"
+        ) from error
+    logger.info("loaded %s with tf_keras %s (%s)", path, tf_keras.__version__, type(model).__name__)
+    model.save(str(target), save_format="h5")
+
+
+def _load_h5(path: Path, *, allow_unsafe: bool, shown: Path | None = None) -> Any:
+    """Keras 3 reads the `.h5` file, its TF-op layers converted."""
+    import h5py
+    import keras
+
+    shown = shown or path
+    with h5py.File(path, "r") as handle:
+        raw = handle.attrs.get("model_config")
+    config = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+    unconverted = [
+        layer.get("class_name") for layer in _layer_configs(config) if layer.get("class_name") in _UNCONVERTED
+    ]
+    if unconverted:
+        raise UnsupportedModelError(
+            f"{shown} records attribute access on tensors ({', '.join(sorted(set(map(str, unconverted))))} "
+            "layers, e.g. x.shape), which layertap does not convert from Keras 2; rebuild those steps with "
+            "Keras layers or keras.ops and save the model again"
+        )
+    converted = _convert_config(config, allow_unsafe=allow_unsafe, shown=shown)
+    with _copy_with_config(path, converted) as copy_path:
+        try:
+            return keras.saving.load_model(
+                copy_path, compile=False, safe_mode=not allow_unsafe, custom_objects=_op_layer_classes()
+            )
+        except UsageError:
+            raise
+        except Exception as error:
+            text = " ".join(str(error).split())[:300]
+            raise UsageError(
+                f"{shown} was saved by Keras 2 and could not be converted for Keras 3 "
+                f"({type(error).__name__}: {text})"
+            ) from error
+
+
+@contextlib.contextmanager
+def _copy_with_config(path: Path, config: dict[str, Any]) -> Iterator[Path]:
+    """A temporary copy of the `.h5` file whose model_config is `config` (the original is untouched)."""
+    import h5py
+
+    with tempfile.TemporaryDirectory(prefix="layertap-keras2-") as folder:
+        target = Path(folder) / path.name
+        shutil.copyfile(path, target)
+        with h5py.File(target, "r+") as handle:
+            handle.attrs["model_config"] = json.dumps(config).encode()
+        yield target
+
+
+def _layer_configs(config: Any) -> Iterator[dict[str, Any]]:
+    """Every layer config of a model config, nested models' layers too."""
+    if isinstance(config, dict):
+        if "class_name" in config and "config" in config:
+            yield config
+        for value in config.values():
+            yield from _layer_configs(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _layer_configs(value)
+
+
+def _convert_config(config: dict[str, Any], *, allow_unsafe: bool, shown: Path) -> dict[str, Any]:
+    """The config with each TF-op layer's tensor keyword arguments moved into its inputs.
+
+    Keras 2 wrote a tensor passed by keyword (`y` of `x + y`) as `[layer, node, tensor]` inside the
+    keyword arguments; Keras 3's legacy reader passes keyword arguments as they are, so the
+    reference is appended to the node's inputs and the keyword holds its position instead.
+    """
+    converted = copy.deepcopy(config)
+    for layer in _layer_configs(converted):
+        if layer.get("class_name") not in KERAS2_OP_LAYERS:
+            continue
+        function = str(layer["config"].get("function", ""))
+        if not allow_unsafe and _unsafe(function):
+            raise UnsafeModelError(
+                f"{shown}: layer {layer['config'].get('name')!r} calls tf.{function}, which reaches outside "
+                "the tensors (files, Python code, printing or raw ops); loading it was refused. If you "
+                "trust the file, pass --allow-unsafe (allow_unsafe=True)."
+            )
+        layer["inbound_nodes"] = [_move_tensor_kwargs(node) for node in layer.get("inbound_nodes", [])]
+    return converted
+
+
+def _move_tensor_kwargs(node: Any) -> Any:
+    if not isinstance(node, list) or not node:
+        return node  # Keras 3's own format (dicts): nothing to move
+    # A TF-op layer keeps its first argument's structure: one tensor is one entry, a list of tensors
+    # (`tf.concat([a, b])`) a list of entries.
+    single = isinstance(node[0], str)
+    entries = [list(node)] if single else [list(entry) for entry in node]
+    kwargs = entries[-1][3] if len(entries[-1]) == 4 else {}
+    extra: list[list[Any]] = []
+
+    def replace(value: Any) -> Any:
+        if _is_reference(value):
+            extra.append(list(value[:3]))
+            return {_INPUT_MARK: len(entries) + len(extra) - 1}
+        if isinstance(value, list):
+            return [replace(item) for item in value]
+        if isinstance(value, dict):
+            return {key: replace(item) for key, item in value.items()}
+        return value
+
+    kwargs = {key: replace(value) for key, value in kwargs.items() if key != "name"}
+    kwargs[_FIRST_COUNT] = 0 if single else len(entries)
+    rows = [entry[:3] for entry in entries] + extra
+    rows[-1] = [*rows[-1], kwargs]
+    return rows
+
+
+def _is_reference(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and all(isinstance(index, int) for index in value[1:])
+    )
+
+
+def _unsafe(function: str) -> bool:
+    return function in _UNSAFE_FUNCTIONS or function.startswith(_UNSAFE_PREFIXES)
+
+
+def _resolve(function: str) -> Any:
+    """`"nn.relu"` -> tf.nn.relu, as Keras 2 named it (its canonical TensorFlow API name)."""
+    import tensorflow as tf
+
+    target: Any = tf
+    for part in function.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise UnsupportedModelError(
+                f"TF-op layer calls tf.{function}, which TensorFlow {tf.__version__} does not have"
+            )
+    return target
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def _op_layer_classes() -> dict[str, type]:
+    """Keras 3 layers standing for Keras 2's TFOpLambda and SlicingOpLambda (defined once Keras is
+    imported)."""
+    if _CLASSES:
+        return _CLASSES
+    import keras
+
+    @keras.saving.register_keras_serializable(package="layertap", name="TFOpLambda")
+    class TFOpLambda(keras.layers.Layer):  # type: ignore[misc]
+        """Calls `tf.<function>` with the arguments Keras 2 recorded; tensors come in as inputs."""
+
+        def __init__(self, function: str, **kwargs: Any) -> None:
+            kwargs.pop("autocast", None)
+            super().__init__(**kwargs)
+            self.function = function
+            self._op = _resolve(function)
+
+        def call(self, inputs: Any, **kwargs: Any) -> Any:
+            tensors = list(inputs) if isinstance(inputs, list | tuple) else [inputs]
+            # 0: the first argument is one tensor; n: a list of n tensors.
+            first_count = int(kwargs.pop(_FIRST_COUNT, 0))
+            first = tensors[:first_count] if first_count else tensors[0]
+            arguments = {key: _fill(value, tensors) for key, value in kwargs.items()}
+            return self._op(first, **arguments)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "function": self.function}
+
+    @keras.saving.register_keras_serializable(package="layertap", name="SlicingOpLambda")
+    class SlicingOpLambda(TFOpLambda):
+        """A Keras 2 slice (`x[:, :4]`): its slices were written as {start, stop, step} dicts."""
+
+        def call(self, inputs: Any, **kwargs: Any) -> Any:
+            return super().call(inputs, **{key: _slices(value) for key, value in kwargs.items()})
+
+    _CLASSES.update({"TFOpLambda": TFOpLambda, "SlicingOpLambda": SlicingOpLambda})
+    return _CLASSES
+
+
+def _fill(value: Any, tensors: list[Any]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_INPUT_MARK}:
+            return tensors[int(value[_INPUT_MARK])]
+        return {key: _fill(item, tensors) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill(item, tensors) for item in value]
+    return value
+
+
+def _slices(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"start", "stop", "step"}:
+        return slice(value["start"], value["stop"], value["step"])
+    if isinstance(value, list):
+        return [_slices(item) for item in value]
+    return value
