@@ -9,8 +9,8 @@ read as they are:
   `Functional`): Keras 3 refuses it with "Could not locate class 'Functional'";
 - any model whose graph calls TensorFlow functions on Keras tensors (`x + 1.0`, `tf.nn.relu(x)`,
   `x[:, :4]`): Keras 2 recorded each call as a `TFOpLambda` or `SlicingOpLambda` layer, classes that
-  exist only in Keras 2 (tf_keras/src/layers/core/tf_op_layer.py). tf_keras' own applications (RegNet,
-  ConvNeXt, EfficientNetV2, MobileNetV3) hold them.
+  exist only in Keras 2 (tf_keras/src/layers/core/tf_op_layer.py). tf_keras' own applications hold them
+  (RegNet's residual additions, for one).
 
 The route is a conversion, measured exact: the first two are loaded with `tf_keras` (the `keras2`
 extra, the tf_keras release matching the installed TensorFlow) and written as `.h5`, which Keras 3's
