@@ -4,6 +4,8 @@ that point layertap (in this process and in child processes) at them."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +64,18 @@ def scale_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     for factor in (1, 2, 3):
         export_scale(root / str(factor), float(factor))
     return {factor: root / str(factor) for factor in (1, 2, 3)}
+
+
+@pytest.fixture(scope="session")
+def small_version(half_plus_two: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real SavedModel version directory (TF Serving's half_plus_two) with the files a layertap export adds:
+    assets.extra/ with a warmup file and a manifest, and an asset. Read-only."""
+    version = tmp_path_factory.mktemp("small-version") / "1"
+    shutil.copytree(next(half_plus_two.iterdir()), version)
+    (version / "assets").mkdir(exist_ok=True)
+    (version / "assets" / "vocab.txt").write_text("a\nb\n")
+    extra = version / "assets.extra"
+    extra.mkdir()
+    (extra / "tf_serving_warmup_requests").write_bytes(os.urandom(3000))
+    (extra / "layertap_manifest.json").write_text('{"name": "half_plus_two"}')
+    return version

@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compat": ("compat", "check that a TF Serving release would load a SavedModel version (no TensorFlow)"),
     "validate": ("validate", "rehearse loading and serving a SavedModel version as TF Serving would"),
     "compare": ("compare", "compare two versions' layer outputs: identical, compatible or changed space"),
+    "repo": ("repo", "push, repair or list model versions on gs:// or s3:// (no TensorFlow)"),
 }
 
 _VERBOSE_FLAGS = ("-v", "--verbose")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 
 from layertap.cli.display import shape_text
 from layertap.cli.framework import non_negative_int
@@ -15,10 +16,13 @@ __all__ = [
     "EXTRAS",
     "add_arguments",
     "add_model_arguments",
+    "base_path_argument",
     "parse_group",
     "parse_head_argument",
     "parse_shape",
+    "readers_note_for",
     "run",
+    "transfer_printer",
 ]
 
 EXTRAS = ("tf",)
@@ -62,6 +66,19 @@ def parse_head_argument(text: str) -> tuple[str, str, list[str]]:
 def _version_or_previous(text: str) -> int | str:
     """`--compare-with`: a version number (>= 0) or `previous`."""
     return text if text == "previous" else non_negative_int(text)
+
+
+def base_path_argument(text: str) -> str:
+    """--base-path: refuse an unsupported scheme, or a store whose extra is missing, while parsing."""
+    from layertap.storage.uri import ObjectLocation, parse_location, require_backend
+
+    try:
+        location = parse_location(text)
+        if isinstance(location, ObjectLocation):
+            require_backend(location)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,7 +141,14 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
         "mean (masked), first, last (masked), avgpool=K, dims=N, l2, float16, bfloat16 "
         "(e.g. pooled=conv2_block1_out:gap,float16). Repeatable.",
     )
-    parser.add_argument("--base-path", required=True, metavar="DIR", help="TF Serving model base path")
+    parser.add_argument(
+        "--base-path",
+        required=True,
+        type=base_path_argument,
+        metavar="DIR|gs://B/P|s3://B/P",
+        help="TF Serving model base path: a local directory (or file:///abs), gs://BUCKET/PREFIX "
+        "(layertap[gcs]) or s3://BUCKET/PREFIX (layertap[s3]); see docs/publishing.md",
+    )
     parser.add_argument("--name", required=True, help="model name (the folder under --base-path)")
     parser.add_argument(
         "--version",
@@ -194,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(f"layertap export: {message}", file=sys.stderr, flush=True)
 
+    transfer = transfer_printer() if sys.stderr.isatty() and not args.json else None
     result = export(
         args.model,
         args.layers,
@@ -213,11 +238,15 @@ def run(args: argparse.Namespace) -> int:
         validate=args.validate,
         validate_batch=batch_from_args(args),
         compare_with=args.compare_with,
+        transfer=transfer,
     )
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
     print(f"exported {result.name} version {result.version} to {result.path}")
+    note = readers_note_for(args.base_path)
+    if note:
+        print(f"  {note}")
     for key, info in result.signatures.items():
         outputs = ", ".join(
             f"{alias} {shape_text(shape)} {dtype}" for alias, (shape, dtype) in info.outputs.items()
@@ -237,3 +266,28 @@ def run(args: argparse.Namespace) -> int:
         f"(ratio {sizes.ratio:.4f}); {result.timings.get('total', 0.0):.1f} s"
     )
     return 0
+
+
+def readers_note_for(base_path: str) -> str | None:
+    """What polls (or copies) a version published under an object-store base path; None for local paths."""
+    from layertap.exporter.remote import readers_note
+    from layertap.storage.uri import ObjectLocation, parse_location
+
+    location = parse_location(base_path)
+    return readers_note(location) if isinstance(location, ObjectLocation) else None
+
+
+def transfer_printer() -> Callable[[int, int, float], None]:
+    """Upload progress on one terminal line (bytes, rate), rewritten in place; ends with a newline."""
+
+    def show(done: int, total: int, seconds: float) -> None:
+        rate = done / seconds / 1e6 if seconds > 0 else 0.0
+        end = "\n" if done >= total else ""
+        print(
+            f"\rlayertap export: uploaded {done / 1e6:.1f} of {total / 1e6:.1f} MB ({rate:.1f} MB/s)",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show

@@ -25,12 +25,14 @@ from layertap.exporter.loading import load_model
 from layertap.exporter.manifest import build_manifest, write_manifest
 from layertap.exporter.parity import check_parity_request, parity_errors
 from layertap.exporter.publish import Repository, Reservation
+from layertap.exporter.remote import VersionRepository, open_repository
 from layertap.exporter.savedmodel import write_savedmodel
 from layertap.exporter.space import space_identities, stamp_spaces
 from layertap.exporter.truncate import HeadRef, plan_signatures
 from layertap.exporter.validate import DEFAULT_BATCH, REPORT_PATH, validate_version
 from layertap.exporter.verify import reference_outputs, verify_savedmodel
 from layertap.exporter.warmup import write_warmup
+from layertap.storage.publish import TransferCallback
 
 __all__ = ["ExportResult", "LayerInfo", "SignatureInfo", "Sizes", "export", "inspect_model"]
 
@@ -74,7 +76,7 @@ class ExportResult:
 
     name: str
     version: int
-    path: Path
+    path: Path | str  # the version directory, or its gs:// / s3:// URI
     signatures: dict[str, SignatureInfo]
     max_errors: dict[str, float]
     sizes: Sizes
@@ -187,6 +189,7 @@ def export(
     validate_batch: int = DEFAULT_BATCH,
     parity_backend: str | None = None,
     compare_with: int | str | None = None,
+    transfer: TransferCallback | None = None,
 ) -> ExportResult:
     """Export layers of a Keras model as one SavedModel version of `<base_path>/<name>`.
 
@@ -195,6 +198,9 @@ def export(
         layers: layer specs (see `layertap.exporter.specs`): names, indices into model.layers,
             `outer/inner` paths, `name@K` for a shared layer's K-th call. One signature each.
         base_path: the TF Serving model base path; the version goes to `<base_path>/<name>/<version>`.
+            A local directory (a path or `file:///abs`), or `gs://BUCKET/PREFIX` / `s3://BUCKET/PREFIX`:
+            the version is built locally, then uploaded under a claimed number with saved_model.pb last
+            (`layertap.storage.publish`). Any other scheme is refused before the model loads.
         name: the model's name in TF Serving.
         version: the version number; default one more than the highest present (1 for a new model).
         groups: extra signatures returning several layers in one pass: name -> specs. A member
@@ -221,12 +227,14 @@ def export(
             needs a model file.
         compare_with: a published version number, or "previous" (the highest one): before publishing,
             compare every signature with it (`layertap.compare`) and record the verdicts in the new
-            version's manifest (`comparison`), where the label gate reads them.
+            version's manifest (`comparison`), where the label gate reads them. Local base paths only.
+        transfer: called as (bytes sent, bytes total, seconds) while a version is uploaded to gs:// or s3://.
 
     Raises:
-        UsageError: (subclasses) a bad spec, model, or file; nothing is written.
+        UsageError: (subclasses) a bad spec, model, file or base path (LocationError); nothing is written.
         VerificationError: the SavedModel does not reproduce Keras; nothing is published.
         PublishError: the version exists or cannot be published.
+        StorageError: the object store refused or failed (after retries); nothing loadable is left.
         RefusedVersionError: `server` could not load the version, or it failed validation; nothing is
             published.
         ConfigError: `server` is not a release layertap knows; nothing is written.
@@ -244,9 +252,9 @@ def export(
         clock = now
 
     # Mistakes that need no model are reported before loading one (which takes seconds).
-    repository = Repository(base_path, name)
+    repository = open_repository(base_path, name, report=report, transfer=transfer)
     _preflight(repository, version, model_or_path, parity_backend)
-    against = resolve_compare_with(repository, compare_with)
+    against = _compare_target(repository, compare_with)
     report("loading the model")
     model = load_model(
         model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape, custom_objects=custom_objects
@@ -353,7 +361,7 @@ def _write_extras(
     model: Any,
     signatures: Sequence[Any],
     *,
-    repository: Repository,
+    repository: VersionRepository,
     reservation: Reservation,
     max_errors: Mapping[str, float],
     spaces: Mapping[str, str],
@@ -377,6 +385,7 @@ def _write_extras(
     )
     comparison = None
     if against is not None:
+        assert isinstance(repository, Repository)  # _compare_target refuses remote ones
         comparison = compare_staged(
             repository,
             against=against,
@@ -409,8 +418,19 @@ def _resolve_heads(
     return resolved
 
 
+def _compare_target(repository: VersionRepository, compare_with: int | str | None) -> int | None:
+    if compare_with is None:
+        return None
+    if not isinstance(repository, Repository):
+        raise UsageError(
+            "compare_with needs a local base path: versions on gs:// or s3:// are not compared before "
+            "publishing yet (compare them with `layertap compare` once published)"
+        )
+    return resolve_compare_with(repository, compare_with)
+
+
 def _preflight(
-    repository: Repository, version: int | None, model_or_path: Any, parity_backend: str | None
+    repository: VersionRepository, version: int | None, model_or_path: Any, parity_backend: str | None
 ) -> None:
     """Mistakes that need no model, reported before loading one (which takes seconds)."""
     repository.check(version)
