@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from layertap import config as cfg
 from layertap.cli import EXIT_OK, EXIT_USAGE
+from layertap.config.gate import GateDecision
 from layertap.config.status import fetch_version_states
-from layertap.errors import ConfigError
+from layertap.errors import ConfigError, UsageError
 from layertap.proto import serving_pb2 as pb
+from layertap.storage.uri import ObjectLocation, parse_location, require_backend
 
 __all__ = ["DEFAULT_DIR", "add_models_parser", "add_mount_flag", "parse_mounts"]
 
@@ -29,7 +32,11 @@ def add_models_parser(actions: argparse._SubParsersAction[argparse.ArgumentParse
     ) -> argparse.ArgumentParser:
         parser = models_actions.add_parser(name, help=help_text, description=help_text)
         parser.add_argument(
-            "--config", type=Path, default=DEFAULT_DIR / "models.config", help="the models.config to edit"
+            "--config",
+            type=_config_location,
+            default=DEFAULT_DIR / "models.config",
+            help="the models.config to edit: a local file or gs://BUCKET/PATH (written back only if no other "
+            "editor wrote it meanwhile)",
         )
         parser.set_defaults(handler=handler)
         return parser
@@ -126,7 +133,33 @@ def _policy_from(args: argparse.Namespace) -> pb.ServableVersionPolicy | None:
     return None
 
 
+def _config_location(text: str) -> Path | ObjectLocation:
+    """--config: a local file, or a models.config on gs:// (what TF Serving's --model_config_file reads)."""
+    try:
+        location = parse_location(text)
+        if isinstance(location, ObjectLocation):
+            if location.scheme != "gs" or not location.key:
+                raise ConfigError(
+                    f"--config {text}: TF Serving reads --model_config_file from a local file or "
+                    "gs://BUCKET/PATH only"
+                )
+            require_backend(location)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return location
+
+
 def _load_models(args: argparse.Namespace, *, create: bool = False) -> pb.ModelServerConfig:
+    if isinstance(args.config, ObjectLocation):
+        # Kept on args: _save_models writes back only over the generation read here.
+        from layertap.storage.config_file import RemoteText
+
+        args.remote_config = RemoteText.read(args.config)
+        if args.remote_config.text is None:
+            if create:
+                return pb.ModelServerConfig()
+            raise ConfigError(f"{args.config} does not exist")
+        return cfg.parse_model_server_config(args.remote_config.text, str(args.config))
     path: Path = args.config
     if create and not path.exists():
         return pb.ModelServerConfig()
@@ -136,6 +169,9 @@ def _load_models(args: argparse.Namespace, *, create: bool = False) -> pb.ModelS
 def _save_models(args: argparse.Namespace, config: pb.ModelServerConfig) -> int:
     if args.dry_run:
         sys.stdout.write(cfg.format_model_server_config(config))
+    elif isinstance(args.config, ObjectLocation):
+        token = args.remote_config.write(cfg.format_model_server_config(config))
+        print(f"wrote {args.config} (generation {token})", file=sys.stderr)
     else:
         cfg.write_model_server_config(args.config, config)
         print(f"wrote {args.config}", file=sys.stderr)
@@ -184,6 +220,10 @@ def _run_policy(args: argparse.Namespace) -> int:
 def _run_label(args: argparse.Namespace) -> int:
     config = _load_models(args)
     entry = cfg.find_model(config, args.name)
+    location = parse_location(entry.base_path)
+    if isinstance(location, ObjectLocation):
+        with tempfile.TemporaryDirectory(prefix="layertap-label-") as mirror:
+            return _run_label_remote(args, config, entry, location, Path(mirror))
     host_path = cfg.resolve_base_path(entry.base_path, parse_mounts(args.mount))
     if not Path(host_path).is_dir():
         raise ConfigError(
@@ -207,13 +247,7 @@ def _run_label(args: argparse.Namespace) -> int:
         )
         return _save_models(args, updated)
     if args.server:
-        states = fetch_version_states(args.server, args.name)
-        state = states.get(args.version, "not loaded")
-        if state != "AVAILABLE":
-            raise ConfigError(
-                f"version {args.version} of model {args.name!r} is {state} on {args.server} (states: "
-                f"{states}); TF Serving would refuse the label. Wait, or run --step 1 first"
-            )
+        _require_available(args)
     # The label moves now (plain set, or step 2): the gate judges the new version against the labelled one.
     decision = cfg.decide_label_move(
         args.name,
@@ -224,6 +258,23 @@ def _run_label(args: argparse.Namespace) -> int:
         accept_new_space=args.accept_new_space,
         compare=_compare_now,
     )
+    return _apply_label(args, config, decision, on_disk)
+
+
+def _require_available(args: argparse.Namespace) -> None:
+    states = fetch_version_states(args.server, args.name)
+    state = states.get(args.version, "not loaded")
+    if state != "AVAILABLE":
+        raise ConfigError(
+            f"version {args.version} of model {args.name!r} is {state} on {args.server} (states: "
+            f"{states}); TF Serving would refuse the label. Wait, or run --step 1 first"
+        )
+
+
+def _apply_label(
+    args: argparse.Namespace, config: pb.ModelServerConfig, decision: GateDecision, on_disk: set[int]
+) -> int:
+    """Report the gate's decision; if allowed, move the label (plain set or step 2) and save."""
     if args.json:
         print(json.dumps(decision.to_json(), indent=2))
     print(f"gate: {decision.message}", file=sys.stderr)
@@ -241,6 +292,58 @@ def _run_label(args: argparse.Namespace) -> int:
     else:
         updated = cfg.set_label(config, args.name, args.label, args.version, versions_on_disk=on_disk)
     return _save_models(args, updated)
+
+
+def _run_label_remote(
+    args: argparse.Namespace,
+    config: pb.ModelServerConfig,
+    entry: pb.ModelConfig,
+    location: ObjectLocation,
+    mirror: Path,
+) -> int:
+    """`label` for a model whose base path is on gs:// (or s3://): versions and manifests read from the store.
+
+    A version counts once it is published (its claim says so, or it holds saved_model.pb if another tool
+    uploaded it); the gate reads the two manifests from a local mirror of their assets.extra/.
+    """
+    from layertap.storage.publish import RemoteRepository
+
+    repository = RemoteRepository.at(location)
+    complete = set(repository.complete_versions())
+    if args.version in repository.versions() and args.version not in complete:
+        raise ConfigError(
+            f"model {args.name!r}: version {args.version} in {location} is not completely published yet; "
+            "TF Serving could not load it, so it cannot carry a label"
+        )
+    if args.step == 1:
+        updated = cfg.begin_label_move(config, args.name, args.label, args.version, versions_on_disk=complete)
+        print(
+            f"step 1 of 2: version {args.version} is now served beside the labelled versions; once "
+            f"GET /v1/models/{args.name} shows it AVAILABLE, run with --step 2",
+            file=sys.stderr,
+        )
+        return _save_models(args, updated)
+    if args.server:
+        _require_available(args)
+    old = entry.version_labels.get(args.label)
+    for version in {old, args.version} - {None}:
+        repository.download(int(version), mirror / str(version), "assets.extra/")
+
+    def compare(old_dir: Path, new_dir: Path) -> dict[str, tuple[str, str]]:
+        for directory in (old_dir, new_dir):  # the whole versions, only when no recorded verdict answers
+            repository.download(int(directory.name), directory)
+        return _compare_now(old_dir, new_dir)
+
+    decision = cfg.decide_label_move(
+        args.name,
+        args.label,
+        old,
+        args.version,
+        base_path=mirror,
+        accept_new_space=args.accept_new_space,
+        compare=compare,
+    )
+    return _apply_label(args, config, decision, complete)
 
 
 def _compare_now(old: Path, new: Path) -> dict[str, tuple[str, str]]:

@@ -80,8 +80,7 @@ def _repository(model: str, **options: Any) -> Any:
 
     location = parse_location(model)
     assert isinstance(location, ObjectLocation)  # checked by _model_uri
-    base, _, name = location.key.rpartition("/")
-    return RemoteRepository(ObjectLocation(location.scheme, location.bucket, base), name, **options)
+    return RemoteRepository.at(location, **options)
 
 
 def run(args: argparse.Namespace) -> int:

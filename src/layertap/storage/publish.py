@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from layertap.errors import IntegrityError, PublishError
 from layertap.storage.claims import DEFAULT_LEASE_SECONDS, STAGING, Lease, new_owner, read_claims
@@ -193,6 +194,12 @@ class RemoteRepository:
         self._report = report or (lambda message: logger.info("%s", message))
         self._transfer = transfer
 
+    @classmethod
+    def at(cls, model: ObjectLocation, **options: Any) -> RemoteRepository:
+        """The repository whose model folder is `model` (`gs://b/models/m`: base `gs://b/models`, name m)."""
+        base, _, name = model.key.rpartition("/")
+        return cls(ObjectLocation(model.scheme, model.bucket, base), name, **options)
+
     @property
     def uri(self) -> str:
         return str(self.location)
@@ -222,6 +229,18 @@ class RemoteRepository:
         """The bytes of one file of a version (`read(3, "assets.extra/layertap_manifest.json")`), or None."""
         found = self.store.read(f"{self.prefix}{version}/{relative.lstrip('/')}")
         return None if found is None else found[0]
+
+    def download(self, version: int, directory: Path, under: str = "") -> Path:
+        """Copy the files of a version (only those below `under`, e.g. "assets.extra/") into `directory`."""
+        prefix = f"{self.prefix}{version}/"
+        for info in self.store.list_objects(prefix + under):
+            found = self.store.read(info.key)
+            if found is None:
+                continue
+            target = directory / info.key[len(prefix) :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(found[0])
+        return directory
 
     def check(self, version: int | None = None) -> None:
         """Reach the store and refuse a version that is taken, before any model is loaded.
