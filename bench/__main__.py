@@ -16,7 +16,16 @@ from pathlib import Path
 from bench._harness import RESULTS_DIR
 
 # Order matters only for reading: cheap and TensorFlow-free first.
-BENCHMARKS = ["import_cost", "codec", "export_size", "truncation", "end_to_end", "multi_layer", "heads"]
+BENCHMARKS = [
+    "import_cost",
+    "codec",
+    "export_size",
+    "truncation",
+    "end_to_end",
+    "multi_layer",
+    "heads",
+    "compare",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
