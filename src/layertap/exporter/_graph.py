@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "ancestors",
     "call_nodes",
+    "distinct_operation_names",
     "input_alias",
     "is_graph_model",
     "output_names",
@@ -69,6 +70,35 @@ def ancestors(tensors: Sequence[Any]) -> tuple[list[Any], list[Any]]:
         stack.append((tensor, True))
         stack.extend((parent, False) for parent in node.input_tensors)
     return order, inputs
+
+
+def distinct_operation_names(tensors: Sequence[Any], keep: Iterable[Any]) -> None:
+    """Rename the operations behind `tensors` that share a name with another, except those in `keep`.
+
+    A model loaded from a file gets its saved operation names back as given, without Keras' name
+    counter seeing them; an operation Keras creates by itself while loading (the `not_equal` of an
+    `Embedding(mask_zero=True)` mask) is auto-named from that counter and can take a saved name. The
+    two meet in one graph when a sub-model returns the mask (a `mean` head), and Keras refuses it:
+    `The name "not_equal" is used 2 times in the model` (keras/src/ops/function.py, map_graph).
+    The operations in `keep` (the model's own, whose names are its layer names) keep their names;
+    the others get the first free `NAME_K`.
+    """
+    kept = {id(operation) for operation in keep}
+    nodes, _ = ancestors(tensors)
+    operations = list({id(node.operation): node.operation for node in nodes}.values())
+    taken = {str(operation.name) for operation in operations}
+    owners: dict[str, Any] = {}
+    # The model's own operations claim their names first.
+    for operation in sorted(operations, key=lambda op: id(op) not in kept):
+        name = str(operation.name)
+        if name not in owners:
+            owners[name] = operation
+            continue
+        count = 1
+        while f"{name}_{count}" in taken:
+            count += 1
+        operation.name = f"{name}_{count}"
+        taken.add(operation.name)
 
 
 def call_nodes(layer: Any, model: Any) -> list[Any]:

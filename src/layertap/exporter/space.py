@@ -93,7 +93,9 @@ def _describe(model: Any, digests: dict[int, str]) -> dict[str, Any]:
             entry["model"] = _describe(layer, digests)
         else:
             entry["settings"] = _settings(layer)
-            entry["weights"] = [_weight(variable, digests) for variable in layer.weights]
+            # A keras.ops call in the graph (a Keras mask's `not_equal`, `ops.expand_dims`) is an
+            # Operation, not a Layer: it has no weights.
+            entry["weights"] = [_weight(variable, digests) for variable in getattr(layer, "weights", ())]
         described.append(entry)
     return {"nodes": described, "outputs": [source(tensor) for tensor in model.outputs]}
 

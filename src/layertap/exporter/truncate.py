@@ -184,6 +184,8 @@ def _build(model: Any, key: str, members: Sequence[LayerRef | HeadRef]) -> Signa
         for head in planned
     ]
     inputs = _needed_inputs(model, [*outputs, *masks])
+    # A Sequential lists its layers only (it has no `operations`).
+    _graph.distinct_operation_names([*outputs, *masks], keep=getattr(model, "operations", model.layers))
     sub = keras.Model(inputs, [*outputs, *masks], name=f"layertap_{len(aliases)}_outputs")
     return Signature(
         key=tensorflow_name(key),
