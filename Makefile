@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint proto bench clean
+.PHONY: install demo test test-fast lint docs proto bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[tf,dev,bench,plot,jax,gcs,s3,keras2]'
+	$(PY) -m pip install --quiet -e '.[tf,dev,bench,plot,jax,gcs,s3,keras2,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,6 +30,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy --strict src/layertap
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+## The documentation site (mkdocs.yml: docs/ pages, BENCHMARKS.md, the API reference) into site/.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 ## Regenerate src/layertap/proto/*_pb2.py(i) after editing serving.proto or graph.proto.
 proto: $(STAMP)
@@ -39,4 +44,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache demo_models
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache demo_models

@@ -131,9 +131,11 @@ class ServingClient:
         """Run several classify/regress signatures on the same examples in one call (MultiInference).
 
         Args:
-            examples, context, timeout: as `classify`.
+            examples: as `classify`.
             tasks: signature name -> "classify" or "regress", e.g.
                 `{"classify_x_to_y": "classify", "regress_x_to_y": "regress"}`.
+            context: as `classify`.
+            timeout: as `classify`.
 
         Returns:
             By signature name, in the order of `tasks`: a Classification or the regression values.
