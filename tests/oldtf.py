@@ -27,7 +27,7 @@ import pytest
 from tests.guarantees import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The oldest supported pair (see pyproject.toml's `tf` extra and the README).
+#: The oldest supported pair (see pyproject.toml's `tf` extra and docs/compatibility.md).
 OLDEST = {"tensorflow": "tensorflow-cpu==2.16.1", "keras": "keras==3.3.3"}
 
 

@@ -1,4 +1,4 @@
-"""Regenerate docs/predict_plot.png, the picture README.md shows for `layertap predict --plot`.
+"""Regenerate docs/predict_plot.png, the picture docs/client.md shows for `layertap predict --plot`.
 
 It draws what `layertap predict --layer conv_1,conv_2,flatten --plot` draws for one generated digit
 through the tutorial CNN (briefly trained), computed here with Keras instead of over gRPC.

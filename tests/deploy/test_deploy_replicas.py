@@ -98,7 +98,7 @@ def _served(replicas: list[Replica]) -> list[int]:
 
 
 def _report(what: str, **numbers: object) -> None:
-    # Shown with `pytest -s`; the README's replica numbers come from these lines.
+    # Shown with `pytest -s`; the replica figures in BENCHMARKS.md §9 come from these lines.
     print(f"\n[replicas] {what}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
 
 

@@ -66,7 +66,7 @@ def _add_batching(actions: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--check", type=Path, metavar="FILE", help="only parse and validate FILE")
     parser.add_argument("--from", dest="source", type=Path, metavar="FILE", help="start from this file")
     parser.add_argument(
-        "--gpu-defaults", action="store_true", help="start from the GPU defaults (see README)"
+        "--gpu-defaults", action="store_true", help="start from the GPU defaults (see docs/serving-config.md)"
     )
     parser.add_argument("--cores", type=int, default=4, help="CPU cores of the GPU host, for --gpu-defaults")
     for name in _BATCHING_INTS:
