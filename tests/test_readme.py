@@ -175,6 +175,13 @@ def test_pages_follow_the_nav_and_include_files() -> None:
 PAGES = pages_in_order()
 
 
+def test_every_docs_page_is_in_the_nav() -> None:
+    # A page outside the nav would have its blocks left unrun here (and `mkdocs build --strict` refuses it).
+    docs = ROOT / "docs"
+    missing = sorted(p.relative_to(docs).as_posix() for p in docs.rglob("*.md") if p not in set(PAGES))
+    assert missing == [], f"add these pages to mkdocs.yml's nav: {missing}"
+
+
 @pytest.fixture(scope="module")
 def ran() -> set[tuple[str, str]]:
     """(language, code) of every block that has run so far, across pages."""
