@@ -2,8 +2,9 @@
 
 A real SavedModel (a tf.Module with layer, group, multi-input, fixed-shape, multi-tensor and
 per-dtype echo signatures) is served by a servicer built on the official `tensorflow_serving.apis`
-stubs, on 127.0.0.1 over real gRPC. The servicer answers like TF Serving (status codes and messages
-of REFERENCE.md §2), in typed fields or `tensor_content`, and can inject faults and delays.
+stubs, on 127.0.0.1 over real gRPC. The servicer answers like TF Serving (the status codes and messages
+tests/server/test_tf_serving_parity.py pins), in typed fields or `tensor_content`, and can inject faults
+and delays.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The verification catches what `tf.saved_model.load` alone would not (REFERENCE §5)."""
+"""The verification catches what `tf.saved_model.load` alone would not: a SavedModel that loads in
+Python and fails in TF Serving's session loader."""
 
 from __future__ import annotations
 

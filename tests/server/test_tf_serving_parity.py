@@ -1,4 +1,4 @@
-"""The official tensorflow_serving.apis stubs against `layertap serve`: REFERENCE.md §1 and §2, row by row."""
+"""The official tensorflow_serving.apis stubs against `layertap serve`: TF Serving's messages and errors, row by row."""
 
 from __future__ import annotations
 
@@ -113,7 +113,8 @@ def test_half_outputs_use_half_val_by_default(stubs: tuple) -> None:
     assert list(halved.half_val) == [int(v) for v in np.array([1, 2, 3.5], np.float16).view(np.uint16)]
 
 
-# REFERENCE.md §2, one row each: (request builder, code, exact message).
+# TF Serving's answers (predict_util.cc, server_core.cc, get_model_status_impl.cc), one row each:
+# (request builder, code, exact message).
 ROWS: list[tuple[str, Callable[[], predict_pb2.PredictRequest], grpc.StatusCode, str]] = [
     (
         "unknown model",

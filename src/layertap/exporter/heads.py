@@ -2,7 +2,7 @@
 
 A head is a layer spec followed by ops, applied in order: `conv2_block1_out:gap,float16` is the
 global average of that feature map, cast to half. The batch dimension is always kept (TF Serving's
-batching needs dim 0 = batch on every output, REFERENCE §6).
+batching needs dim 0 = batch on every output: tensorflow_serving/batching/batching_session.cc).
 
 Ops:
     gap         mean over every axis between the batch and the last (spatial, or time)

@@ -3,7 +3,7 @@
 A layer of the root model is cut at its call node's outputs. A layer inside a nested model is cut by
 composing: the nested model is truncated on its own graph, and that truncated model is called on
 the tensors the outer model fed to the nested one (Keras 3's `inner.get_layer(x).output` is not
-connected to the outer inputs, REFERENCE §5). Each sub-model takes only the model inputs its outputs
+connected to the outer inputs; keras#23238). Each sub-model takes only the model inputs its outputs
 depend on, so a signature for one branch of a two-input model asks for that branch's input alone.
 """
 

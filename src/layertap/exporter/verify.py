@@ -1,8 +1,9 @@
 """Checking a written SavedModel the way TF Serving will load it.
 
 The TF1 session loader (`tf.compat.v1.saved_model.loader.load` into a fresh Graph) is the path TF
-Serving's C++ loader takes; a SavedModel can pass `tf.saved_model.load` and still fail there
-(REFERENCE §5). Every signature is run by its tensor names on random inputs and compared with the
+Serving's C++ loader takes; a SavedModel can pass `tf.saved_model.load` and still fail there (a module
+that tracks only functions loads in Python and fails in the session with "Could not find variable":
+tests/exporter/test_exporter_verify.py builds one). Every signature is run by its tensor names on random inputs and compared with the
 in-memory Keras sub-model.
 """
 

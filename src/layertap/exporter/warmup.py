@@ -1,7 +1,8 @@
 """`assets.extra/tf_serving_warmup_requests`: one PredictionLog per signature, batch 1.
 
 TF Serving initialises each signature lazily on its first request; a record per signature makes
-it run them all at load time, before the version is marked AVAILABLE (REFERENCE §4).
+it run them all at load time, before the version is marked AVAILABLE (tensorflow_serving/servables/
+tensorflow/saved_model_warmup_util.cc: at most 1000 records, and one that fails fails the load).
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 Python's `Session.run` checks every feed against the tensor's static shape before TensorFlow sees it
 (`Cannot feed value of shape (1,) for Tensor x:0, which has shape (None, 1)`); the C++ session TF
-Serving calls does not, so TF Serving answers such requests (REFERENCE.md §6: `half_plus_two` fed
-shape [1] returns 3.0) and the kernels report what they cannot run. Here a run goes through the C
+Serving calls does not (`tensorflow/core/common_runtime/direct_session.cc` checks dtypes, not static
+shapes), so TF Serving answers such requests (its own test model `half_plus_two` fed shape [1] returns
+3.0, measured through the C API: tests/server/test_session_semantics.py) and the kernels report what
+they cannot run. Here a run goes through the C
 API's `TF_SessionRun` (TensorFlow's `pywrap_tf_session.TF_SessionRun_wrapper`, the call
 `Session.run` itself ends in) with the request's RunOptions (its deadline), so what TF Serving runs
 runs, and what it refuses is refused with the runtime's own error.
