@@ -1,4 +1,5 @@
-"""The official tensorflow_serving.apis stubs against `layertap serve`: TF Serving's messages and errors, row by row."""
+"""The official tensorflow_serving.apis stubs against `layertap serve`: TF Serving's messages and
+errors, row by row."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Publishing a version into a TF Serving model folder so that no reader ever sees it half-written.
 
 TF Serving loads any numeric child of `<base>/<name>/` as soon as it appears and never checks it is
-complete (tensorflow_serving/sources/storage_path/file_system_storage_path_source.cc; issues #1086,
-#631, #572 report half-copied versions loaded). So a version is built in a non-numeric directory beside the versions
-(`.layertap-tmp-<version>-<pid>-<random>`), every file and directory in it is fsynced, and it is
+complete (tensorflow_serving/sources/storage_path/file_system_storage_path_source.cc; issues #1086, #631,
+#572 report half-copied versions loaded). So a version is built in a non-numeric directory beside the
+versions (`.layertap-tmp-<version>-<pid>-<random>`), every file and directory in it is fsynced, and it is
 renamed to `<version>` in one step: a rename within one filesystem is atomic.
 
 Concurrent exports of one model coordinate through an fcntl lock on `<base>/<name>/.layertap.lock`,

@@ -1,10 +1,10 @@
 """Writing ONE SavedModel with a signature per planned sub-model, the weights stored once.
 
-A `tf.Module` tracks the model's variables explicitly, once, and nothing else: tracking the Keras
-model too would store every weight twice (keras#23553), and tracking only the functions saves a
-model that `tf.saved_model.load` accepts but TF Serving's session loader rejects ("Could not find
-variable": tests/exporter/test_exporter_verify.py). Each signature is a `tf.function` over one sub-model, traced with a free
-batch dimension and the model's dtypes, without device placement.
+A `tf.Module` tracks the model's variables explicitly, once, and nothing else: tracking the Keras model
+too would store every weight twice (keras#23553), and tracking only the functions saves a model that
+`tf.saved_model.load` accepts but TF Serving's session loader rejects ("Could not find variable":
+tests/exporter/test_exporter_verify.py). Each signature is a `tf.function` over one sub-model, traced
+with a free batch dimension and the model's dtypes, without device placement.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The TF1 session loader (`tf.compat.v1.saved_model.loader.load` into a fresh Graph) is the path TF
 Serving's C++ loader takes; a SavedModel can pass `tf.saved_model.load` and still fail there (a module
 that tracks only functions loads in Python and fails in the session with "Could not find variable":
-tests/exporter/test_exporter_verify.py builds one). Every signature is run by its tensor names on random inputs and compared with the
-in-memory Keras sub-model.
+tests/exporter/test_exporter_verify.py builds one). Every signature is run by its tensor names on random
+inputs and compared with the in-memory Keras sub-model.
 """
 
 from __future__ import annotations
