@@ -128,9 +128,19 @@ def test_tf_text_ops_are_checked_against_the_tf_text_the_server_links(edited: Ca
         "which does not have it"
     )
     assert [p for p in compat.check_compat(newer, "2.20.0").problems if p.kind in ("op", "custom_op")] == []
-    # 2.21.0's TF Text is not recorded: a warning, not a guess.
-    (unknown,) = [p for p in compat.check_compat(newer, "2.21.0").problems if p.kind == "custom_op"]
-    assert unknown.level == "warning" and "the TF Text this server links is not recorded" in unknown.message
+    # 2.21.0 links TF Text 2.20.0 too (tensorflow/serving master's workspace.bzl; layertap.config.servers).
+    assert [p for p in compat.check_compat(newer, "2.21.0").problems if p.kind in ("op", "custom_op")] == []
+
+
+def test_every_release_has_the_ops_of_the_tf_text_it_links() -> None:
+    from layertap.config import opregistry, servers
+
+    recorded = opregistry.available_profiles(opregistry.TF_TEXT)
+    for release in servers.SERVER_RELEASES.values():
+        assert release.tf_text in recorded, release
+    # The tokenizer ops KerasHub's BERT and GPT-2 preprocessors put in a graph, in the pinned release.
+    linked = opregistry.load_profile(servers.SERVER_RELEASES["2.21.0"].tf_text, opregistry.TF_TEXT).ops
+    assert {"RegexSplitWithOffsets", "WordpieceTokenizeWithOffsets", "TFText>RoundRobinTrim"} <= set(linked)
 
 
 def test_custom_ops_are_warnings(edited: Callable[[Edit], Path]) -> None:

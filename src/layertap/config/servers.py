@@ -15,7 +15,9 @@ registries live in `layertap/config/op_registries/` (tools/dump_op_registry.py w
   (`tensorflow_serving/util/json_tensor.cc`), warmup files hold at most 1000 records
   (`servables/tensorflow/saved_model_warmup_util.cc`; `layertap.config.repository.MAX_WARMUP_RECORDS`).
 2.21.0 is the release the docker/ files pin (`layertap.config.compat.SERVING_VERSION`); its tag was not in the
-tensorflow/serving snapshot read, so its TF Text version is not recorded.
+tensorflow/serving snapshot read (master at 9d981c5, 2026-07-30), so its TensorFlow commit is not recorded.
+Its TF Text is taken from that master: `workspace.bzl` links TF Text v2.20.0 there, unchanged since d695794
+(2026-04-03), before the 2.20.0 release and through every TensorFlow update on master since.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ SERVER_RELEASES: dict[str, ServerRelease] = {
         ServerRelease("2.19.0", "2.19.0", "e36baa302922ea3c7131b302c2996bd2051ee5c4", "2.12.1", True),
         ServerRelease("2.19.1", "2.19.1", "f4247ebb6f9e7421f38c3f01a9a5d5cd54bd24fd", "2.12.1", True),
         ServerRelease("2.20.0", "2.20.0", "72fbba3d20f4616d7312b5e2b7f79daf6e82f2fa", "2.20.0", True),
-        ServerRelease("2.21.0", "2.21.0", "", "", True),
+        ServerRelease("2.21.0", "2.21.0", "", "2.20.0", True),
     )
 }
 

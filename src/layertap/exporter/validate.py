@@ -180,6 +180,9 @@ def _rehearse(
     import_tensorflow()
     import tensorflow as tf
 
+    from layertap.tftext import load_tf_text_ops
+
+    load_tf_text_ops()  # as TF Serving links TF Text (layertap.tftext)
     records, read_error = _read_warmup(path)
     say("loading through the TF1 session loader")
     before = _memory()

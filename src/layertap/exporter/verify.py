@@ -73,6 +73,9 @@ def verify_savedmodel(
     """
     import tensorflow as tf
 
+    from layertap.tftext import load_tf_text_ops
+
+    load_tf_text_ops()  # as TF Serving links TF Text (layertap.tftext)
     expected = _keras_outputs(signatures, seed=seed)
     errors: dict[str, float] = {}
     graph = tf.Graph()

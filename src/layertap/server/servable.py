@@ -129,6 +129,9 @@ class Servable:
         """
         import tensorflow as tf
 
+        from layertap.tftext import load_tf_text_ops
+
+        load_tf_text_ops()  # the model server links TF Text: its tokenizer ops must resolve here too
         config = tf.compat.v1.ConfigProto(
             intra_op_parallelism_threads=settings.intra_op,
             inter_op_parallelism_threads=settings.inter_op,
