@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 from layertap.cli.display import shape_text
-from layertap.cli.framework import non_negative_int
+from layertap.cli.framework import non_negative_int, positive_int
 from layertap.cli.validate import add_batch_argument, batch_from_args
 from layertap.errors import UsageError
 
@@ -86,7 +86,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model",
         metavar="MODEL",
-        help="a .keras file (legacy .h5 and Keras 2 SavedModel folders also accepted)",
+        help="a .keras file (legacy .h5 and Keras 2 SavedModel folders also accepted), or a KerasHub "
+        "preset directory (save_to_preset)",
     )
     parser.add_argument(
         "--input-shape",
@@ -105,6 +106,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE_OR_FILE.py",
         help="import this module or .py file before loading, so the custom classes it registers with "
         "@keras.saving.register_keras_serializable resolve (safe mode stays on). Repeatable.",
+    )
+    parser.add_argument(
+        "--with-preprocessor",
+        action="store_true",
+        help="KerasHub preset: put its text preprocessor in front of the backbone, so signatures take "
+        "raw text (input 'text', string[batch])",
+    )
+    parser.add_argument(
+        "--sequence-length",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="KerasHub preset with --with-preprocessor: tokens per example (default: the preprocessor's, "
+        "at most the backbone's maximum)",
     )
 
 
@@ -239,6 +254,8 @@ def run(args: argparse.Namespace) -> int:
         validate_batch=batch_from_args(args),
         compare_with=args.compare_with,
         transfer=transfer,
+        with_preprocessor=args.with_preprocessor,
+        sequence_length=args.sequence_length,
     )
     if args.json:
         print(json.dumps(result.to_json(), indent=2))

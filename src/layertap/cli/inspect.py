@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         allow_unsafe=args.allow_unsafe,
         head=args.head,
         custom_objects=args.custom_objects,
+        with_preprocessor=args.with_preprocessor,
+        sequence_length=args.sequence_length,
     )
     if args.json:
         print(

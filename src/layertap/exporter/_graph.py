@@ -14,6 +14,7 @@ __all__ = [
     "ancestors",
     "call_nodes",
     "distinct_operation_names",
+    "fed_inputs",
     "input_alias",
     "is_graph_model",
     "output_names",
@@ -106,6 +107,36 @@ def call_nodes(layer: Any, model: Any) -> list[Any]:
     nodes, _ = ancestors(list(model.outputs))
     in_graph = {id(node) for node in nodes}
     return [node for node in layer._inbound_nodes if id(node) in in_graph]
+
+
+def fed_inputs(model: Any) -> dict[str, Any]:
+    """The tensors `model` feeds the inputs of the graph models it calls, by the inner input's name.
+
+    A KerasHub backbone behind its preprocessor is such a nested model: its `padding_mask` input is
+    the preprocessor's output in the outer graph. Names fed differently by two calls are left out.
+    """
+    fed: dict[str, Any] = {}
+    clashes: set[str] = set()
+    for layer in model.layers:
+        if not is_graph_model(layer):
+            continue
+        for node in call_nodes(layer, model):
+            args = node.arguments.args
+            if len(args) == 1 and isinstance(args[0], dict):
+                pairs = list(args[0].items())
+            else:
+                flat = list(node.input_tensors)
+                inner = list(layer.inputs)
+                pairs = (
+                    [(input_alias(t), f) for t, f in zip(inner, flat, strict=True)]
+                    if len(flat) == len(inner)
+                    else []
+                )
+            for name, tensor in pairs:
+                if name in fed and fed[name] is not tensor:
+                    clashes.add(name)
+                fed[name] = tensor
+    return {name: tensor for name, tensor in fed.items() if name not in clashes}
 
 
 def input_alias(tensor: Any) -> str:

@@ -190,11 +190,13 @@ def export(
     parity_backend: str | None = None,
     compare_with: int | str | None = None,
     transfer: TransferCallback | None = None,
+    with_preprocessor: bool = False,
+    sequence_length: int | None = None,
 ) -> ExportResult:
     """Export layers of a Keras model as one SavedModel version of `<base_path>/<name>`.
 
     Args:
-        model_or_path: a keras.Model, or a `.keras`/`.h5` file.
+        model_or_path: a keras.Model, a `.keras`/`.h5` file, or a KerasHub preset directory.
         layers: layer specs (see `layertap.exporter.specs`): names, indices into model.layers,
             `outer/inner` paths, `name@K` for a shared layer's K-th call. One signature each.
         base_path: the TF Serving model base path; the version goes to `<base_path>/<name>/<version>`.
@@ -229,6 +231,10 @@ def export(
             compare every signature with it (`layertap.compare`) and record the verdicts in the new
             version's manifest (`comparison`), where the label gate reads them. Local base paths only.
         transfer: called as (bytes sent, bytes total, seconds) while a version is uploaded to gs:// or s3://.
+        with_preprocessor: for a KerasHub preset, signatures take raw text: the preset's preprocessor
+            runs in front of the backbone (`layertap.exporter.sources.kerashub`).
+        sequence_length: for a preset with its preprocessor, tokens per example (default: the
+            preprocessor's, at most the backbone's maximum).
 
     Raises:
         UsageError: (subclasses) a bad spec, model, file or base path (LocationError); nothing is written.
@@ -257,7 +263,12 @@ def export(
     against = _compare_target(repository, compare_with)
     report("loading the model")
     model = load_model(
-        model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape, custom_objects=custom_objects
+        model_or_path,
+        allow_unsafe=allow_unsafe,
+        input_shape=input_shape,
+        custom_objects=custom_objects,
+        with_preprocessor=with_preprocessor,
+        sequence_length=sequence_length,
     )
     specs.ensure_graph_model(model)
     lap("load")
@@ -504,6 +515,8 @@ def inspect_model(
     allow_unsafe: bool = False,
     custom_objects: Sequence[str | Path] = (),
     head: Sequence[str] | str | None = None,
+    with_preprocessor: bool = False,
+    sequence_length: int | None = None,
 ) -> list[LayerInfo]:
     """Every layer (nested ones too) with its spec, output shape, bytes, parameters and compute share.
 
@@ -511,13 +524,19 @@ def inspect_model(
         head: head ops (e.g. "gap,float16"): each row also says what that head would output at
             the layer and weigh per example, where it fits.
         custom_objects: modules or `.py` files to import before loading a file (see `export`).
+        with_preprocessor, sequence_length: for a KerasHub preset directory (see `export`).
 
     Raises:
         UsageError: an unknown head op.
     """
     ops = head_ops.parse_ops(head) if head is not None else None
     model = load_model(
-        model_or_path, allow_unsafe=allow_unsafe, input_shape=input_shape, custom_objects=custom_objects
+        model_or_path,
+        allow_unsafe=allow_unsafe,
+        input_shape=input_shape,
+        custom_objects=custom_objects,
+        with_preprocessor=with_preprocessor,
+        sequence_length=sequence_length,
     )
     specs.ensure_graph_model(model)
     total = graph_flops(list(model.outputs)) or 1

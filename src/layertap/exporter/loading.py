@@ -24,6 +24,7 @@ from typing import Any
 
 from layertap.errors import UnsafeModelError, UnsupportedModelError, UsageError
 from layertap.exporter import keras2
+from layertap.exporter.sources import kerashub
 
 __all__ = [
     "MODEL_SUFFIXES",
@@ -45,8 +46,10 @@ def load_model(
     allow_unsafe: bool = False,
     input_shape: Sequence[int] | None = None,
     custom_objects: Sequence[str | Path] = (),
+    with_preprocessor: bool = False,
+    sequence_length: int | None = None,
 ) -> Any:
-    """A built keras.Model from a `.keras`/`.h5` path or a keras.Model.
+    """A built keras.Model from a `.keras`/`.h5` path, a KerasHub preset directory, or a keras.Model.
 
     Args:
         model_or_path: path to a `.keras` or legacy `.h5` file, a Keras 2 SavedModel folder, or an
@@ -57,6 +60,9 @@ def load_model(
         custom_objects: modules (`my_pkg.layers`) or `.py` files to import before loading, so the
             classes they register with `@keras.saving.register_keras_serializable` resolve.
             Safe mode stays on.
+        with_preprocessor: for a KerasHub preset, put its text preprocessor in front of the backbone
+            (`layertap.exporter.sources.kerashub`).
+        sequence_length: for a preset with its preprocessor, tokens per example.
 
     Raises:
         UsageError: the path does not exist or is not a Keras model file.
@@ -66,6 +72,11 @@ def load_model(
     if isinstance(model_or_path, str | os.PathLike):
         # Checked before Keras is imported (seconds), so a wrong path is reported at once.
         path = check_model_file(Path(model_or_path))
+        if kerashub.is_preset(path):
+            ensure_tensorflow_backend()
+            return kerashub.load_preset(
+                path, with_preprocessor=with_preprocessor, sequence_length=sequence_length
+            )
     else:
         ensure_tensorflow_backend()
         import keras
@@ -75,6 +86,11 @@ def load_model(
                 f"expected a keras.Model or the path of a .keras/.h5 file, got {type(model_or_path).__name__}"
             )
         return prepare_model(model_or_path, input_shape=input_shape)
+    if with_preprocessor or sequence_length is not None:
+        raise UsageError(
+            f"--with-preprocessor and --sequence-length apply to a KerasHub preset directory; {path} is a "
+            "model file"
+        )
     if path.suffix.lower() in (".h5", ".hdf5") and not allow_unsafe:
         _refuse_h5_lambda(path)
     ensure_tensorflow_backend()
@@ -191,6 +207,8 @@ def check_model_file(path: Path) -> Path:
     if keras2.is_keras2_savedmodel(path):
         return path
     if path.is_dir():
+        if kerashub.is_preset(path):
+            return path
         kind = "a SavedModel directory" if (path / "saved_model.pb").exists() else "a directory"
         raise UsageError(
             f"model path {str(path)!r} is {kind}, not a model file; expected a .keras or .h5 file "
@@ -249,6 +267,9 @@ _UNKNOWN_CLASS = re.compile(
 def _load_error(path: Path, error: Exception) -> UsageError:
     """The one-line error for a model file Keras could not load."""
     text = str(error)
+    tokenizer_graph = kerashub.keras_file_error(path, error) if path.suffix.lower() == ".keras" else None
+    if tokenizer_graph is not None:
+        return tokenizer_graph
     # Keras names a refused Lambda layer; a class name such as TFOpLambda is not one.
     if "safe_mode" in text or re.search(r"(?<![A-Za-z])Lambda\b", text):
         return UnsafeModelError(

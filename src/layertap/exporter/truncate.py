@@ -205,11 +205,14 @@ def _mask_for(model: Any, name: str, head: Head, tensor: Any) -> Any | None:
     named = head.mask_input
     if named is None:
         return heads.keras_mask(tensor)
-    by_alias = {_graph.input_alias(candidate): candidate for candidate in model.inputs}
+    # A model input, else an input a nested model is fed (a KerasHub backbone's `padding_mask`,
+    # computed by the preprocessor in front of it).
+    by_alias = {**_graph.fed_inputs(model)}
+    by_alias.update({_graph.input_alias(candidate): candidate for candidate in model.inputs})
     if named not in by_alias:
         raise UsageError(
             f"head {name!r}: the mask input {named!r} is not an input of the model; inputs: "
-            f"{sorted(by_alias)}"
+            f"{sorted(by_alias)} (with those fed to nested models)"
         )
     mask = by_alias[named]
     if len(mask.shape) != 2 or len(tensor.shape) != 3:

@@ -10,6 +10,7 @@ inputs and compared with the in-memory Keras sub-model.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def verify_savedmodel(
             meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
         except Exception as error:
             raise VerificationError(f"TF Serving's session loader cannot load {path}: {error}") from error
-        _check_no_devices(meta_graph)
+        _check_no_devices(meta_graph, _cpu_scopes(signatures))
         for signature in signatures:
             progress(f"verifying signature {signature.key} through the session loader")
             errors[signature.key] = _run_one(session, meta_graph, signature, *expected[signature.key])
@@ -200,15 +201,39 @@ _GPU_WORK_OPS = (
 )  # fmt: skip
 
 
-def _misplaced(node: Any) -> bool:
-    """A device pin that would hurt on another machine: any non-CPU device, or GPU work on the CPU."""
+def _misplaced(node: Any, cpu_scopes: frozenset[str] = frozenset()) -> bool:
+    """A device pin that would hurt on another machine: any non-CPU device, or GPU work on the CPU
+    outside a KerasHub preprocessing layer (see `_cpu_scopes`)."""
     device = node.device.upper()
     if not device:
         return False
-    return "CPU" not in device or node.op.startswith(_GPU_WORK_OPS)
+    if "CPU" not in device:
+        return True
+    if not node.op.startswith(_GPU_WORK_OPS):
+        return False
+    # Name scopes are layer names, made unique with a `_N` suffix when traced more than once.
+    return not any(re.sub(r"_\d+$", "", part) in cpu_scopes for part in str(node.name).split("/"))
 
 
-def _check_no_devices(meta_graph: Any) -> None:
+def _cpu_scopes(signatures: Sequence[Signature]) -> frozenset[str]:
+    """Names of the KerasHub preprocessing layers (tokenizers, preprocessors) the signatures run.
+
+    KerasHub runs them under `tf.device("cpu")` on purpose (`preprocessing_function` in
+    keras_hub/src/utils/tensor_utils.py): tokenizing is string work with no GPU kernels, and its few
+    numeric ops (a byte-level BPE tokenizer's MatMul) belong with it. That pin is the author's choice.
+    """
+    names: set[str] = set()
+    for signature in signatures:
+        for layer in signature.model._flatten_layers(include_self=False, recursive=True):
+            if any(
+                cls.__name__ == "PreprocessingLayer" and cls.__module__.startswith("keras_hub")
+                for cls in type(layer).__mro__
+            ):
+                names.add(str(layer.name))
+    return frozenset(names)
+
+
+def _check_no_devices(meta_graph: Any, cpu_scopes: frozenset[str] = frozenset()) -> None:
     """Fail if an op a signature runs is pinned to a device where it would hurt on another machine.
 
     A device baked into the graph would pin ops to this machine's CPU even on TF Serving's GPU
@@ -229,7 +254,7 @@ def _check_no_devices(meta_graph: Any) -> None:
     placed: list[str] = []
     while pending:
         node = pending.pop()
-        if _misplaced(node):
+        if _misplaced(node, cpu_scopes):
             placed.append(f"{node.name} ({node.op}) on {node.device}")
         for value in node.attr.values():
             name = value.func.name

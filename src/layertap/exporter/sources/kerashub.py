@@ -1,0 +1,200 @@
+"""KerasHub preset directories: a backbone, and its text preprocessor in front of it when asked.
+
+A preset is what `save_to_preset(DIR)` writes and `from_preset(DIR)` reads offline: `config.json` (the
+backbone), `metadata.json` (with `keras_hub_version`), `model.weights.h5`, and for text models
+`tokenizer.json` plus its vocabulary under `assets/` (and `preprocessor.json` for a task's preset).
+
+With the preprocessor, the model layertap cuts is `text (string[batch]) -> preprocessor -> backbone`,
+so every signature takes raw text and the tokenizer runs in the graph (TF Text ops: the model server
+links them, `layertap.tftext`). Layer specs name the backbone's layers through it
+(`bert_backbone/transformer_layer_0`; `layertap inspect DIR --with-preprocessor` lists them), and a
+head's `mean=padding_mask` reads the mask the preprocessor feeds the backbone.
+
+The same composition saved as one `.keras` file does not reload in Keras: the tokenizer's vocabulary is
+an asset restored only after the Functional graph is rebuilt, and rebuilding calls the tokenizer
+("No vocabulary has been set"). `keras_file_error` names that cause and points to the preset route.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from layertap.errors import UnsupportedModelError, UsageError
+
+__all__ = ["TEXT_INPUT", "is_preset", "keras_file_error", "load_preset"]
+
+logger = logging.getLogger(__name__)
+
+#: The input name of a preset exported with its preprocessor: one string per example.
+TEXT_INPUT = "text"
+
+# Text task preprocessors, tried in this order: KerasHub picks the subclass that fits the preset's
+# backbone (`BertTextClassifierPreprocessor`, `GPT2CausalLMPreprocessor`...) or reads preprocessor.json.
+_TEXT_TASKS = (
+    "TextEmbedderPreprocessor",
+    "TextClassifierPreprocessor",
+    "CausalLMPreprocessor",
+    "Seq2SeqLMPreprocessor",
+)
+
+
+def is_preset(path: Path) -> bool:
+    """A directory holding a KerasHub preset (config.json, and metadata.json naming keras_hub)."""
+    metadata = path / "metadata.json"
+    if not (path.is_dir() and (path / "config.json").is_file() and metadata.is_file()):
+        return False
+    try:
+        fields = json.loads(metadata.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(fields, dict) and any(key.startswith("keras_hub") for key in fields)
+
+
+def load_preset(path: Path, *, with_preprocessor: bool, sequence_length: int | None = None) -> Any:
+    """The preset's backbone, or (`with_preprocessor`) a model `text -> preprocessor -> backbone`.
+
+    Args:
+        path: the preset directory.
+        with_preprocessor: put the preset's text preprocessor (tokenizer and packer) in front.
+        sequence_length: tokens per example after packing; default the preprocessor's own, capped at
+            the backbone's `max_sequence_length`.
+
+    Raises:
+        UsageError: keras-hub is not installed, the preset does not load, or it has no text
+            preprocessor.
+    """
+    keras_hub = _import_keras_hub()
+    import keras
+
+    try:
+        backbone = keras_hub.models.Backbone.from_preset(str(path))
+    except Exception as error:
+        raise UsageError(
+            f"{path} is a KerasHub preset, but its backbone does not load: {type(error).__name__}: "
+            f"{_one_line(error)}"
+        ) from error
+    logger.info("loaded the KerasHub backbone %s from %s", type(backbone).__name__, path)
+    if not with_preprocessor:
+        if sequence_length is not None:
+            raise UsageError("--sequence-length applies to the preprocessor: add --with-preprocessor")
+        return backbone
+    preprocessor = _text_preprocessor(keras_hub, path, backbone)
+    limit = getattr(backbone, "max_sequence_length", None)
+    if sequence_length is not None:
+        if isinstance(limit, int) and sequence_length > limit:
+            raise UsageError(
+                f"--sequence-length {sequence_length} is longer than the backbone's "
+                f"max_sequence_length {limit}; accepted: 1..{limit}"
+            )
+        preprocessor.sequence_length = sequence_length
+    elif isinstance(limit, int) and preprocessor.sequence_length > limit:
+        preprocessor.sequence_length = limit
+    text = keras.Input(shape=(), dtype="string", name=TEXT_INPUT)
+    features = preprocessor(text)
+    if isinstance(features, tuple):  # (x, y, sample_weight) from a language model's preprocessor
+        features = features[0]
+    outputs = backbone(features)
+    return keras.Model(text, outputs, name=f"{backbone.name}_with_preprocessor")
+
+
+def _text_preprocessor(keras_hub: Any, path: Path, backbone: Any) -> Any:
+    tried: list[str] = []
+    for task in _task_order(path):
+        base = getattr(keras_hub.models, task, None)
+        if base is None:
+            continue
+        try:
+            preprocessor = base.from_preset(str(path))
+        except ValueError as error:  # "Unable to find a subclass of ... compatible with ..."
+            tried.append(f"{task}: {_one_line(error, 120)}")
+            continue
+        logger.info("text preprocessor %s from %s", type(preprocessor).__name__, path)
+        return preprocessor
+    has_tokenizer = (path / "tokenizer.json").is_file()
+    raise UsageError(
+        f"{path} holds a {type(backbone).__name__} preset with no text preprocessor KerasHub can build "
+        + (
+            ""
+            if has_tokenizer
+            else "(it has no tokenizer.json: save the tokenizer with it, tokenizer.save_to_preset(DIR)) "
+        )
+        + f"({'; '.join(tried) or 'no text task in this keras-hub'}); export the backbone alone "
+        "(without --with-preprocessor), whose signatures take token ids"
+    )
+
+
+def _task_order(path: Path) -> list[str]:
+    """_TEXT_TASKS, the task of the preset's own preprocessor.json first (a task preset saves one)."""
+    try:
+        saved = json.loads((path / "preprocessor.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return list(_TEXT_TASKS)
+    class_name = str(saved.get("class_name", "")) if isinstance(saved, dict) else ""
+    return sorted(_TEXT_TASKS, key=lambda task: not class_name.endswith(task))
+
+
+def _import_keras_hub() -> Any:
+    try:
+        import keras_hub
+    except ImportError as error:
+        raise UsageError(
+            f"loading a KerasHub preset needs keras-hub ({error}); install it: pip install keras-hub "
+            "(it brings the tensorflow-text matching TensorFlow)"
+        ) from None
+    return keras_hub
+
+
+def keras_file_error(path: Path, error: BaseException) -> UsageError | None:
+    """The error for a `.keras` file that calls a KerasHub tokenizer or preprocessor on its input and
+    so cannot be reloaded (see the module docstring); None when the file is not such a case."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    text_layers = sorted(
+        {
+            str(entry.get("class_name"))
+            for entry in _objects(config)
+            if str(entry.get("module", "")).startswith("keras_hub")
+            and str(entry.get("class_name", "")).endswith(("Preprocessor", "Tokenizer"))
+        }
+    )
+    if not text_layers:
+        return None
+    return UnsupportedModelError(
+        f"{path} calls the KerasHub {', '.join(text_layers)} on its input, and Keras cannot reload such a "
+        "file: the tokenizer's vocabulary is restored only after the model graph is rebuilt, and "
+        f"rebuilding it runs the tokenizer (Keras: {_one_line(error, 160)}). The file is not damaged. "
+        "Save the backbone and its preprocessor as a preset instead (task.save_to_preset(DIR), or "
+        "backbone.save_to_preset(DIR) and tokenizer.save_to_preset(DIR)) and export that directory: "
+        "layertap export DIR --with-preprocessor --layer ..."
+    )
+
+
+def _objects(config: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(config, dict):
+        if "class_name" in config:
+            yield config
+        for value in config.values():
+            yield from _objects(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _objects(value)
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    from layertap._text import strip_escapes
+
+    lines = [line.strip() for line in strip_escapes(str(error)).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    for line in lines:  # Keras wraps the cause: prefer the line that names it
+        if "vocabulary" in line.lower():
+            text = line
+            break
+    return text if len(text) <= limit else text[: limit - 3] + "..."

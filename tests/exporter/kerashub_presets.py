@@ -1,0 +1,98 @@
+"""Small, randomly initialised KerasHub text presets for the exporter tests (from configs, no downloads).
+
+Two tokenizer families: BERT (WordPiece, `BertTextClassifierPreprocessor` with segment ids) saved as a
+task's preset (preprocessor.json inside), and GPT-2 (byte-level BPE, `GPT2CausalLMPreprocessor`) saved as
+backbone + tokenizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SENTENCES = ["the cat sat on the mat", "a dog", "the unknownword cat sat"]
+
+BERT_VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "a", "dog", "mat", "on"]
+GPT2_MERGES = ["Ġ t", "t h", "Ġt h", "Ġth e", "Ġ c", "Ġc a", "Ġca t", "Ġ s", "Ġs a", "Ġsa t", "Ġ m"]
+GPT2_MERGES += ["Ġm a", "Ġma t"]
+
+
+def gpt2_vocabulary() -> dict[str, int]:
+    """Every byte's symbol (so no text is out of vocabulary, as in GPT-2's own), then the merges' tokens."""
+    from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
+
+    _, symbols = bytes_to_unicode()
+    tokens = ["<|endoftext|>", *symbols]
+    tokens += ["".join(merge.split()) for merge in GPT2_MERGES]
+    return {token: index for index, token in enumerate(dict.fromkeys(tokens))}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A preset on disk: its family, the backbone's name (the prefix of layer specs), sequence length."""
+
+    family: str
+    path: Path
+    backbone: str
+    sequence_length: int
+
+
+def build_preset(family: str, directory: Path) -> Preset:
+    """Write a small `family` ("bert" or "gpt2") preset into `directory`."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(5)
+    if family == "bert":
+        tokenizer = keras_hub.models.BertTokenizer(vocabulary=BERT_VOCABULARY, lowercase=True)
+        backbone = keras_hub.models.BertBackbone(
+            vocabulary_size=len(BERT_VOCABULARY),
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=16,
+            intermediate_dim=32,
+            max_sequence_length=8,
+        )
+        preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=8)
+        task = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
+        task.save_to_preset(str(directory))
+        return Preset(family, directory, backbone.name, 8)
+    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=gpt2_vocabulary(), merges=GPT2_MERGES)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=len(gpt2_vocabulary()),
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=10,
+    )
+    backbone.save_to_preset(str(directory))
+    tokenizer.save_to_preset(str(directory))
+    return Preset(family, directory, backbone.name, 10)
+
+
+def reference_features(preset: Preset, sentences: list[str], layers: list[str]) -> dict[str, np.ndarray]:
+    """In-process KerasHub: the preset's own preprocessor on `sentences`, then the backbone cut at
+    `layers` (names inside the backbone); also the preprocessor's `padding_mask`."""
+    import keras
+    import keras_hub
+    import tensorflow as tf
+
+    backbone = keras_hub.models.Backbone.from_preset(str(preset.path))
+    base = (
+        keras_hub.models.TextClassifierPreprocessor
+        if preset.family == "bert"
+        else keras_hub.models.CausalLMPreprocessor
+    )
+    preprocessor = base.from_preset(str(preset.path), sequence_length=preset.sequence_length)
+    features = preprocessor(tf.constant(sentences))
+    if isinstance(features, tuple):
+        features = features[0]
+    cut = keras.Model(backbone.inputs, [backbone.get_layer(name).output for name in layers])
+    values = cut(features)
+    values = values if isinstance(values, list | tuple) else [values]
+    result = {name: np.asarray(value) for name, value in zip(layers, values, strict=True)}
+    result["padding_mask"] = np.asarray(features["padding_mask"])
+    return result
