@@ -225,7 +225,7 @@ def test_the_readme_runs_an_example_of_each_part() -> None:
 
 
 def test_no_page_cites_what_the_repository_does_not_hold() -> None:
-    # A reader must be able to follow every reference from the repository alone: the team's notes on TF
-    # Serving (REFERENCE.md, kept outside the repository) are cited by their upstream sources instead.
+    # A reader must be able to follow every reference from the repository alone: facts about TF Serving
+    # cite their upstream sources (tensorflow/serving files and issues), never notes kept elsewhere.
     citing = [page.name for page in PAGES if re.search(r"REFERENCE(\.md| §)", page_text(page))]
     assert citing == []
