@@ -25,6 +25,7 @@ BENCHMARKS = [
     "multi_layer",
     "heads",
     "compare",
+    "publishing",
 ]
 
 

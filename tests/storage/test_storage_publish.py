@@ -197,6 +197,11 @@ def test_repair_deletes_an_abandoned_version_and_the_next_publish_gets_a_new_num
         and store.list_objects("models/hpt/_layertap/staging/") == []
     )
     assert read_claims(store, "models/hpt/")[1].state == "abandoned"
+    # A request the dead publisher had sent lands late (the store was still writing it): swept next time.
+    late = small_version / "saved_model.pb"
+    store.upload(late, "models/hpt/1/saved_model.pb", crc32c_of_file(late))
+    assert [(a.version, a.action, a.deleted) for a in repository.repair()] == [(1, "swept", 1)]
+    assert store.list_objects("models/hpt/1/") == []
     assert RemoteRepository(base, "hpt").publish(small_version).version == 2
 
 
@@ -256,3 +261,14 @@ def test_read_api_lists_complete_versions_and_reads_their_files(gcs_bucket: str,
     manifest = small_version / "assets.extra" / "layertap_manifest.json"
     assert repository.read(1, "assets.extra/layertap_manifest.json") == manifest.read_bytes()
     assert repository.read(1, "no/such/file") is None
+
+
+def test_transfer_progress_reports_bytes_up_to_the_total(gcs_bucket: str, small_version: Path) -> None:
+    calls: list[tuple[int, int, float]] = []
+    repository = RemoteRepository(
+        ObjectLocation("gs", gcs_bucket, "models"), "hpt", transfer=lambda *call: calls.append(call)
+    )
+    result = repository.publish(small_version)
+    assert calls and calls[-1][:2] == (result.bytes, result.bytes)
+    assert [done for done, _, _ in calls] == sorted(done for done, _, _ in calls)
+    assert all(total == result.bytes and seconds >= 0 for _, total, seconds in calls)

@@ -78,7 +78,8 @@ class LocalFile:
 
 @dataclass(frozen=True)
 class RepairAction:
-    """What a repair did to one stale claim: "completed", "abandoned" (with the objects deleted) or "live"."""
+    """What a repair did to a claim: "completed", "abandoned" (with the objects deleted), "live" (renewed
+    meanwhile) or "swept" (objects that landed late under an abandoned number, deleted)."""
 
     version: int
     action: str
@@ -161,14 +162,14 @@ class _Progress:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, count: int) -> None:
+        # Called from the upload threads; reporting under the lock keeps the reported totals in order.
         with self._lock:
             self.done += count
             now = time.monotonic()
             if self.callback is None or (now - self._last < 0.25 and self.done < self.total):
                 return
             self._last = now
-            done = min(self.done, self.total)
-        self.callback(done, self.total, now - self.started)
+            self.callback(min(self.done, self.total), self.total, now - self.started)
 
 
 class RemoteRepository:
@@ -261,9 +262,21 @@ class RemoteRepository:
             )
 
     def repair(self) -> list[RepairAction]:
-        """Settle every stale claim (see the module docstring); returns what was done."""
+        """Settle every stale claim (see the module docstring); returns what was done.
+
+        Abandoned versions are swept too: a request a killed publisher had already sent can land after the
+        repair that deleted its version (the store may still be writing it), so objects found under an
+        abandoned number are deleted again, saved_model.pb first.
+        """
         actions: list[RepairAction] = []
         for claim in read_claims(self.store, self.prefix).values():
+            if claim.state == "abandoned":
+                swept = self._delete_version(claim.version) + self._delete_prefix(
+                    self._staging(claim.version)
+                )
+                if swept:
+                    actions.append(RepairAction(claim.version, "swept", swept))
+                continue
             if not claim.stale():
                 continue
             lease = Lease.take_over(self.store, self.prefix, claim, self.owner)
