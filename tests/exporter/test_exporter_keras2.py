@@ -214,3 +214,31 @@ def test_tf_keras_regnet_from_config_exports_exactly(tmp_path: Path, run_in_sess
         key = tensorflow_name(layer)
         got = run_in_session(tmp_path / "repo" / "regnet" / "1", key, {"input_1": images})
         np.testing.assert_allclose(got[key], expected[layer], rtol=1e-5, atol=1e-5, err_msg=layer)
+
+
+def build_nested() -> Any:
+    """More TF ops (list arguments, reductions, casts, comparisons) and a nested Keras 2 model, whose
+    calls Keras 2 numbers from 1 in the config."""
+    import tensorflow as tf
+
+    inputs = tf_keras.Input((6,), name="x")
+    grid = tf.reshape(tf_keras.layers.Dense(8, name="dense")(inputs), [-1, 2, 4])
+    mean = tf.reduce_mean(grid, axis=1)
+    gated = tf.cast(mean > 0.0, tf.float32) * mean
+    stacked = tf.stack([tf.maximum(gated, mean), mean], axis=1)
+    inner_input = tf_keras.Input((2, 4))
+    inner = tf_keras.Model(
+        inner_input, tf_keras.layers.Dense(3, name="inner_dense")(inner_input), name="inner"
+    )
+    return tf_keras.Model(inputs, tf_keras.layers.Flatten(name="flat")(inner(stacked)), name="nested")
+
+
+@pytest.mark.parametrize("kind", ["h5", "savedmodel"])
+def test_nested_keras2_models_convert_exactly(kind: str, tmp_path: Path, x: Any) -> None:
+    original = build_nested()
+    path = tmp_path / ("nested.h5" if kind == "h5" else "nested_savedmodel")
+    original.save(path, **({} if kind == "h5" else {"save_format": "tf"}))
+    converted = load_model(path)
+    assert [layer.name for layer in converted.layers] == [layer.name for layer in original.layers]
+    sample = np.concatenate([x, x[:, :2]], axis=1)
+    np.testing.assert_array_equal(np.asarray(converted(sample)), np.asarray(original(sample)))

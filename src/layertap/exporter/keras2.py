@@ -42,6 +42,7 @@ from layertap.errors import UnsafeModelError, UnsupportedModelError, UsageError
 
 __all__ = [
     "KERAS2_OP_LAYERS",
+    "h5_needs_conversion",
     "is_keras2_archive",
     "is_keras2_savedmodel",
     "load_keras2",
@@ -89,6 +90,21 @@ def is_keras2_archive(path: Path) -> bool:
         metadata = json.loads(zf.read("metadata.json"))
         return str(metadata.get("keras_version", "")).startswith("2.")
     return False
+
+
+def h5_needs_conversion(path: Path) -> bool:
+    """Whether Keras 3 needs the conversion to read this `.h5` file: TF-op layers, or a Keras 2 model
+    holding another Functional model (see `_shifted_models`)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        raw = handle.attrs.get("model_config")
+        version = handle.attrs.get("keras_version", b"")
+    if raw is None:
+        return False
+    config = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+    written_by_keras2 = (version.decode() if isinstance(version, bytes) else str(version)).startswith("2.")
+    return bool(op_layers_in(config)) or (written_by_keras2 and bool(_shifted_models(config)))
 
 
 def op_layers_in(config: Any) -> list[str]:
@@ -221,7 +237,10 @@ def _convert_config(config: dict[str, Any], *, allow_unsafe: bool, shown: Path) 
     reference is appended to the node's inputs and the keyword holds its position instead.
     """
     converted = copy.deepcopy(config)
+    shifted = _shifted_models(converted)
     for layer in _layer_configs(converted):
+        if shifted and isinstance(layer.get("inbound_nodes"), list):
+            layer["inbound_nodes"] = _shift_references(layer["inbound_nodes"], shifted)
         if layer.get("class_name") not in KERAS2_OP_LAYERS:
             continue
         function = str(layer["config"].get("function", ""))
@@ -233,6 +252,41 @@ def _convert_config(config: dict[str, Any], *, allow_unsafe: bool, shown: Path) 
             )
         layer["inbound_nodes"] = [_move_tensor_kwargs(node) for node in layer.get("inbound_nodes", [])]
     return converted
+
+
+def _shifted_models(config: Any) -> set[str]:
+    """Names of the nested models whose calls Keras 2 numbered from 1.
+
+    A Functional model built on an Input (and a Sequential starting with an InputLayer) has a first
+    node of its own in Keras 2, which the config skips: its calls are nodes 1, 2... there
+    (`_should_skip_first_node` in tf_keras/src/engine/functional.py). Keras 3 has no such node and
+    reads the indices as they are (`deserialize_node`, keras/src/models/functional.py), so an outer
+    layer fed by a nested Keras 2 model is "disconnected" unless the index is lowered by one.
+    """
+    names: set[str] = set()
+    for layer in _layer_configs(config):
+        inner = layer.get("config")
+        if not isinstance(inner, dict) or not isinstance(inner.get("layers"), list):
+            continue
+        kind = layer.get("class_name")
+        first = inner["layers"][0] if inner["layers"] else {}
+        if kind in ("Functional", "Model") or (
+            kind == "Sequential" and isinstance(first, dict) and first.get("class_name") == "InputLayer"
+        ):
+            names.add(str(inner.get("name", layer.get("name"))))
+    return names
+
+
+def _shift_references(value: Any, shifted: set[str]) -> Any:
+    if _is_reference(value[:3] if isinstance(value, list) and len(value) == 4 else value):
+        if value[0] in shifted and value[1] >= 1:
+            return [value[0], value[1] - 1, *value[2:]]
+        return [*value[:3], *[_shift_references(rest, shifted) for rest in value[3:]]]
+    if isinstance(value, list):
+        return [_shift_references(item, shifted) for item in value]
+    if isinstance(value, dict):
+        return {key: _shift_references(item, shifted) for key, item in value.items()}
+    return value
 
 
 def _move_tensor_kwargs(node: Any) -> Any:

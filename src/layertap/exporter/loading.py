@@ -115,7 +115,7 @@ def _is_keras2(path: Path) -> bool:
         return keras2.is_keras2_savedmodel(path)
     if path.suffix.lower() == ".keras":
         return keras2.is_keras2_archive(path)
-    return bool(keras2.op_layers_in(_h5_config(path)))
+    return keras2.h5_needs_conversion(path)
 
 
 def ensure_tensorflow_backend() -> None:
