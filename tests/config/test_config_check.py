@@ -190,8 +190,10 @@ def test_warmup_records(tmp_path: Path, write_version: VersionWriter) -> None:
     assert "is truncated in record 1" in finding.message
 
 
-def test_remote_base_path_is_not_checked(tmp_path: Path) -> None:
-    config = models.set_model(models.parse_model_server_config(""), "cnn", "gs://bucket/cnn")
+def test_a_base_path_tf_serving_cannot_read_is_an_error(tmp_path: Path) -> None:
+    # gs:// base paths are read and checked (tests/storage/test_storage_read_gcs.py).
+    config = models.set_model(models.parse_model_server_config(""), "cnn", "s3://bucket/cnn")
     assert _messages(check.check_serving_config(config)) == [
-        "warning: base_path gs://bucket/cnn is remote storage; its versions were not checked"
+        "error: base_path s3://bucket/cnn: TF Serving reads local paths and gs:// only; its model server "
+        "links no S3 filesystem (tensorflow/serving#1963), so it would serve nothing from here"
     ]

@@ -1,6 +1,7 @@
 """`layertap config check`: would TF Serving serve this config from this repository, as intended?
 
-Checks, per model: the base path exists and holds versions; every version the policy serves, every version
+Checks, per model: the base path (a local folder, or gs:// read without TensorFlow through
+`layertap.storage`) exists and holds versions; every version the policy serves, every version
 named by a `specific` policy and every labelled version is on disk and complete (`saved_model.pb` and
 `variables/`); each label points at a served version; the signatures the caller names exist in every served
 version; and the server release (the pinned image's by default) would load each served version: its graph
@@ -10,7 +11,7 @@ checked against that release's op registry (`layertap.config.compat.check_compat
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -26,8 +27,9 @@ from layertap.config.repository import (
     read_saved_model_summary,
     read_warmup_signatures,
 )
-from layertap.errors import ConfigError
+from layertap.errors import ConfigError, LocationError, StorageError
 from layertap.proto import serving_pb2 as pb
+from layertap.storage.uri import parse_location
 
 __all__ = ["CheckReport", "Finding", "check_serving_config", "resolve_base_path"]
 
@@ -124,16 +126,51 @@ def check_serving_config(
 def _check_model(
     entry: pb.ModelConfig, mounts: dict[str, str], signatures: set[str], server: str
 ) -> tuple[list[Finding], tuple[int, ...]]:
+    if is_uri(entry.base_path):
+        return _check_remote_model(entry, signatures, server)
+    host_path = resolve_base_path(entry.base_path, mounts)
+    shown = entry.base_path if host_path == entry.base_path else f"{entry.base_path} (host: {host_path})"
+    return _check_repository(entry, host_path, shown, signatures, server)
+
+
+def _check_remote_model(
+    entry: pb.ModelConfig, signatures: set[str], server: str
+) -> tuple[list[Finding], tuple[int, ...]]:
+    """A gs:// base path, checked like a local one on a sparse copy (`layertap.storage.snapshot`)."""
+    from layertap.storage.snapshot import sparse_copy, under_uri
+
+    def refused(message: str) -> tuple[list[Finding], tuple[int, ...]]:
+        return [Finding("error", entry.name, message)], ()
+
+    try:
+        place = parse_location(entry.base_path)
+    except LocationError as error:
+        return refused(str(error))
+    if isinstance(place, Path):  # file:///...
+        return _check_repository(entry, str(place), entry.base_path, signatures, server)
+    if place.scheme != "gs":
+        return refused(
+            f"base_path {entry.base_path}: TF Serving reads local paths and gs:// only; its model server "
+            "links no S3 filesystem (tensorflow/serving#1963), so it would serve nothing from here"
+        )
+    try:
+        with sparse_copy(place) as local:
+            findings, served = _check_repository(entry, str(local), entry.base_path, signatures, server)
+            return [replace(f, message=under_uri(f.message, local, place)) for f in findings], served
+    except ConfigError:
+        return refused(f"base_path {entry.base_path} does not exist (no object under it)")
+    except (LocationError, StorageError) as error:
+        return refused(f"base_path {entry.base_path} could not be read: {error}")
+
+
+def _check_repository(
+    entry: pb.ModelConfig, host_path: str, shown: str, signatures: set[str], server: str
+) -> tuple[list[Finding], tuple[int, ...]]:
     findings: list[Finding] = []
 
     def report(level: Level, message: str) -> None:
         findings.append(Finding(level, entry.name, message))
 
-    if is_uri(entry.base_path):
-        report("warning", f"base_path {entry.base_path} is remote storage; its versions were not checked")
-        return findings, ()
-    host_path = resolve_base_path(entry.base_path, mounts)
-    shown = entry.base_path if host_path == entry.base_path else f"{entry.base_path} (host: {host_path})"
     if not Path(host_path).is_dir():
         report("error", f"base_path {shown} does not exist or is not a directory")
         return findings, ()

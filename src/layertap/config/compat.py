@@ -17,7 +17,7 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from layertap.config import opregistry, servers
 from layertap.errors import ConfigError
 from layertap.proto import graph_pb2
 from layertap.proto import serving_pb2 as pb
+from layertap.storage.uri import parse_location
 
 __all__ = [
     "IMAGE_TENSORFLOW_VERSION",
@@ -142,13 +143,29 @@ def check_compat(
     (custom or TF Text ops the server may link), and signature tensors REST cannot return (float16,
     bfloat16; errors when `rest` is true).
 
+    `version_dir` may be a gs:// or s3:// URI: its small files are read from the store (no TensorFlow, no
+    variable shards; `layertap.storage.snapshot`).
+
     Raises:
         ConfigError: `server` is unknown, or `version_dir` holds no readable SavedModel with a `serve` graph.
+        LocationError: an unsupported URI, or a store whose extra is not installed.
+        StorageError: the store refused to list or read the version.
     """
+    place = parse_location(version_dir)
+    if not isinstance(place, Path):
+        from layertap.storage.snapshot import sparse_copy, under_uri
+
+        servers.server_release(server)  # an unknown release is refused before the store is reached
+        with sparse_copy(place) as local:
+            try:
+                report = check_compat(local, server, rest=rest)
+            except ConfigError as error:
+                raise ConfigError(under_uri(str(error), local, place)) from None
+        return replace(report, path=str(place))
     release = servers.server_release(server)
     profile = opregistry.load_profile(release.tensorflow)
     registry = _Registry(profile.tensorflow, release.tf_text, {**_text_ops(release.tf_text), **profile.ops})
-    meta_graph = _serve_meta_graph(Path(version_dir))
+    meta_graph = _serve_meta_graph(place)
     graph = meta_graph.graph_def
     functions = {function.signature.name for function in graph.library.function}
     problems: list[CompatProblem] = []
