@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from layertap.config.models import describe_policy
 from layertap.config.repository import aspired_versions
@@ -311,7 +312,9 @@ class Lifecycle:
 
     def _say_no_versions(self, name: str, base_path: str) -> None:
         """TF Serving's words for an empty base path, plus whether it exists."""
-        exists = location(base_path).is_dir()
+        place = location(base_path)
+        # A remote base path that could be listed exists (version_paths raised otherwise).
+        exists = place.is_dir() if isinstance(place, Path) else True
         self._say(
             name,
             f"No versions of servable {name} found under base path {base_path}. Did you forget to name "
