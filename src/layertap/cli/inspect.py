@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from layertap.cli.display import shape_text
 from layertap.cli.export import add_model_arguments
@@ -31,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print one row per layer: index, spec, kind, output shape, parameters, FLOPs share."""
     from layertap.exporter import inspect_model
+    from layertap.exporter.graph_export import inspect_savedmodel, is_graph_savedmodel
 
+    if is_graph_savedmodel(args.model):
+        return _print_tensors(inspect_savedmodel(args.model), as_json=args.json)
     _announce_loading(args.model)
     rows = inspect_model(
         args.model,
@@ -101,6 +105,20 @@ def run(args: argparse.Namespace) -> int:
         "FLOPs: per sample, cumulative from the model inputs to this layer (what a signature ending here "
         "computes); share: of the full model's FLOPs"
     )
+    return 0
+
+
+def _print_tensors(rows: list[Any], *, as_json: bool) -> int:
+    """The inner tensors of a SavedModel without Keras: what `export DIR --layer NAME` accepts."""
+    if as_json:
+        print(json.dumps([{**vars(row), "shape": list(row.shape)} for row in rows], indent=2))
+        return 0
+    table = [("tensor (--layer)", "op", "shape", "dtype", "in signature")]
+    table += [(row.name, row.op, shape_text(row.shape), row.dtype, row.signature) for row in rows]
+    widths = [max(len(line[column]) for line in table) for column in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    print(f"{len(rows)} tensors; `layertap export DIR --layer TENSOR` adds a signature returning one")
     return 0
 
 

@@ -248,6 +248,19 @@ def export(
     """
     report = progress or _log_progress
     _check_server(server)
+    if _is_graph_savedmodel(model_or_path):
+        # A SavedModel with no Keras model behind it: signatures are added to its graph.
+        _refuse_keras_options(
+            model_or_path,
+            groups=groups, heads=heads, parity_backend=parity_backend, server=server, validate=validate,
+            compare_with=compare_with, with_preprocessor=with_preprocessor,
+        )  # fmt: skip
+        from layertap.exporter.graph_export import export_graph
+
+        return export_graph(
+            Path(model_or_path), layers, base_path=base_path, name=name, version=version, seed=seed,
+            verify=verify, progress=report,
+        )  # fmt: skip
     timings: dict[str, float] = {}
     started = clock = time.perf_counter()
 
@@ -414,6 +427,22 @@ def _stamp(signatures: Sequence[Any], staging: Path) -> dict[str, str]:
     spaces = space_identities(signatures)
     stamp_spaces(staging, spaces)
     return spaces
+
+
+def _is_graph_savedmodel(model_or_path: Any) -> bool:
+    from layertap.exporter.graph_export import is_graph_savedmodel
+
+    return is_graph_savedmodel(model_or_path)
+
+
+def _refuse_keras_options(path: Any, **options: Any) -> None:
+    """Options that need a Keras model, refused for a SavedModel without one."""
+    given = sorted(option for option, value in options.items() if value)
+    if given:
+        raise UsageError(
+            f"{path} is a SavedModel without a Keras model: only --layer TENSOR signatures can be added to "
+            f"it; not supported for it: {', '.join(given)}"
+        )
 
 
 def _resolve_heads(
