@@ -104,7 +104,14 @@ def is_savedmodel(path: Path) -> bool:
 def _meta_graph(path: Path) -> Any:
     from tensorflow.python.saved_model import loader_impl
 
-    saved = loader_impl.parse_saved_model(str(path))
+    try:
+        saved = loader_impl.parse_saved_model(str(path))
+    except Exception as error:  # IOError for an unreadable file, DecodeError for a damaged one
+        raise UsageError(
+            f"{path} holds a saved_model file that does not parse as a SavedModel "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); it may be "
+            "truncated or corrupted"
+        ) from None
     for meta_graph in saved.meta_graphs:
         if set(_TAGS) <= set(meta_graph.meta_info_def.tags):
             return meta_graph
