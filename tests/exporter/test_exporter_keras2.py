@@ -170,6 +170,24 @@ def test_h5_and_keras_files_export_from_the_cli(
         np.testing.assert_array_equal(got["tf.concat"], expected["tf.concat"])
 
 
+def test_sequential_savedmodel_exports_from_the_cli(
+    keras2_files: dict[str, Path],
+    tmp_path: Path,
+    run_in_session: SessionRunner,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    original = tf_keras.models.load_model(keras2_files["sequential"], compile=False)
+    argv = ["export", str(keras2_files["sequential"]), "--layer", "d1", "--layer", "d2", "--json"]
+    assert main([*argv, "--base-path", str(tmp_path), "--name", "seq"]) == EXIT_OK
+    signatures = json.loads(capsys.readouterr().out)["signatures"]
+    (alias,) = signatures["d1"]["inputs"]
+    sample = np.linspace(-2, 2, 18, dtype=np.float32).reshape(3, 6)
+    expected = reference(original, ["d1", "d2"], sample)
+    for layer in ("d1", "d2"):
+        got = run_in_session(tmp_path / "seq" / "1", layer, {alias: sample})[layer]
+        np.testing.assert_array_equal(got, expected[layer], err_msg=layer)
+
+
 def test_messages_name_the_cause(
     keras2_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
