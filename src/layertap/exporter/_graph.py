@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "ancestors",
+    "call_arguments",
     "call_nodes",
     "distinct_operation_names",
     "fed_inputs",
@@ -36,6 +37,11 @@ def producing_node(tensor: Any) -> tuple[Any, Any]:
     """The (operation, node) that produced a symbolic KerasTensor."""
     history = tensor._keras_history
     return history.operation, history.operation._inbound_nodes[history.node_index]
+
+
+def call_arguments(node: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional and keyword arguments a node's call received (tensors among them)."""
+    return tuple(node.arguments.args), dict(node.arguments.kwargs)
 
 
 def tensor_index(tensor: Any) -> int:

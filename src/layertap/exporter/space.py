@@ -9,8 +9,9 @@ TensorFlow or Keras make unique per process (`dense_3`, variable paths) or from 
 - the graph from the inputs to the outputs, node by node in dependency order: the layer's class, its
   settings (`get_config()` without `name`, `trainable`, `dtype`, keeping only numbers, strings, booleans and
   lists of them, so initializers and regularizers, which do not change inference, are left out), where each
-  of its inputs comes from (a graph input or an earlier node, by position), and each weight's dtype, shape
-  and the SHA-256 of its values (little-endian bytes). A nested model contributes its own graph the same way.
+  of its inputs comes from (a graph input or an earlier node, by position), its call's constant arguments
+  (the slice of `x[:, 0]`), and each weight's dtype, shape and the SHA-256 of its values (little-endian
+  bytes). A nested model contributes its own graph the same way.
   Preprocessing layers inside the model (`Rescaling`, `Normalization`...) are nodes like any other;
 - every output: the node and tensor it reads, its shape and dtype after the head, and the head's ops.
 
@@ -93,9 +94,11 @@ def _describe(model: Any, digests: dict[int, str]) -> dict[str, Any]:
             entry["model"] = _describe(layer, digests)
         else:
             entry["settings"] = _settings(layer)
-            # A keras.ops call in the graph (a Keras mask's `not_equal`, `ops.expand_dims`) is an
-            # Operation, not a Layer: it has no weights.
-            entry["weights"] = [_weight(variable, digests) for variable in getattr(layer, "weights", ())]
+            # A keras.ops call in the graph (a Keras mask's `not_equal`, `x[:, 0]`'s GetItem) is an
+            # Operation, not a Layer: it has no weights, and its constants are call arguments (the slice).
+            entry["weights"] = [_weight(variable, digests) for variable in getattr(layer, "weights", [])]
+            args, kwargs = _graph.call_arguments(node)
+            entry["arguments"] = [_constant(args), _constant(kwargs)]
         described.append(entry)
     return {"nodes": described, "outputs": [source(tensor) for tensor in model.outputs]}
 
@@ -112,6 +115,23 @@ def _settings(layer: Any) -> dict[str, Any]:
         for key, value in sorted(config.items())
         if key not in _IGNORED_SETTINGS and _plain(value)
     }
+
+
+def _constant(value: Any) -> Any:
+    """A call argument as plain JSON: tensors stand as "tensor" (their sources are described apart)."""
+    if hasattr(value, "_keras_history") or (hasattr(value, "shape") and hasattr(value, "dtype")):
+        return "tensor"
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if value is Ellipsis:
+        return "..."
+    if isinstance(value, slice):
+        return {"slice": [_constant(value.start), _constant(value.stop), _constant(value.step)]}
+    if isinstance(value, list | tuple):
+        return [_constant(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _constant(item) for key, item in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    return type(value).__name__  # an object's repr may hold a memory address: its type is what is stable
 
 
 def _plain(value: Any) -> bool:
