@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from layertap.errors import LocationError
+from layertap.errors import LocationError, StorageError
 from layertap.server.filesystem import local_copy
 from tests.storage.emulators import FakeGcs
 from tests.storage.gcs_serving import upload_folder, version_files
@@ -92,3 +92,12 @@ def test_config_check_reads_gcs_base_paths(
         "error: model 'm': version 1 has no signature missing; it has: serving_default"
     ]
     assert dict(report.served) == {"m": (1,)}
+
+
+def test_reading_gcs_without_credentials_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from layertap.config.compat import check_compat
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    with pytest.raises(StorageError, match=r"^open gs://bkt/: no Google credentials found .*missing\.json"):
+        check_compat("gs://bkt/models/m/1")

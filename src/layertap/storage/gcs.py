@@ -43,7 +43,9 @@ class GcsStore:
                 anonymous: Any = credentials.AnonymousCredentials
                 client = storage.Client(project=project, credentials=anonymous())
             else:
-                client = storage.Client()
+                # Without credentials the client fails here, before any request: say so in layertap's words.
+                with self._mapped("open", ""):
+                    client = storage.Client()
         self._client = client
         self._bucket = client.bucket(location.bucket)
         self._retry: Retry = DEFAULT_RETRY
