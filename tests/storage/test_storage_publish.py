@@ -272,3 +272,26 @@ def test_transfer_progress_reports_bytes_up_to_the_total(gcs_bucket: str, small_
     assert calls and calls[-1][:2] == (result.bytes, result.bytes)
     assert [done for done, _, _ in calls] == sorted(done for done, _, _ in calls)
     assert all(total == result.bytes and seconds >= 0 for _, total, seconds in calls)
+
+
+def test_repo_cli_lists_and_repairs(
+    gcs_bucket: str, small_version: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from layertap.cli import main
+
+    repository = RemoteRepository(ObjectLocation("gs", gcs_bucket, "models"), "hpt")
+    repository.publish(small_version)
+    dead_publisher(repository, small_version, copied=2, lease=0.5)
+    model = f"gs://{gcs_bucket}/models/hpt"
+    assert main(["repo", "list", model]) == 0
+    assert capsys.readouterr().out.splitlines() == ["1\tvisible\tpublished", "2\tvisible\tuploading"]
+    time.sleep(1.7)
+    assert main(["repo", "repair", model]) == 0
+    assert capsys.readouterr().out.splitlines() == ["version 2: abandoned (6 objects deleted)"]
+    assert main(["repo", "list", "--json", model]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"version": 1, "visible": True, "claim": "published"},
+        {"version": 2, "visible": False, "claim": "abandoned"},
+    ]
+    assert main(["repo", "repair", model]) == 0
+    assert capsys.readouterr().out == f"nothing to repair in {model}\n"
