@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 import tempfile
 import threading
@@ -46,11 +47,14 @@ _HEAD_LIMIT = 1 << 20
 class TensorFlowGcs:
     """The relay between TensorFlow's gs:// client and an emulator at `emulator_url` (http://host:port)."""
 
-    def __init__(self, emulator_url: str) -> None:
+    def __init__(self, emulator_url: str, *, refuse: int | None = None) -> None:
         parts = urlsplit(emulator_url)
         if parts.scheme != "http" or not parts.hostname or not parts.port:
             raise ValueError(f"expected the emulator as http://HOST:PORT, got {emulator_url!r}")
         self._upstream = (parts.hostname, parts.port)
+        # `refuse=401` answers every request as GCS answers a bad token, reaching no emulator (an emulator
+        # accepts any credentials, so a refusal has to come from here).
+        self._refuse = refuse
         self._folder = tempfile.TemporaryDirectory(prefix="layertap-tfgcs-")
         key_pem, cert_pem = self_signed(GOOGLE_HOSTS[0], alternative_names=GOOGLE_HOSTS)
         folder = Path(self._folder.name)
@@ -132,6 +136,11 @@ class TensorFlowGcs:
                 await writer.drain()
                 await writer.start_tls(self._tls)
                 head = await reader.readuntil(b"\r\n\r\n")
+            if self._refuse is not None:
+                while head:
+                    await self._refuse_request(head, reader, writer)
+                    head = await _next_head(reader)
+                return
             upstream = await asyncio.open_connection(*self._upstream)
             # Responses flow back untouched; requests are rewritten one at a time, in order.
             pipe = asyncio.ensure_future(_copy(upstream[0], writer))
@@ -181,6 +190,22 @@ class TensorFlowGcs:
                 await upstream.drain()
         await upstream.drain()
 
+    async def _refuse_request(
+        self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.requests += 1
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                await reader.readexactly(int(value.strip()))
+        body = json.dumps({"error": {"code": self._refuse, "message": "Invalid Credentials"}}).encode()
+        writer.write(
+            f"HTTP/1.1 {self._refuse} Refused\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+
 
 async def _next_head(reader: asyncio.StreamReader) -> bytes:
     try:
@@ -212,9 +237,9 @@ async def _copy_chunked(reader: asyncio.StreamReader, upstream: asyncio.StreamWr
 
 
 @contextlib.contextmanager
-def start_tensorflow_gcs(emulator_url: str) -> Iterator[TensorFlowGcs]:
-    """A started relay to the emulator at `emulator_url`, stopped on exit."""
-    relay = TensorFlowGcs(emulator_url).start()
+def start_tensorflow_gcs(emulator_url: str, *, refuse: int | None = None) -> Iterator[TensorFlowGcs]:
+    """A started relay to the emulator at `emulator_url` (or refusing every request), stopped on exit."""
+    relay = TensorFlowGcs(emulator_url, refuse=refuse).start()
     try:
         yield relay
     finally:

@@ -19,7 +19,7 @@ from layertap.client import LayerClient, ServingClient, VersionStatus
 from layertap.errors import ModelNotFoundError
 from tests.storage.emulators import FakeGcs, unique_bucket
 from tests.storage.gcs_serving import ServeProcess, upload_file, upload_folder, version_files
-from tests.storage.tensorflow_gcs import TensorFlowGcs
+from tests.storage.tensorflow_gcs import TensorFlowGcs, start_tensorflow_gcs
 
 X = np.array([[1.0, 2.0]], np.float32)
 
@@ -155,6 +155,19 @@ def test_serve_reads_and_polls_a_model_config_file_on_gcs(
     assert _predict(port, "m")[0] == 1
     assert _states(port, "lost") == []
     assert server.stop() == 0
+
+
+def test_refused_credentials_are_reported_and_polled_not_a_crash(fake_gcs: FakeGcs) -> None:
+    with start_tensorflow_gcs(fake_gcs.endpoint, refuse=401) as refusing:
+        server = ServeProcess(refusing, "--model_name=m", "--model_base_path=gs://any-bucket/models/m")
+        try:
+            message = server.wait_for(r"filesystem access error: (.*)$").group(1)
+            assert message.startswith("Could not list base path gs://any-bucket/models/m for servable m: ")
+            assert "401" in message
+            assert server.process.poll() is None  # still polling, as TF Serving does
+        finally:
+            assert server.stop() == 0
+        assert "layertap serve stopped before serving" in server.log
 
 
 @pytest.mark.parametrize(
