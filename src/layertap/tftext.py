@@ -7,7 +7,7 @@ those ops fails with `Op type not registered` (tensorflow/serving#2267 is that e
 Text is too old). Every place layertap loads a SavedModel the way TF Serving does (`layertap serve`,
 `validate`, the exporter's verification) calls `load_tf_text_ops()` first, so it loads what the server
 would. The ops come from the `tensorflow-text` package built for the installed TensorFlow (installed with
-keras-hub, or on its own); importing it registers its op libraries.
+keras-hub, `pip install 'layertap[kerashub]'`, or on its own); importing it registers its op libraries.
 """
 
 from __future__ import annotations

@@ -163,3 +163,18 @@ def test_a_keras_file_calling_a_tokenizer_is_refused_with_its_cause(bert: Preset
     assert "truncated" not in message
     with pytest.raises(UsageError, match=r"apply to a KerasHub preset directory; .* is a model file"):
         load_model(tmp_path / "composed.keras", with_preprocessor=True)
+
+
+def test_layertap_validate_loads_tf_text_in_a_fresh_process(exported: dict[str, Any], preset: Preset) -> None:
+    # A process that never imported keras_hub (as `layertap validate` on a server host): the tokenizer's
+    # ops resolve only because validate loads TF Text first (`layertap.tftext`).
+    import subprocess
+    import sys
+
+    if preset.family != "bert":
+        pytest.skip("one family shows it; the ops differ, the loading does not")
+    argv = [sys.executable, "-m", "layertap.cli", "validate", exported["path"], "--runs", "1", "--json"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["passed"] and set(report["signatures"]) == {*exported["signatures"]}

@@ -143,8 +143,8 @@ def _import_keras_hub() -> Any:
         import keras_hub
     except ImportError as error:
         raise UsageError(
-            f"loading a KerasHub preset needs keras-hub ({error}); install it: pip install keras-hub "
-            "(it brings the tensorflow-text matching TensorFlow)"
+            f"loading a KerasHub preset needs keras-hub ({error}); install it: pip install "
+            "'layertap[kerashub]' (it brings the tensorflow-text matching TensorFlow)"
         ) from None
     return keras_hub
 
