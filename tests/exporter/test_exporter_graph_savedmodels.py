@@ -149,3 +149,44 @@ def test_unknown_tensors_and_keras_only_options_are_refused(
     assert main([*argv, "--layer", source.tensor["name"], "--head", "p=hidden:l2"]) == EXIT_USAGE
     assert "not supported for it: heads" in capsys.readouterr().err
     assert not (tmp_path / "graph").exists() or not any((tmp_path / "graph").iterdir())
+
+
+def test_an_estimator_style_graph_on_serialized_examples(tmp_path: Path) -> None:
+    # Estimator exports take serialized tf.Example strings: random strings do not parse, so verification
+    # cannot compare on them and leaves those signatures out instead of failing; real examples match.
+    import tensorflow as tf
+
+    from layertap.exporter import export
+
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        serialized = tf.compat.v1.placeholder(tf.string, (None,), name="input_example_tensor")
+        parsed = tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature((4,), tf.float32)})
+        weights = tf.compat.v1.get_variable("w", initializer=np.eye(4, 2, dtype=np.float32))
+        hidden = tf.nn.relu(tf.matmul(parsed["x"], weights), name="dense/Relu")
+        scores = tf.identity(2.0 * hidden, name="scores")
+        session.run(tf.compat.v1.global_variables_initializer())
+        builder = tf.compat.v1.saved_model.Builder(str(tmp_path / "estimator"))
+        signature = tf.compat.v1.saved_model.predict_signature_def(
+            {"examples": serialized}, {"scores": scores}
+        )
+        builder.add_meta_graph_and_variables(
+            session, ["serve"], signature_def_map={"serving_default": signature}
+        )
+        builder.save()
+    result = export(str(tmp_path / "estimator"), ["dense/Relu"], base_path=tmp_path / "repo", name="est")
+    assert set(result.signatures) == {"serving_default", "dense/Relu"}
+    assert result.max_errors == {}
+    examples = np.array(
+        [
+            tf.train.Example(
+                features=tf.train.Features(
+                    feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=row))}
+                )
+            ).SerializeToString()
+            for row in X
+        ],
+        dtype=object,
+    )
+    got = _session_run(result.path, "dense/Relu", examples)["dense/Relu"]
+    np.testing.assert_array_equal(got, np.maximum(X @ np.eye(4, 2, dtype=np.float32), 0.0))
