@@ -33,7 +33,15 @@ import numpy as np
 
 from layertap.errors import LayerNotFoundError, UnsupportedModelError, UsageError
 
-__all__ = ["GraphTensor", "GraphVersion", "is_savedmodel", "list_tensors", "write_version"]
+__all__ = [
+    "GraphTensor",
+    "GraphVersion",
+    "friendly",
+    "is_savedmodel",
+    "list_tensors",
+    "signature_key",
+    "write_version",
+]
 
 _TAGS = ["serve"]
 # Ops whose outputs are not worth a signature: plumbing, constants, variable reads, control.
