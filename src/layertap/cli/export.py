@@ -137,6 +137,19 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
         "name@K for the K-th call of a shared layer. Repeatable.",
     )
     parser.add_argument(
+        "--all-layers",
+        action="store_true",
+        help="export every layer, one signature each: each call of each layer, nested models' layers "
+        "too (what `layertap inspect` lists)",
+    )
+    parser.add_argument(
+        "--layers-matching",
+        default=None,
+        metavar="REGEX",
+        help="export every layer whose spec (as `layertap inspect` lists it) this regular expression "
+        "matches (re.search), one signature each, e.g. '_out$'",
+    )
+    parser.add_argument(
         "--group",
         dest="groups",
         action="append",
@@ -213,12 +226,16 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export, then print a summary (or JSON); progress goes to stderr."""
     from layertap.exporter import export
+    from layertap.exporter.specs import check_pattern
 
-    if not args.layers and not args.groups and not args.heads:
+    selecting = args.all_layers or args.layers_matching is not None
+    if not args.layers and not args.groups and not args.heads and not selecting:
         raise UsageError(
-            "nothing to export: give at least one --layer SPEC or --head NAME=SPEC:OPS "
-            "(see `layertap inspect MODEL`)"
+            "nothing to export: give at least one --layer SPEC, --all-layers, --layers-matching REGEX "
+            "or --head NAME=SPEC:OPS (see `layertap inspect MODEL`)"
         )
+    if args.layers_matching is not None:
+        check_pattern(args.layers_matching)
     heads: dict[str, tuple[str, list[str]]] = {}
     for name, spec, ops in args.heads:
         if name in heads:
@@ -240,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
         base_path=args.base_path,
         name=args.name,
         version=args.version,
+        all_layers=args.all_layers,
+        layers_matching=args.layers_matching,
         groups=groups,
         heads=heads,
         input_shape=args.input_shape,

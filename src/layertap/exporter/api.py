@@ -171,11 +171,13 @@ def _log_progress(message: str) -> None:
 
 def export(
     model_or_path: Any,
-    layers: Sequence[str | int],
+    layers: Sequence[str | int] = (),
     *,
     base_path: Path | str,
     name: str,
     version: int | None = None,
+    all_layers: bool = False,
+    layers_matching: str | None = None,
     groups: Mapping[str, Sequence[str | int]] | None = None,
     heads: Mapping[str, tuple[str | int, Sequence[str] | str]] | None = None,
     input_shape: Sequence[int] | None = None,
@@ -199,6 +201,10 @@ def export(
         model_or_path: a keras.Model, a `.keras`/`.h5` file, or a KerasHub preset directory.
         layers: layer specs (see `layertap.exporter.specs`): names, indices into model.layers,
             `outer/inner` paths, `name@K` for a shared layer's K-th call. One signature each.
+        all_layers: also export every layer: each call of each layer, nested models' layers too
+            (the specs `inspect_model` lists), one signature each.
+        layers_matching: also export the layers whose spec this regular expression matches
+            (`re.search`, e.g. `"_out$"`).
         base_path: the TF Serving model base path; the version goes to `<base_path>/<name>/<version>`.
             A local directory (a path or `file:///abs`), or `gs://BUCKET/PREFIX` / `s3://BUCKET/PREFIX`:
             the version is built locally, then uploaded under a claimed number with saved_model.pb last
@@ -272,7 +278,7 @@ def export(
 
     # Mistakes that need no model are reported before loading one (which takes seconds).
     repository = open_repository(base_path, name, report=report, transfer=transfer)
-    _preflight(repository, version, model_or_path, parity_backend)
+    _preflight(repository, version, model_or_path, parity_backend, layers_matching)
     against = _compare_target(repository, compare_with)
     report("loading the model")
     model = load_model(
@@ -285,7 +291,10 @@ def export(
     )
     specs.ensure_graph_model(model)
     lap("load")
-    refs = [specs.resolve(model, spec) for spec in layers]
+    refs = [
+        specs.resolve(model, spec)
+        for spec in [*layers, *specs.select(model, all_layers=all_layers, matching=layers_matching)]
+    ]
     head_refs = _resolve_heads(model, heads or {})
     by_name = {head_ref.name: head_ref for head_ref in head_refs}
     group_refs = {
@@ -470,11 +479,17 @@ def _compare_target(repository: VersionRepository, compare_with: int | str | Non
 
 
 def _preflight(
-    repository: VersionRepository, version: int | None, model_or_path: Any, parity_backend: str | None
+    repository: VersionRepository,
+    version: int | None,
+    model_or_path: Any,
+    parity_backend: str | None,
+    layers_matching: str | None,
 ) -> None:
     """Mistakes that need no model, reported before loading one (which takes seconds)."""
     repository.check(version)
     check_parity_request(model_or_path, parity_backend)
+    if layers_matching is not None:
+        specs.check_pattern(layers_matching)
 
 
 def _verify(

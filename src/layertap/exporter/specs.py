@@ -11,6 +11,9 @@ Spec syntax:
 
 The signature key (and output alias) of a resolved spec is its canonical form: the path of layer
 names joined by `/`, keeping any `@K`, so an index spec `3` becomes the layer's name.
+
+Selections (`select`): every layer (`--all-layers`), or the layers whose path a regular expression
+matches (`--layers-matching`), as the specs `layertap inspect` lists.
 """
 
 from __future__ import annotations
@@ -20,10 +23,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from layertap.errors import AmbiguousLayerError, LayerNotFoundError, UnsupportedModelError
+from layertap.errors import (
+    AmbiguousLayerError,
+    LayerNotFoundError,
+    UnsupportedModelError,
+    UsageError,
+)
 from layertap.exporter import _graph
 
-__all__ = ["LayerRef", "all_paths", "ensure_graph_model", "resolve"]
+__all__ = ["LayerRef", "all_paths", "check_pattern", "ensure_graph_model", "every_spec", "resolve", "select"]
 
 _PART = re.compile(r"^(?P<name>[^@/]+)(?:@(?P<call>\d+))?$")
 _INDEX = re.compile(r"^-?\d+$")
@@ -72,6 +80,60 @@ def all_paths(model: Any, prefix: str = "") -> list[str]:
         if _graph.is_graph_model(layer):
             paths.extend(all_paths(layer, prefix=f"{path}/"))
     return paths
+
+
+def every_spec(model: Any, prefix: str = "") -> list[str]:
+    """The spec of every layer output in `model`: each call of each layer, nested models' layers
+    too (depth first, in `model.layers` order), InputLayers and unconnected layers left out.
+
+    These are the specs `layertap inspect` lists; each resolves to one output.
+    """
+    specs: list[str] = []
+    for layer in model.layers:
+        nodes = _graph.call_nodes(layer, model)
+        for call in range(len(nodes)):
+            spec = f"{prefix}{layer.name}" + (f"@{call}" if len(nodes) > 1 else "")
+            if type(layer).__name__ != "InputLayer":
+                specs.append(spec)
+            if _graph.is_graph_model(layer):
+                specs.extend(every_spec(layer, prefix=f"{spec}/"))
+    return specs
+
+
+def check_pattern(pattern: str) -> re.Pattern[str]:
+    """`pattern` compiled, or UsageError saying why it is not a regular expression."""
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        raise UsageError(
+            f"the layer pattern {pattern!r} (--layers-matching) is not a regular expression: {error}; "
+            r"expected a Python regular expression searched in each layer path, e.g. '_out$' or "
+            r"'^block\d+/conv'"
+        ) from None
+
+
+def select(model: Any, *, all_layers: bool = False, matching: str | None = None) -> list[str]:
+    """The specs of a selection: every layer (`all_layers`), or those whose path `matching` searches.
+
+    Raises:
+        UsageError: `matching` is not a regular expression, or matches no layer path.
+    """
+    if all_layers:
+        return every_spec(model)
+    if matching is None:
+        return []
+    everything = every_spec(model)
+    pattern = check_pattern(matching)
+    chosen = [spec for spec in everything if pattern.search(spec)]
+    if not chosen:
+        listed = ", ".join(everything[:_LISTED]) + (
+            f", ... ({len(everything) - _LISTED} more)" if len(everything) > _LISTED else ""
+        )
+        raise LayerNotFoundError(
+            f"the layer pattern {matching!r} (--layers-matching) matches none of the model's "
+            f"{len(everything)} layer paths (searched with re.search); paths: {listed}"
+        )
+    return chosen
 
 
 def resolve(model: Any, spec: str | int) -> LayerRef:

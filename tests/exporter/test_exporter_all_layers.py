@@ -1,0 +1,166 @@
+"""Every layer at once: `--all-layers` / `--layers-matching`, each signature exact through the session
+loader, and each computing only its own prefix when served."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from layertap.cli import EXIT_OK, EXIT_USAGE, main
+from layertap.errors import LayerNotFoundError, UsageError
+from layertap.exporter import export
+from layertap.exporter.specs import every_spec
+
+# The residual net's layers, as `layertap inspect` lists them (the InputLayer left out).
+RESIDUAL_SPECS = [
+    "stem", "stem_bn", "stem_relu",
+    "b0_conv", "b0_bn", "b0_relu", "b0_add",
+    "b1_conv", "b1_bn", "b1_relu", "b1_add",
+    "b2_conv", "b2_bn", "b2_relu", "b2_add",
+    "gap", "logits",
+]  # fmt: skip
+
+
+def _randomize(model: Any, seed: int) -> None:
+    """Random weights everywhere, positive variances: inference-mode BatchNorm is not the identity."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([np.abs(rng.normal(size=w.shape)).astype(w.dtype) + 0.1 for w in model.get_weights()])
+
+
+@pytest.fixture(scope="module")
+def residual() -> Any:
+    """A small residual CNN: convolutions, BatchNorm, skip connections, pooling, a dense head."""
+    import keras
+
+    inputs = keras.Input((8, 8, 3), name="pixels")
+    h = keras.layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
+    h = keras.layers.BatchNormalization(name="stem_bn")(h)
+    h = keras.layers.ReLU(name="stem_relu")(h)
+    for block in range(3):
+        y = keras.layers.Conv2D(4, 3, padding="same", name=f"b{block}_conv")(h)
+        y = keras.layers.BatchNormalization(name=f"b{block}_bn")(y)
+        y = keras.layers.ReLU(name=f"b{block}_relu")(y)
+        h = keras.layers.Add(name=f"b{block}_add")([h, y])
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(h), name="residual")
+    _randomize(model, seed=3)
+    return model
+
+
+@pytest.fixture(scope="module")
+def residual_all(residual: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return export(residual, all_layers=True, base_path=tmp_path_factory.mktemp("all"), name="residual")
+
+
+def _run_all(path: Path, keys: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
+    """Signatures of a version run through the TF1 session loader (TF Serving's path): key -> output."""
+    import tensorflow as tf
+
+    results = {}
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
+        assert set(keys) <= set(meta_graph.signature_def)
+        for key in keys:
+            definition = meta_graph.signature_def[key]
+            (alias,) = definition.outputs
+            feeds = {definition.inputs["pixels"].name: x}
+            results[key] = session.run(definition.outputs[alias].name, feed_dict=feeds)
+    return results
+
+
+def test_every_spec_lists_each_layer_output_once(residual: Any) -> None:
+    assert every_spec(residual) == RESIDUAL_SPECS
+
+
+def test_all_layers_exports_one_exact_signature_per_layer(residual: Any, residual_all: Any) -> None:
+    import keras
+
+    assert list(residual_all.signatures) == ["serving_default", *RESIDUAL_SPECS]
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
+    reference = keras.Model(residual.inputs, [residual.get_layer(s).output for s in RESIDUAL_SPECS])
+    expected = dict(zip(RESIDUAL_SPECS, reference(x, training=False), strict=True))
+    served = _run_all(residual_all.path, RESIDUAL_SPECS, x)
+    for key in RESIDUAL_SPECS:
+        np.testing.assert_allclose(served[key], np.asarray(expected[key]), rtol=1e-5, atol=1e-5)
+    assert set(residual_all.max_errors) == {"serving_default", *RESIDUAL_SPECS}
+    assert max(residual_all.max_errors.values()) <= 1e-5
+
+
+def _ops_run(path: Path, key: str, x: np.ndarray) -> list[tuple[str, str]]:
+    """(op, node name) of every node the session runs for signature `key`, after its optimisations."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
+        definition = meta_graph.signature_def[key]
+        metadata = tf.compat.v1.RunMetadata()
+        session.run(
+            [tensor.name for tensor in definition.outputs.values()],
+            feed_dict={definition.inputs["pixels"].name: x},
+            options=tf.compat.v1.RunOptions(output_partition_graphs=True),
+            run_metadata=metadata,
+        )
+    return [(node.op, node.name) for part in metadata.partition_graphs for node in part.node]
+
+
+def test_a_shallow_signature_runs_only_its_ancestors(residual_all: Any) -> None:
+    """What the session runs for a shallow signature (after inlining and pruning): its layers only."""
+    x = np.zeros((2, 8, 8, 3), np.float32)
+    ran = _ops_run(residual_all.path, "b0_relu", x)
+    convolutions = [name for op, name in ran if "Conv2D" in op]
+    assert len(convolutions) == 2, convolutions  # stem and b0_conv, nothing later
+    # Ops are named by the scope of the layer that made them: `.../stem_bn_1/batchnorm/mul`.
+    parts = {re.sub(r"_\d+$", "", part) for _, name in ran for part in name.split("/")}
+    assert [layer for layer in RESIDUAL_SPECS if layer in parts] == [
+        "stem", "stem_bn", "stem_relu", "b0_conv", "b0_bn", "b0_relu",
+    ]  # fmt: skip
+    assert not [op for op, _ in ran if "PartitionedCall" in op]  # inlined, so pruned
+    everything = _ops_run(residual_all.path, "logits", x)
+    assert len([op for op, _ in everything if "Conv2D" in op]) == 4
+    assert len([op for op, _ in everything if "MatMul" in op]) == 1
+
+
+def test_layers_matching_selects_by_regex(residual: Any, tmp_path: Path) -> None:
+    result = export(residual, ["gap"], layers_matching=r"_(relu|add)$", base_path=tmp_path, name="m")
+    assert list(result.signatures) == [
+        "serving_default", "gap",
+        "stem_relu", "b0_relu", "b0_add", "b1_relu", "b1_add", "b2_relu", "b2_add",
+    ]  # fmt: skip
+
+
+def test_layers_matching_nothing_names_the_paths(residual: Any, tmp_path: Path) -> None:
+    with pytest.raises(
+        LayerNotFoundError,
+        match=re.escape("'^conv' (--layers-matching) matches none of the model's 17 layer paths"),
+    ):
+        export(residual, layers_matching="^conv", base_path=tmp_path, name="m")
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
+def test_bad_regex_is_refused_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(
+        UsageError, match=re.escape("'conv(' (--layers-matching) is not a regular expression: missing )")
+    ):
+        export(tmp_path / "absent.keras", layers_matching="conv(", base_path=tmp_path, name="m")
+    code = main(["export", str(tmp_path / "absent.keras"), "--layers-matching", "conv(",
+                 "--base-path", str(tmp_path), "--name", "m"])  # fmt: skip
+    assert code == EXIT_USAGE
+    assert "is not a regular expression" in capsys.readouterr().err
+
+
+def test_cli_all_layers(residual: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "residual.keras"
+    residual.save(path)
+    code = main(["export", str(path), "--all-layers", "--base-path", str(tmp_path), "--name", "r", "--json"])
+    assert code == EXIT_OK
+    result = json.loads(capsys.readouterr().out)
+    assert list(result["signatures"]) == ["serving_default", *RESIDUAL_SPECS]
+    assert result["signatures"]["b1_add"]["outputs"] == {
+        "b1_add": {"shape": [None, 8, 8, 4], "dtype": "float32"}
+    }
+    assert result["verification"]["verified"] is True
