@@ -26,6 +26,7 @@ BENCHMARKS = [
     "heads",
     "compare",
     "publishing",
+    "all_layers",
 ]
 
 
