@@ -260,6 +260,7 @@ def export(
             model_or_path,
             groups=groups, heads=heads, parity_backend=parity_backend, server=server, validate=validate,
             compare_with=compare_with, with_preprocessor=with_preprocessor,
+            all_layers=all_layers, layers_matching=layers_matching,
         )  # fmt: skip
         from layertap.exporter.graph_export import export_graph
 
