@@ -569,7 +569,8 @@ def inspect_model(
         head: head ops (e.g. "gap,float16"): each row also says what that head would output at
             the layer and weigh per example, where it fits.
         custom_objects: modules or `.py` files to import before loading a file (see `export`).
-        with_preprocessor, sequence_length: for a KerasHub preset directory (see `export`).
+        with_preprocessor: for a KerasHub preset directory (see `export`).
+        sequence_length: for a KerasHub preset directory (see `export`).
 
     Raises:
         UsageError: an unknown head op.
