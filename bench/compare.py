@@ -26,7 +26,7 @@ from layertap.exporter import export
 TARGET_RATIO = 1.2
 
 
-def run(quick: bool = False) -> Report:
+def run(quick: bool = False, repeat: int | None = None) -> Report:
     report = Report("compare", "Compare: layertap compare vs the same rows through both versions in-process")
     if quick:
         model, layers, rows, label = _models.tutorial_cnn(), ["conv_1", "conv_2"], 64, "tutorial CNN"
@@ -35,7 +35,7 @@ def run(quick: bool = False) -> Report:
         model, rows, label = _models.resnet50(64), 512, "ResNet50 64x64"
         layers = _models.spread(_models.resnet_block_outputs(model), 4)
         shape = (64, 64, 3)
-    repeat = 1 if quick else 3
+    repeat = repeat or (1 if quick else 3)
     x = np.random.default_rng(1).random((rows, *shape), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         first = export(model, layers, base_path=Path(tmp), name="cmp", verify=False)
