@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[tf,dev,bench,plot,jax,gcs,s3,keras2,kerashub,docs]'
+	$(PY) -m pip install --quiet -e '.[tf,dev,bench,plot,jax,gcs,s3,keras2,kerashub,docs,extract,beam,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
