@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("validate", "rehearse loading and serving a SavedModel version as TF Serving would"),
     "compare": ("compare", "compare two versions' layer outputs: identical, compatible or changed space"),
     "repo": ("repo", "push, repair or list model versions on gs:// or s3:// (no TensorFlow)"),
+    "extract": ("extract", "run a dataset through layers of a model version into Parquet (or .npy) features"),
 }
 
 _VERBOSE_FLAGS = ("-v", "--verbose")

@@ -76,6 +76,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "plot": ("matplotlib",),
     "jax": ("jax",),
+    "extract": ("pyarrow",),
+    "beam": ("apache_beam",),
 }
 
 
