@@ -48,10 +48,14 @@ def check_cnn(table: Any, cnn: Any, images: np.ndarray, ids: list[str]) -> None:
 
 def test_npy(tmp_path: Path, cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray) -> None:
     np.save(tmp_path / "digits.npy", digits)
-    local, _ = both(tmp_path, tmp_path / "digits.npy", cnn_export, cnn_target, CNN_LAYERS)
+    local, remote = both(tmp_path, tmp_path / "digits.npy", cnn_export, cnn_target, CNN_LAYERS)
     check_cnn(local, cnn, digits, [f"digits.npy:{i}" for i in range(40)])
     metadata = json.loads(local.schema.metadata[b"layertap"])
     assert metadata["model"] == "digits" and metadata["version"] == 1
+    # The space ids the exporter stamped, read in-process and from the server alike.
+    assert metadata["spaces"] == {name: cnn_export.signatures[name].space for name in CNN_LAYERS}
+    assert metadata["spaces"]["conv_2"].startswith("sha256:")
+    assert json.loads(remote.schema.metadata[b"layertap"])["spaces"] == metadata["spaces"]
     assert metadata["outputs"]["conv_2"] == {"signature": "conv_2", "shape": [11, 11, 64], "dtype": "float32"}
     assert str(local.schema.field("conv_2").type) == "fixed_size_list<element: float>[7744]"
 

@@ -44,7 +44,7 @@ class Runner(Protocol):
     version: int
     input: InputSpec
     outputs: dict[str, OutputSpec]
-    #: space identity per output, when the version's manifest records one
+    #: the embedding-space id of each output's signature (None for versions exported without one)
     spaces: dict[str, str | None]
     #: how many batches may be in flight at once (one per server for remote runners)
     parallelism: int
@@ -144,10 +144,7 @@ class InProcessRunner:
         }
         catalogue = _catalogue(self.model, self.version, definitions)
         self.input, self.outputs = resolve(catalogue, names)
-        self.spaces = {
-            name: manifest.get("signatures", {}).get(spec.signature, {}).get("space")
-            for name, spec in self.outputs.items()
-        }
+        self.spaces = {name: catalogue.space_of(name) for name in self.outputs}
         used = {spec.signature for spec in self.outputs.values()}
         self._feeds = [definitions[key].inputs[self.input.alias].name for key in sorted(used)]
         self._fetches = [
@@ -233,7 +230,7 @@ class RemoteRunner:
         self.model = model
         self.version = catalogue.version
         self.input, self.outputs = resolve(catalogue, names)
-        self.spaces = dict.fromkeys(self.outputs)
+        self.spaces = {name: catalogue.space_of(name) for name in self.outputs}
         self._clients = [LayerClient(target, model, version=self.version, **options) for target in targets]
         self._turn = itertools.cycle(self._clients)
         self._lock = threading.Lock()
