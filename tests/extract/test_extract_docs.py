@@ -61,3 +61,9 @@ def test_every_block_of_the_extract_guide_runs(tmp_path: Path, cnn_export: Any, 
     assert local.column("id").to_pylist() == [f"{i:03d}.png" for i in range(20)]
     # PNG pixels / 255 and the float digits differ by rounding only; npy features equal Keras' elsewhere.
     assert remote.column("id").to_pylist() == [f"digits.npy:{i}" for i in range(20)]
+    # The Beam pipeline's rows: the same images, the same features as `layertap extract` from files.
+    beam = pq.read_table(tmp_path / "features-beam").sort_by("id")
+    assert [Path(path).name for path in beam.column("id").to_pylist()] == [f"{i:03d}.png" for i in range(20)]
+    for name in ("conv_2", "flatten"):
+        got, expected = (table.column(name).combine_chunks().flatten().to_numpy() for table in (beam, local))
+        np.testing.assert_allclose(got, expected, atol=1e-5)  # batched differently: last bits may differ
