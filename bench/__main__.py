@@ -27,6 +27,7 @@ BENCHMARKS = [
     "compare",
     "publishing",
     "all_layers",
+    "extract",
 ]
 
 
