@@ -20,9 +20,7 @@ def _results(
     batch: Sequence[Any], features: Mapping[str, np.ndarray], model_id: str
 ) -> list[PredictionResult]:
     return [
-        PredictionResult(  # type: ignore[no-untyped-call]
-            example, {name: array[index] for name, array in features.items()}, model_id
-        )
+        PredictionResult(example, {name: array[index] for name, array in features.items()}, model_id)
         for index, example in enumerate(batch)
     ]
 
@@ -40,9 +38,7 @@ def _retryable(error: Exception) -> bool:
     return isinstance(error, ServerUnavailableError | DeadlineExceededError)
 
 
-class LayerServingHandler(  # type: ignore[no-untyped-call]
-    RemoteModelHandler[Any, PredictionResult, RemoteRunner]
-):
+class LayerServingHandler(RemoteModelHandler[Any, PredictionResult, RemoteRunner]):  # type: ignore[misc]
     """RunInference through TF Serving: one example (a numpy array, or a string) per element.
 
     Args:
@@ -110,7 +106,7 @@ class LayerServingHandler(  # type: ignore[no-untyped-call]
         return "layertap"
 
 
-class SavedModelHandler(ModelHandler[Any, PredictionResult, InProcessRunner]):
+class SavedModelHandler(ModelHandler[Any, PredictionResult, InProcessRunner]):  # type: ignore[misc]
     """RunInference in the worker, from a SavedModel version directory (local or gs://).
 
     Args:
@@ -159,7 +155,7 @@ class SavedModelHandler(ModelHandler[Any, PredictionResult, InProcessRunner]):
 def as_row(keyed: tuple[str, PredictionResult]) -> dict[str, Any]:
     """(id, PredictionResult) -> a Parquet row: `id`, then each layer flattened to a list."""
     key, result = keyed
-    inference: Mapping[str, Any] = result.inference  # type: ignore[assignment]
+    inference: Mapping[str, Any] = result.inference
     return {
         "id": key,
         **{name: np.asarray(value).reshape(-1).tolist() for name, value in inference.items()},
