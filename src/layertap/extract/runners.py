@@ -151,7 +151,8 @@ class InProcessRunner:
             definitions[spec.signature].outputs[catalogue.layers[name].output.alias].name
             for name, spec in self.outputs.items()
         ]
-        self.parallelism = 1
+        # Two batches in flight: one runs (the session releases the GIL) while the last one is written.
+        self.parallelism = 2
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The outputs for one batch, by name; one session run for every signature asked."""

@@ -173,7 +173,14 @@ class ParquetShards:
         path = self.output / f"part-{self.next_index:05d}.parquet"
         temporary = self.output / f".{path.name}.tmp-{os.getpid()}"
         with temporary.open("wb") as handle:
-            pq.write_table(table, handle)
+            # Dictionary-encoding and compressing float features cost more than they save (measured:
+            # 1,024 rows of 7,744 float32 written in 7.0 s with pyarrow's defaults, 1.5 s like this).
+            pq.write_table(
+                table,
+                handle,
+                use_dictionary=["id"],
+                compression={"id": "snappy", **dict.fromkeys(self.outputs, "none")},
+            )
             handle.flush()
             os.fsync(handle.fileno())
         temporary.replace(path)
