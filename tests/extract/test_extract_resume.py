@@ -25,7 +25,7 @@ from layertap.errors import UsageError
 from layertap.extract import extract
 from tests.extract.conftest import version_dir
 
-RECORDS = 1500
+RECORDS = 3000  # 120 shards: room for 12 kills even on a fast, quiet machine
 KILLS = 12
 
 
