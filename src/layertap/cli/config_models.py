@@ -239,13 +239,7 @@ def _run_label(args: argparse.Namespace) -> int:
         )
     on_disk = {v.version for v in versions.values() if v.complete}
     if args.step == 1:
-        updated = cfg.begin_label_move(config, args.name, args.label, args.version, versions_on_disk=on_disk)
-        print(
-            f"step 1 of 2: version {args.version} is now served beside the labelled versions; once "
-            f"GET /v1/models/{args.name} shows it AVAILABLE, run with --step 2",
-            file=sys.stderr,
-        )
-        return _save_models(args, updated)
+        return _begin_move(args, config, on_disk)
     if args.server:
         _require_available(args)
     # The label moves now (plain set, or step 2): the gate judges the new version against the labelled one.
@@ -259,6 +253,17 @@ def _run_label(args: argparse.Namespace) -> int:
         compare=_compare_now,
     )
     return _apply_label(args, config, decision, on_disk)
+
+
+def _begin_move(args: argparse.Namespace, config: pb.ModelServerConfig, on_disk: set[int]) -> int:
+    """Step 1 of a label move, for a local or an object-store repository alike."""
+    updated = cfg.begin_label_move(config, args.name, args.label, args.version, versions_on_disk=on_disk)
+    print(
+        f"step 1 of 2: version {args.version} is now served beside the labelled versions; once "
+        f"GET /v1/models/{args.name} shows it AVAILABLE, run with --step 2",
+        file=sys.stderr,
+    )
+    return _save_models(args, updated)
 
 
 def _require_available(args: argparse.Namespace) -> None:
@@ -316,13 +321,7 @@ def _run_label_remote(
             "TF Serving could not load it, so it cannot carry a label"
         )
     if args.step == 1:
-        updated = cfg.begin_label_move(config, args.name, args.label, args.version, versions_on_disk=complete)
-        print(
-            f"step 1 of 2: version {args.version} is now served beside the labelled versions; once "
-            f"GET /v1/models/{args.name} shows it AVAILABLE, run with --step 2",
-            file=sys.stderr,
-        )
-        return _save_models(args, updated)
+        return _begin_move(args, config, complete)
     if args.server:
         _require_available(args)
     old = entry.version_labels.get(args.label)
