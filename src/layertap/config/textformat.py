@@ -7,13 +7,13 @@ same, so a typo (`max_batch_sise`) fails here, with its line number, instead of 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TypeVar
 
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
+from layertap._atomic import write_atomically
 from layertap.errors import ConfigError, ConfigParseError
 
 __all__ = [
@@ -89,22 +89,9 @@ def write_text_file(path: str | os.PathLike[str], text: str, *, mode: int = 0o64
     """Replace the file at `path` with `text` atomically.
 
     TF Serving re-reads `--model_config_file` every `--model_config_file_poll_wait_seconds`; a file written in
-    place could be read half-written, so we write a sibling temporary file and rename it over the target.
+    place could be read half-written, so it is replaced atomically (`layertap._atomic`).
     """
-    file_path = Path(path)
-    file_path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{file_path.name}.", dir=file_path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates the file 0600; widen it only after the text is written (keys stay 0600).
-        Path(temporary).chmod(mode)
-        Path(temporary).replace(file_path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text.encode("utf-8"), mode=mode)
 
 
 def opening_lines(text: str, depth: int) -> list[int]:

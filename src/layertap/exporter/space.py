@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from layertap._atomic import write_atomically
 from layertap.exporter import _graph
 from layertap.exporter.truncate import Signature
 from layertap.names import SPACE_KEY
@@ -171,6 +172,4 @@ def stamp_spaces(path: Path, spaces: Mapping[str, str]) -> None:
             if key in meta_graph.signature_def:
                 entry = meta_graph.signature_def[key].defaults[SPACE_KEY]
                 entry.CopyFrom(tf.make_tensor_proto(space.encode("ascii")))
-    staged = graph_file.with_name("saved_model.pb.stamping")
-    staged.write_bytes(saved_model.SerializeToString())
-    staged.replace(graph_file)
+    write_atomically(graph_file, saved_model.SerializeToString())

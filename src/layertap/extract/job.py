@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from layertap._atomic import write_atomically
 from layertap.errors import InvalidInputError, UsageError
 from layertap.extract.pipeline import ahead, ordered_map
 from layertap.extract.progress import Progress
 from layertap.extract.records import InputSpec, Pending, Reject, conform
 from layertap.extract.runners import OutputSpec, Runner
-from layertap.extract.shards import REJECTS_FILE, ParquetShards, atomic_write, read_state, write_state
+from layertap.extract.shards import REJECTS_FILE, ParquetShards, read_state, write_state
 from layertap.extract.sources import Source
 
 __all__ = ["OUTPUT_FORMATS", "ExtractSummary", "run_job"]
@@ -241,8 +242,8 @@ def _write_arrays(
         arrays = [features[name] for _, features in collected] or [_empty(spec)]
         buffer = io.BytesIO()
         np.save(buffer, np.concatenate(arrays), allow_pickle=False)
-        atomic_write(output / npy_name(name), buffer.getvalue())
-    atomic_write(output / "ids.txt", "".join(f"{item}\n" for item in ids).encode("utf-8"))
+        write_atomically(output / npy_name(name), buffer.getvalue())
+    write_atomically(output / "ids.txt", "".join(f"{item}\n" for item in ids).encode("utf-8"))
     text = "".join(json.dumps({"id": r.id, "reason": r.reason}) + "\n" for r in rejects)
-    atomic_write(output / REJECTS_FILE, text.encode("utf-8"))
+    write_atomically(output / REJECTS_FILE, text.encode("utf-8"))
     return len(ids)

@@ -28,35 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from layertap._atomic import sync_directory, write_atomically
 from layertap.errors import UsageError
 from layertap.extract.records import Reject
 from layertap.extract.runners import OutputSpec
 
-__all__ = ["STATE_FILE", "ParquetShards", "atomic_write", "read_state", "write_state"]
+__all__ = ["STATE_FILE", "ParquetShards", "read_state", "write_state"]
 
 STATE_FILE = "_extract.json"
 REJECTS_FILE = "_rejects.jsonl"
 METADATA_KEY = b"layertap"
 _SHARD = re.compile(r"^part-(\d{5,})\.parquet$")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `path` whole or not at all: a temporary file in the same directory, synced, renamed."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
-    _sync_directory(path.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def read_state(output: Path) -> dict[str, Any] | None:
@@ -69,7 +51,7 @@ def read_state(output: Path) -> dict[str, Any] | None:
 
 
 def write_state(output: Path, state: Mapping[str, Any]) -> None:
-    atomic_write(output / STATE_FILE, (json.dumps(state, indent=2) + "\n").encode("utf-8"))
+    write_atomically(output / STATE_FILE, (json.dumps(state, indent=2) + "\n").encode("utf-8"))
 
 
 def _arrow_type(spec: OutputSpec) -> Any:
@@ -184,7 +166,7 @@ class ParquetShards:
             handle.flush()
             os.fsync(handle.fileno())
         temporary.replace(path)
-        _sync_directory(self.output)
+        sync_directory(self.output)
         self.next_index += 1
         self._start = self.position
         self._ids = []
@@ -204,7 +186,7 @@ class ParquetShards:
             covered = json.loads(metadata.schema.to_arrow_schema().metadata[METADATA_KEY])
             rejects.extend(Reject(item["id"], item["reason"]) for item in covered["rejects"])
         text = "".join(json.dumps({"id": r.id, "reason": r.reason}) + "\n" for r in rejects)
-        atomic_write(self.output / REJECTS_FILE, text.encode("utf-8"))
+        write_atomically(self.output / REJECTS_FILE, text.encode("utf-8"))
         return rows, rejects
 
 
