@@ -235,10 +235,9 @@ class ClientCore:
     ) -> LayerOutputs:
         version = next((v for r in merged if (v := _answered_version(r)) is not None), None)
         catalogue = self.catalogue
-        # The catalogue describes one version; another version's signatures may compute another space.
-        known = catalogue is not None and (catalogue.version is None or catalogue.version == version)
         spaces: dict[str, str | None] = dict.fromkeys(arrays)
-        if known and catalogue is not None:
+        # The catalogue describes one version; another version's signatures may compute another space.
+        if catalogue is not None and catalogue.version in (None, version):
             for call in plan.calls:
                 signature = catalogue.signatures.get(call.signature)
                 for name in call.layers.values():
