@@ -4,7 +4,7 @@ HTTP, as tests/reliability/test_reliability_fuzz.py does over gRPC.
 Malformed and deeply nested JSON, numbers out of range, overflowing versions, wrong methods and paths,
 random bytes, huge bodies and slow clients: every answer is JSON (`{"error": ...}` with TF Serving's
 HTTP code, never 500), the keep-alive connection stays usable after every error, memory stays
-bounded and so do the threads. 2,000 fuzzed requests in all: 500 JSON documents, 500 byte strings,
+bounded and so do the threads. 3,000 fuzzed requests in all: 500 JSON documents and 500 byte strings (twice),
 500 methods and paths, and 500 bad requests sent over both REST and gRPC, which must get the same
 code and message through the one core.
 """
@@ -138,10 +138,18 @@ def test_fuzzed_json_gets_json_answers_and_the_connection_survives(client: Clien
 
     documents_case()
     bytes_case()
+    rss_warm = psutil.Process().memory_info().rss
+    # The same 1,000 requests again: memory that grows per request grows in both rounds, while what a
+    # process late in a long test session allocates once (malloc arenas for new server threads, first-use
+    # caches; 148 MiB in one CI run, 8 MiB in a fresh process) shows only in the first.
+    documents_case()
+    bytes_case()
     rss_after = psutil.Process().memory_info().rss
-    print(f"REST fuzz: {statuses}, RSS {rss_before / MIB:.0f} -> {rss_after / MIB:.0f} MiB")
+    rss = " -> ".join(f"{value / MIB:.0f}" for value in (rss_before, rss_warm, rss_after))
+    print(f"REST fuzz: {statuses}, RSS {rss} MiB")
     assert statuses.get(200, 0) > 0 and statuses.get(400, 0) > 0
-    assert rss_after - rss_before < 128 * MIB
+    assert rss_warm - rss_before < 256 * MIB
+    assert rss_after - rss_warm < 32 * MIB
 
 
 path_parts = st.sampled_from(

@@ -217,6 +217,26 @@ def test_repair_keeps_a_version_whose_publisher_died_after_the_commit_point(
     assert read_claims(repository.store, "models/hpt/")[1].state == "published"
 
 
+def test_repair_sweeps_the_staging_copies_of_a_publisher_killed_after_its_commit(
+    gcs_bucket: str, small_version: Path
+) -> None:
+    """The last CI run found this: a publisher killed between marking its claim published and deleting its
+    staging copies left them for good (only abandoned numbers were swept)."""
+    base = ObjectLocation("gs", gcs_bucket, "models")
+    repository = RemoteRepository(base, "hpt")
+    version = dead_publisher(repository, small_version, copied=6, lease=60.0)
+    staging = f"models/hpt/_layertap/staging/{version}/"
+    leftover = [entry for group in upload_order(small_version) for entry in group][:2]
+    for entry in leftover:  # what its parallel staging deletion had not reached when it died
+        repository.store.upload(entry.path, staging + entry.relative, entry.crc32c)
+    claim = read_claims(repository.store, "models/hpt/")[version]
+    Lease(repository.store, "models/hpt/", version, claim.body, claim.token).finish("published")
+    assert [(a.version, a.action, a.deleted) for a in repository.repair()] == [(version, "swept", 2)]
+    assert repository.store.list_objects("models/hpt/_layertap/staging/") == []
+    assert objects_under(repository.store, "models/hpt/1/") == files_of(small_version)
+    assert repository.repair() == []  # nothing left to do: the claim stays published
+
+
 def test_a_paused_publisher_loses_its_claim_to_a_repair(gcs_bucket: str, small_version: Path) -> None:
     base = ObjectLocation("gs", gcs_bucket, "models")
     paused = RemoteRepository(base, "hpt", lease_seconds=0.5)

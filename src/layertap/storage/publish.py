@@ -41,7 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from layertap.errors import IntegrityError, PublishError
-from layertap.storage.claims import DEFAULT_LEASE_SECONDS, STAGING, Lease, new_owner, read_claims
+from layertap.storage.claims import (
+    DEFAULT_LEASE_SECONDS,
+    FINAL_STATES,
+    STAGING,
+    Lease,
+    new_owner,
+    read_claims,
+)
 from layertap.storage.store import ObjectInfo, ObjectStore, crc32c_of_file, open_store
 from layertap.storage.uri import ObjectLocation
 
@@ -79,7 +86,8 @@ class LocalFile:
 @dataclass(frozen=True)
 class RepairAction:
     """What a repair did to a claim: "completed", "abandoned" (with the objects deleted), "live" (renewed
-    meanwhile) or "swept" (objects that landed late under an abandoned number, deleted)."""
+    meanwhile) or "swept" (objects left under a settled number, deleted: late arrivals under an abandoned
+    one, or staging copies its publisher did not get to delete)."""
 
     version: int
     action: str
@@ -264,19 +272,19 @@ class RemoteRepository:
     def repair(self) -> list[RepairAction]:
         """Settle every stale claim (see the module docstring); returns what was done.
 
-        Abandoned versions are swept too: a request a killed publisher had already sent can land after the
+        Settled versions are swept too. A request a killed publisher had already sent can land after the
         repair that deleted its version (the store may still be writing it), so objects found under an
-        abandoned number are deleted again, saved_model.pb first.
+        abandoned number are deleted again, saved_model.pb first. And a publisher killed between its commit
+        and the deletion of its staging copies leaves a published claim with staging objects nobody else
+        would delete: the staging copies of every settled claim are deleted.
         """
         actions: list[RepairAction] = []
-        for claim in read_claims(self.store, self.prefix).values():
+        claims = read_claims(self.store, self.prefix)
+        settled = {version for version, claim in claims.items() if claim.state in FINAL_STATES}
+        swept = self._sweep_staging(settled)
+        for claim in claims.values():
             if claim.state == "abandoned":
-                swept = self._delete_version(claim.version) + self._delete_prefix(
-                    self._staging(claim.version)
-                )
-                if swept:
-                    actions.append(RepairAction(claim.version, "swept", swept))
-                continue
+                swept[claim.version] = swept.get(claim.version, 0) + self._delete_version(claim.version)
             if not claim.stale():
                 continue
             lease = Lease.take_over(self.store, self.prefix, claim, self.owner)
@@ -284,7 +292,22 @@ class RemoteRepository:
                 actions.append(RepairAction(claim.version, "live"))
                 continue
             actions.append(self._settle(lease))
+        actions += [
+            RepairAction(version, "swept", count) for version, count in sorted(swept.items()) if count
+        ]
         return actions
+
+    def _sweep_staging(self, settled: set[int]) -> dict[int, int]:
+        """Delete the staging copies left under claims that were final when read (final states never change,
+        so no live publisher's staging is touched); returns how many objects went, by version."""
+        staging = self.prefix + STAGING
+        doomed: dict[int, list[str]] = {}
+        for info in self.store.list_objects(staging):
+            number = info.key[len(staging) :].split("/", 1)[0]
+            if number.isdigit() and int(number) in settled:
+                doomed.setdefault(int(number), []).append(info.key)
+        with ThreadPoolExecutor(self.workers) as pool:
+            return {version: sum(pool.map(self.store.delete, keys)) for version, keys in doomed.items()}
 
     def _settle(self, lease: Lease) -> RepairAction:
         version = lease.version
