@@ -39,6 +39,25 @@ def test_sequential_without_input_needs_a_shape(run_in_session: SessionRunner, t
     np.testing.assert_allclose(got, np.maximum(x @ kernel + bias, 0), atol=1e-6)
 
 
+def test_a_model_built_on_one_sample_serves_any_batch(run_in_session: SessionRunner, tmp_path: Path) -> None:
+    """Calling a Sequential on one sample builds it with a batch of 1; the export must not keep that batch."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential(
+        [keras.layers.Dense(6, activation="relu", name="h"), keras.layers.Dense(2, name="o")]
+    )
+    model(np.zeros((1, 5), np.float32))
+    assert tuple(model.inputs[0].shape) == (1, 5)  # what Keras recorded
+    result = export(model, ["h"], base_path=tmp_path, name="seq")
+    alias = next(iter(result.signatures["h"].inputs))
+    assert result.signatures["h"].inputs[alias] == ((None, 5), "float32")
+    assert result.signatures["h"].outputs["h"] == ((None, 6), "float32")
+    x = np.arange(15, dtype=np.float32).reshape(3, 5) / 10
+    got = run_in_session(result.path, "h", {alias: x})["h"]
+    np.testing.assert_allclose(got, np.asarray(model.get_layer("h")(x)), atol=1e-6)
+
+
 def test_dict_inputs_branches_and_several_outputs(run_in_session: SessionRunner, tmp_path: Path) -> None:
     import keras
 

@@ -65,9 +65,13 @@ class Signature:
 
     @property
     def input_specs(self) -> list[tuple[str, tuple[int | None, ...], str]]:
-        """(alias, shape with batch None, dtype name) of each input."""
+        """(alias, shape with batch None, dtype name) of each input.
+
+        The batch is always free: TF Serving batches requests, and a model built by calling it on one
+        sample (a Sequential without an Input) records a batch of 1 that its layers do not need.
+        """
         return [
-            (alias, tuple(tensor.shape), str(tensor.dtype))
+            (alias, _free_batch(tuple(tensor.shape)), str(tensor.dtype))
             for alias, tensor in zip(self.input_aliases, self.model.inputs, strict=True)
         ]
 
@@ -81,8 +85,12 @@ class Signature:
                 specs.append((alias, head.shape, head.dtype))
             else:
                 tensor = self.model.outputs[position]
-                specs.append((alias, tuple(tensor.shape), str(tensor.dtype)))
+                specs.append((alias, _free_batch(tuple(tensor.shape)), str(tensor.dtype)))
         return specs
+
+
+def _free_batch(shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+    return (None, *shape[1:]) if shape else shape
 
 
 def tensors_for(ref: LayerRef) -> list[Any]:
