@@ -6,7 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from client_peer import Certificates, Peer, PeerSettings, build_saved_model, make_certificates, start_server
+
+from tests.client.client_peer import (
+    Certificates,
+    Peer,
+    PeerSettings,
+    build_saved_model,
+    make_certificates,
+    start_server,
+)
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ import inspect
 import grpc
 import numpy as np
 import pytest
-from client_peer import MODEL, Peer, dense_1, dense_2, scores
 
 from layertap import errors
 from layertap.client import AsyncLayerClient, LayerClient, Retry
+from tests.client.client_peer import MODEL, Peer, dense_1, dense_2, scores
 
 X = np.array([[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 2.0, 0.0]], dtype=np.float32)
 

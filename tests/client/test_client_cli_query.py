@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from client_peer import MODEL, Peer, dense_1, scores
 
 from layertap.cli import EXIT_OK, EXIT_SERVING, EXIT_USAGE, main
+from tests.client.client_peer import MODEL, Peer, dense_1, scores
 
 X = np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.0, -1.0]], dtype=np.float32)
 

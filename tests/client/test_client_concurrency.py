@@ -8,9 +8,9 @@ import threading
 
 import numpy as np
 import pytest
-from client_peer import MODEL, Peer, dense_1
 
 from layertap.client import AsyncLayerClient, LayerClient
+from tests.client.client_peer import MODEL, Peer, dense_1
 
 X = np.random.default_rng(3).normal(size=(6, 4)).astype(np.float32)
 

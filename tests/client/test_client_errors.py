@@ -8,11 +8,11 @@ import time
 import grpc
 import numpy as np
 import pytest
-from client_peer import MODEL, Peer, PeerSettings, dense_1, start_server
 
 from layertap import errors
 from layertap.client import LayerClient, Retry
 from layertap.client._retry import Attempts
+from tests.client.client_peer import MODEL, Peer, PeerSettings, dense_1, start_server
 
 X = np.ones((1, 4), np.float32)
 FAST = Retry(attempts=4, initial_backoff=0.01, max_backoff=0.05)

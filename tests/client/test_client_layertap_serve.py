@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from client_peer import ECHO_DTYPES, MODEL, dense_1, dense_2, scores
 
 from layertap import errors
 from layertap.client import AsyncLayerClient, LayerClient
+from tests.client.client_peer import ECHO_DTYPES, MODEL, dense_1, dense_2, scores
 
 X = np.array([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.0, 2.0]], dtype=np.float32)
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from client_peer import MODEL, Peer
 
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.plot import plot_outputs
+from tests.client.client_peer import MODEL, Peer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

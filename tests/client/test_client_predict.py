@@ -6,10 +6,10 @@ import threading
 
 import numpy as np
 import pytest
-from client_peer import ECHO_DTYPES, MODEL, Peer, dense_1, dense_2, scores
 
 from layertap.client import LayerClient, TensorSpec
 from layertap.errors import InvalidInputError, LayerNotFoundError, UsageError
+from tests.client.client_peer import ECHO_DTYPES, MODEL, Peer, dense_1, dense_2, scores
 
 X = np.array([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
 

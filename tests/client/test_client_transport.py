@@ -8,11 +8,11 @@ import threading
 import grpc
 import numpy as np
 import pytest
-from client_peer import MODEL, Certificates, Peer, dense_1, start_server
 
 from layertap import errors
 from layertap.client import TLS, LayerClient
 from layertap.client._channel import channel_options
+from tests.client.client_peer import MODEL, Certificates, Peer, dense_1, start_server
 
 X = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from graph_savedmodels import INNER_OP, INPUT, ORIGINAL, build, inner
-from local_serving import serving
 
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
+from tests.exporter.graph_savedmodels import INNER_OP, INPUT, ORIGINAL, build, inner
+from tests.exporter.local_serving import serving
 
 X = np.linspace(-2.0, 2.0, 20, dtype=np.float32).reshape(5, 4)
 

@@ -15,11 +15,11 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from local_serving import serving
 
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.errors import UnsafeModelError, UsageError
 from layertap.exporter.loading import load_model
+from tests.exporter.local_serving import serving
 
 tf_keras = pytest.importorskip("tf_keras", reason="the keras2 extra (tf_keras) is not installed")
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from local_serving import serving
 
 from layertap.cli import EXIT_OK, main
 from layertap.cli.framework import run_guarded
 from layertap.names import is_tensorflow_name, original_name, tensorflow_name
+from tests.exporter.local_serving import serving
 
 NAMES = ["block 2", "café_ü", "层"]
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from local_serving import serving
 
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
+from tests.exporter.local_serving import serving
 
 VOCABULARY = ["red", "green", "blue"]
 

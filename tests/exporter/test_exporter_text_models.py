@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from local_serving import serving
-from lookup_models import TEXT_LAYERS, build_text_model, text_inputs
 
 from layertap.cli import EXIT_OK, main
+from tests.exporter.local_serving import serving
+from tests.exporter.lookup_models import TEXT_LAYERS, build_text_model, text_inputs
 
 SessionRunner = Callable[[Path, str, dict[str, np.ndarray]], dict[str, np.ndarray]]
 

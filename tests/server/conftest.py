@@ -15,12 +15,12 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from rest_peer import rest_server  # noqa: F401 (the REST tests' shared server, in rest_peer.py)
 
 from layertap.proto import serving_pb2 as pb
 from layertap.server import ServerOptions, create_server
 from layertap.server.app import LayertapServer
 from layertap.wire import tensors
+from tests.server.rest_peer import rest_server  # noqa: F401 (the REST tests' shared server, in rest_peer.py)
 
 
 def _build(path: Path, factor: float) -> None:

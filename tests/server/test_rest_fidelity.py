@@ -12,13 +12,13 @@ import json
 
 import numpy as np
 import pytest
-from rest_peer import call, error
 
 from layertap.proto import serving_pb2 as pb
 from layertap.server.app import LayertapServer
 from layertap.server.rest_json import predict_inputs
 from layertap.server.rest_writer import decimal
 from layertap.server.status import Unimplemented
+from tests.server.rest_peer import call, error
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from rest_peer import REST_TIMEOUT_MS
 
 from layertap.server.batching import QUEUE_FULL_MESSAGE
 from layertap.server.rest import MAX_BODY_BYTES, http_status
+from tests.server.rest_peer import REST_TIMEOUT_MS
 
 MIB = 1024 * 1024
 FUZZ = {"max_examples": 500, "deadline": None, "suppress_health_check": list(HealthCheck), "database": None}

@@ -10,12 +10,12 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from rest_peer import call, error
 
 from layertap.client import AsyncServingClient, Classification, ServingClient
 from layertap.errors import InvalidArgumentError
 from layertap.server.app import LayertapServer
 from layertap.server.rest import http_status
+from tests.server.rest_peer import call, error
 
 EXAMPLES = [{"x": 1.0}, {"x": 2.0}, {"x": 5.0}]
 
