@@ -7,6 +7,7 @@ from pathlib import Path
 
 from layertap.config import check, labels, models
 from layertap.config.compat import is_newer, parse_version
+from layertap.config.gate import GateDecision
 from layertap.proto import serving_pb2 as pb
 from tests.config.graphedit import edit_graph, use_op
 
@@ -118,7 +119,8 @@ def test_label_move_steps_pass_the_check(tmp_path: Path, write_version: VersionW
     write_version("cnn", 2)
     config = _config(tmp_path, models.specific_versions([1]), {"stable": 1})
     step1 = labels.begin_label_move(config, "cnn", "stable", 2, versions_on_disk={1, 2})
-    step2 = labels.finish_label_move(step1, "cnn", "stable", 2, versions_on_disk={1, 2})
+    allowed = GateDecision("cnn", "stable", 1, 2, allowed=True, accepted_new_space=False, source="space ids")
+    step2 = labels.finish_label_move(step1, "cnn", "stable", 2, versions_on_disk={1, 2}, decision=allowed)
     for step in (step1, step2):
         assert check.check_serving_config(step, mounts={str(tmp_path / "models"): "/models"}).findings == ()
 

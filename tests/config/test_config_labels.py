@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from layertap.config import labels, models
+from layertap.config.gate import GateDecision
 from layertap.errors import ConfigError
 
 STABLE_ON_1 = """\
@@ -31,6 +32,9 @@ model_config_list {
 }
 """
 
+#: The promotion gate's verdict that `stable` of `cnn` may move from version 1 to 2 (see test_config_gate).
+ALLOWED = GateDecision("cnn", "stable", 1, 2, allowed=True, accepted_new_space=False, source="space ids")
+
 
 def test_two_step_move() -> None:
     config = models.parse_model_server_config(STABLE_ON_1)
@@ -38,12 +42,12 @@ def test_two_step_move() -> None:
     entry = models.find_model(step1, "cnn")
     assert list(entry.model_version_policy.specific.versions) == [1, 2]
     assert dict(entry.version_labels) == {"stable": 1}
-    step2 = labels.finish_label_move(step1, "cnn", "stable", 2, versions_on_disk={1, 2})
+    step2 = labels.finish_label_move(step1, "cnn", "stable", 2, versions_on_disk={1, 2}, decision=ALLOWED)
     entry = models.find_model(step2, "cnn")
     assert list(entry.model_version_policy.specific.versions) == [1, 2]
     assert dict(entry.version_labels) == {"stable": 2}
     retired = labels.finish_label_move(
-        step1, "cnn", "stable", 2, versions_on_disk={1, 2}, retire_unlabelled=True
+        step1, "cnn", "stable", 2, versions_on_disk={1, 2}, decision=ALLOWED, retire_unlabelled=True
     )
     assert list(models.find_model(retired, "cnn").model_version_policy.specific.versions) == [2]
     # The other model is byte-for-byte untouched in every step.
@@ -98,3 +102,40 @@ def test_remove_label_and_bad_names() -> None:
         labels.set_label(config, "cnn", "a/b", 1, versions_on_disk={1})
     with pytest.raises(ConfigError, match="no model named 'x'"):
         labels.set_label(config, "x", "stable", 1, versions_on_disk={1})
+
+
+def test_a_label_moves_only_with_the_gates_allowing_decision_for_that_move() -> None:
+    step1 = labels.begin_label_move(
+        models.parse_model_server_config(STABLE_ON_1), "cnn", "stable", 2, versions_on_disk={1, 2}
+    )
+    for call in (labels.set_label, labels.finish_label_move):
+        with pytest.raises(ConfigError) as caught:
+            call(step1, "cnn", "stable", 2, versions_on_disk={1, 2})
+        assert str(caught.value).startswith(
+            "moving label 'stable' of model 'cnn' from version 1 to 2 needs the promotion gate's decision: "
+            "pass decision=decide_label_move('cnn', 'stable', 1, 2, base_path=...)"
+        )
+        other_move = GateDecision("cnn", "canary", 1, 2, allowed=True, accepted_new_space=False, source="x")
+        with pytest.raises(
+            ConfigError, match=r"decision given is for another move \(model 'cnn', label 'canary'"
+        ):
+            call(step1, "cnn", "stable", 2, versions_on_disk={1, 2}, decision=other_move)
+        refused = GateDecision(
+            "cnn",
+            "stable",
+            1,
+            2,
+            allowed=False,
+            accepted_new_space=False,
+            source="compared now",
+            blocking={"embedding": "mean cosine 0.12 < 0.99"},
+        )
+        with pytest.raises(ConfigError, match=r"refused by the promotion gate: .*mean cosine 0\.12 < 0\.99"):
+            call(step1, "cnn", "stable", 2, versions_on_disk={1, 2}, decision=refused)
+    # A new label, and a label set to the version it names already, are not moves: no decision needed.
+    assert dict(
+        models.find_model(
+            labels.set_label(step1, "cnn", "canary", 2, versions_on_disk={1, 2}), "cnn"
+        ).version_labels
+    ) == {"canary": 2, "stable": 1}
+    assert labels.set_label(step1, "cnn", "stable", 1, versions_on_disk={1, 2}) == step1

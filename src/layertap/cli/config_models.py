@@ -292,10 +292,13 @@ def _apply_label(
             args.label,
             args.version,
             versions_on_disk=on_disk,
+            decision=decision,
             retire_unlabelled=args.retire_unlabelled,
         )
     else:
-        updated = cfg.set_label(config, args.name, args.label, args.version, versions_on_disk=on_disk)
+        updated = cfg.set_label(
+            config, args.name, args.label, args.version, versions_on_disk=on_disk, decision=decision
+        )
     return _save_models(args, updated)
 
 

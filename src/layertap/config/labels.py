@@ -9,12 +9,18 @@ version takes two config pushes:
 2. once the new version is AVAILABLE (`GET /v1/models/M`), `finish_label_move`: point the label at it.
 
 A label for a version that is not on disk is refused outright: the server could never make it available.
+
+Moving a label that already names another version is a promotion: clients reading by label start getting
+the new version's outputs, which may live in another embedding space (see `layertap.config.gate`). So
+`set_label` and `finish_label_move` take the gate's `GateDecision` for that move and refuse without one, or
+with one that refused it: no code path moves a label unjudged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
+from layertap.config.gate import GateDecision
 from layertap.config.models import find_model, specific_versions
 from layertap.config.repository import aspired_versions
 from layertap.errors import ConfigError
@@ -30,6 +36,7 @@ def set_label(
     version: int,
     *,
     versions_on_disk: Collection[int],
+    decision: GateDecision | None = None,
 ) -> pb.ModelServerConfig:
     """Return a copy of `config` with `label` pointing at `version`, which the config already serves.
 
@@ -37,9 +44,15 @@ def set_label(
     config already serves (step 2 of a move). To label a version the config does not serve yet, use
     `begin_label_move` first.
 
+    Args:
+        decision: when the label names another version now, the promotion gate's verdict on this move
+            (`decide_label_move(model, label, <labelled version>, version, ...)`); not needed for a new
+            label or one that stays put.
+
     Raises:
         ConfigError: `version` is not on disk, or the config's policy does not serve it (TF Serving would
-            refuse the label: the version cannot be AVAILABLE).
+            refuse the label: the version cannot be AVAILABLE); or the label moves without an allowing
+            `decision` for exactly this move.
     """
     _check_label_name(label)
     updated = _copy(config)
@@ -53,6 +66,9 @@ def set_label(
             f"`begin_label_move` (CLI: `layertap config models label {model} {label} {version} --step 1`), "
             "then, once the version is AVAILABLE, set the label"
         )
+    current = entry.version_labels.get(label)
+    if current is not None and current != version:
+        _require_allowed(decision, model, label, current, version)
     entry.version_labels[label] = version
     return updated
 
@@ -112,6 +128,7 @@ def finish_label_move(
     new_version: int,
     *,
     versions_on_disk: Collection[int],
+    decision: GateDecision | None = None,
     retire_unlabelled: bool = False,
 ) -> pb.ModelServerConfig:
     """Step 2: point `label` at `new_version`, which step 1 made the config serve.
@@ -120,14 +137,39 @@ def finish_label_move(
     no label points at any more are dropped from the `specific` policy (TF Serving unloads them); without it
     they stay loaded, so the label can be moved back instantly.
 
+    `decision` is the promotion gate's verdict on the move, as for `set_label`.
+
     Raises:
-        ConfigError: `new_version` is not on disk or not served by the config (step 1 was not pushed).
+        ConfigError: `new_version` is not on disk or not served by the config (step 1 was not pushed), or
+            the gate's decision is missing or refused the move.
     """
-    updated = set_label(config, model, label, new_version, versions_on_disk=versions_on_disk)
+    updated = set_label(
+        config, model, label, new_version, versions_on_disk=versions_on_disk, decision=decision
+    )
     if retire_unlabelled:
         entry = find_model(updated, model)
         entry.model_version_policy.CopyFrom(specific_versions(set(entry.version_labels.values())))
     return updated
+
+
+def _require_allowed(
+    decision: GateDecision | None, model: str, label: str, current: int, version: int
+) -> None:
+    move = f"moving label {label!r} of model {model!r} from version {current} to {version}"
+    if decision is None:
+        raise ConfigError(
+            f"{move} needs the promotion gate's decision: pass decision=decide_label_move({model!r}, "
+            f"{label!r}, {current}, {version}, base_path=...) (with accept_new_space=True to accept a "
+            "changed embedding space); the CLI `layertap config models label` does this"
+        )
+    judged = (decision.model, decision.label, decision.old_version, decision.new_version)
+    if judged != (model, label, current, version):
+        raise ConfigError(
+            f"{move}: the gate's decision given is for another move (model {decision.model!r}, label "
+            f"{decision.label!r}, {decision.old_version} -> {decision.new_version})"
+        )
+    if not decision.allowed:
+        raise ConfigError(f"{move} was refused by the promotion gate: {decision.message}")
 
 
 def _check_label_name(label: str) -> None:
