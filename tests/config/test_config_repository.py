@@ -1,4 +1,6 @@
-"""Reading the model repository without TensorFlow: versions, completeness, signatures, manifest."""
+"""Reading the model repository without TensorFlow: versions, completeness, version policies.
+
+What one version folder holds is tested in test_version_folder.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from layertap.config import models, repository
-from layertap.errors import ConfigError
 
 VersionWriter = Callable[..., Path]
 
@@ -29,29 +30,6 @@ def test_versions_and_completeness(tmp_path: Path, write_version: VersionWriter)
     assert found[3].missing == ("saved_model.pb",)
     assert found[5].missing == ("saved_model.pb", "variables/")
     assert repository.list_versions(tmp_path / "absent") == {}
-
-
-def test_saved_model_summary(write_version: VersionWriter) -> None:
-    summary = repository.read_saved_model_summary(write_version("m", 1))
-    assert summary.signature_names == frozenset({"serving_default", "conv_2", "pool_2"})
-    assert summary.tensorflow_version.startswith("2.21.")
-
-
-def test_summary_of_a_broken_file(tmp_path: Path) -> None:
-    (tmp_path / "saved_model.pb").write_bytes(b"\xff\xff\xff")
-    with pytest.raises(ConfigError, match="is not a SavedModel protobuf"):
-        repository.read_saved_model_summary(tmp_path)
-    with pytest.raises(ConfigError, match="cannot read"):
-        repository.read_saved_model_summary(tmp_path / "nothing")
-
-
-def test_manifest(write_version: VersionWriter) -> None:
-    assert repository.read_manifest(write_version("m", 1)) is None
-    path = write_version("m", 2, manifest={"tensorflow_version": "2.21.0", "keras_version": "3.15.1"})
-    assert repository.read_manifest(path) == {"tensorflow_version": "2.21.0", "keras_version": "3.15.1"}
-    (path / "assets.extra" / "layertap.json").write_text("[1]")
-    with pytest.raises(ConfigError, match="must hold a JSON object; got list"):
-        repository.read_manifest(path)
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ import pytest
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.errors import ConfigError, RefusedVersionError
 from layertap.exporter import export
-from layertap.exporter.validate import CLIENT_MESSAGE_LIMIT, REPORT_PATH, validate_version
+from layertap.exporter.validate import CLIENT_MESSAGE_LIMIT, validate_version
 from layertap.proto import serving_pb2 as pb
+from layertap.version_folder import VALIDATION_REPORT_PATH
 from layertap.wire import tensors
 from tests.exporter.test_exporter_server import WEBP_1X1
 
@@ -60,7 +61,7 @@ def _save_module(path: Path, kind: str) -> Path:
 
 
 def test_a_good_export_passes_and_keeps_its_report(good_version: Path) -> None:
-    kept = json.loads((good_version / REPORT_PATH).read_text())
+    kept = json.loads((good_version / VALIDATION_REPORT_PATH).read_text())
     assert kept["passed"] and kept["failures"] == [] and kept["batch"] == 8
     report = validate_version(good_version, server="2.16.1", batch=8, runs=3)
     assert report.passed, report.failures

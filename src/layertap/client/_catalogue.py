@@ -17,10 +17,10 @@ from layertap.errors import LayerNotFoundError, ServingError, TensorFormatError
 from layertap.names import SPACE_KEY, original_name, tensorflow_name
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
+from layertap.version_folder import DEFAULT_SIGNATURE
 from layertap.wire import dtypes
 
 __all__ = [
-    "DEFAULT_SIGNATURE",
     "Catalogue",
     "Layer",
     "Signature",
@@ -28,8 +28,6 @@ __all__ = [
     "metadata_request",
     "parse_metadata",
 ]
-
-DEFAULT_SIGNATURE = "serving_default"
 
 
 @dataclass(frozen=True)

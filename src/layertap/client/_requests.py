@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from layertap.client._catalogue import DEFAULT_SIGNATURE, Catalogue, Signature, TensorSpec
+from layertap.client._catalogue import Catalogue, Signature, TensorSpec
 from layertap.errors import InvalidInputError, ServingError, UsageError
 from layertap.names import tensorflow_name
 from layertap.proto import serving_pb2 as pb
+from layertap.version_folder import DEFAULT_SIGNATURE
 from layertap.wire import codec
 
 __all__ = [

@@ -7,7 +7,6 @@ its manifest when it has one, and a way to run rows through a signature. `Versio
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,9 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from layertap.config.repository import MANIFEST_PATH, read_manifest
 from layertap.errors import UsageError
 from layertap.storage import ObjectLocation, parse_location
+from layertap.version_folder import MANIFEST_PATH, has_saved_model, parse_manifest, read_manifest
 
 __all__ = ["ROWS_PER_CALL", "LocalVersion", "ServedVersion", "SignatureSpec", "Version", "open_version"]
 
@@ -77,7 +76,7 @@ def open_version(location: str | os.PathLike[str]) -> Version:
             )
         return LocalVersion(str(parsed))
     path = parsed
-    if not (path / "saved_model.pb").is_file():
+    if not has_saved_model(path):
         raise UsageError(
             f"{text!r} is not a version directory (no saved_model.pb in it); give the numbered directory "
             "of a version, e.g. models/cnn/2"
@@ -165,9 +164,8 @@ def _read_remote_manifest(location: str) -> dict[str, Any] | None:
     path = f"{location.rstrip('/')}/{MANIFEST_PATH.as_posix()}"
     if not tf.io.gfile.exists(path):
         return None
-    with tf.io.gfile.GFile(path, "r") as handle:
-        loaded = json.loads(handle.read())
-    return loaded if isinstance(loaded, dict) else None
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        return parse_manifest(handle.read(), path)
 
 
 def _from_manifest(entry: Mapping[str, Any]) -> SignatureSpec:

@@ -59,14 +59,7 @@ from layertap.config.monitoring import (
     read_monitoring_config,
     write_monitoring_config,
 )
-from layertap.config.repository import (
-    SavedModelSummary,
-    VersionDir,
-    aspired_versions,
-    list_versions,
-    read_manifest,
-    read_saved_model_summary,
-)
+from layertap.config.repository import VersionDir, aspired_versions, list_versions
 from layertap.config.servers import SERVER_RELEASES, ServerRelease, server_release
 from layertap.config.ssl import (
     format_ssl_config,
@@ -75,6 +68,7 @@ from layertap.config.ssl import (
     ssl_config,
     write_ssl_config,
 )
+from layertap.version_folder import SavedModelSummary, read_manifest, read_saved_model_summary
 
 __all__ = [
     "DEMO_BASE_PATH",

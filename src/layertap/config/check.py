@@ -18,18 +18,16 @@ from typing import Literal
 from layertap.config import servers
 from layertap.config.compat import SERVING_VERSION, check_compat
 from layertap.config.models import describe_policy, is_uri
-from layertap.config.repository import (
+from layertap.config.repository import VersionDir, aspired_versions, list_versions
+from layertap.errors import ConfigError, LocationError, StorageError
+from layertap.proto import serving_pb2 as pb
+from layertap.storage.uri import parse_location
+from layertap.version_folder import (
     MAX_WARMUP_RECORDS,
-    VersionDir,
-    aspired_versions,
-    list_versions,
     read_manifest,
     read_saved_model_summary,
     read_warmup_signatures,
 )
-from layertap.errors import ConfigError, LocationError, StorageError
-from layertap.proto import serving_pb2 as pb
-from layertap.storage.uri import parse_location
 
 __all__ = ["CheckReport", "Finding", "check_serving_config", "resolve_base_path"]
 

@@ -21,13 +21,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from google.protobuf.message import DecodeError
-
 from layertap.config import opregistry, servers
 from layertap.errors import ConfigError
-from layertap.proto import graph_pb2
 from layertap.proto import serving_pb2 as pb
 from layertap.storage.uri import parse_location
+from layertap.version_folder import read_serve_meta_graph
 
 __all__ = [
     "IMAGE_TENSORFLOW_VERSION",
@@ -165,7 +163,7 @@ def check_compat(
     release = servers.server_release(server)
     profile = opregistry.load_profile(release.tensorflow)
     registry = _Registry(profile.tensorflow, release.tf_text, {**_text_ops(release.tf_text), **profile.ops})
-    meta_graph = _serve_meta_graph(place)
+    meta_graph = read_serve_meta_graph(place)
     graph = meta_graph.graph_def
     functions = {function.signature.name for function in graph.library.function}
     problems: list[CompatProblem] = []
@@ -195,22 +193,6 @@ def check_compat(
         min_consumer=int(graph.versions.min_consumer),
         problems=tuple(problems),
     )
-
-
-def _serve_meta_graph(version_dir: Path) -> Any:
-    path = version_dir / "saved_model.pb"
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ConfigError(f"cannot read {str(path)!r}: {error.strerror}") from error
-    try:
-        saved_model = graph_pb2.SavedModel.FromString(data)
-    except DecodeError as error:
-        raise ConfigError(f"{str(path)!r} is not a SavedModel protobuf: {error}") from error
-    for meta_graph in saved_model.meta_graphs:
-        if "serve" in meta_graph.meta_info_def.tags:
-            return meta_graph
-    raise ConfigError(f"{str(path)!r} has no MetaGraph tagged 'serve' (the one TF Serving loads)")
 
 
 @dataclass(frozen=True)

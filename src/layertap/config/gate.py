@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from layertap.config.repository import read_manifest
 from layertap.errors import ConfigError
+from layertap.version_folder import read_manifest
 
 __all__ = ["GateDecision", "Verdicts", "decide_label_move"]
 

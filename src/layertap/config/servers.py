@@ -13,7 +13,7 @@ registries live in `layertap/config/op_registries/` (tools/dump_op_registry.py w
   2.18.0.
 - Limits every release shares: REST's JSON writer cannot return float16 or bfloat16
   (`tensorflow_serving/util/json_tensor.cc`), warmup files hold at most 1000 records
-  (`servables/tensorflow/saved_model_warmup_util.cc`; `layertap.config.repository.MAX_WARMUP_RECORDS`).
+  (`servables/tensorflow/saved_model_warmup_util.cc`; `layertap.version_folder.MAX_WARMUP_RECORDS`).
 2.21.0 is the release the docker/ files pin (`layertap.config.compat.SERVING_VERSION`); its tag was not in the
 tensorflow/serving snapshot read (master at 9d981c5, 2026-07-30), so its TensorFlow commit is not recorded.
 Its TF Text is taken from that master: `workspace.bzl` links TF Text v2.20.0 there, unchanged since d695794

@@ -22,17 +22,18 @@ from layertap.exporter import heads as head_ops
 from layertap.exporter.comparing import compare_staged, resolve_compare_with
 from layertap.exporter.flops import graph_flops
 from layertap.exporter.loading import load_model
-from layertap.exporter.manifest import build_manifest, write_manifest
+from layertap.exporter.manifest import build_manifest
 from layertap.exporter.parity import check_parity_request, parity_errors
 from layertap.exporter.publish import Repository, Reservation
 from layertap.exporter.remote import VersionRepository, open_repository
 from layertap.exporter.savedmodel import write_savedmodel
 from layertap.exporter.space import space_identities, stamp_spaces
 from layertap.exporter.truncate import HeadRef, plan_signatures
-from layertap.exporter.validate import DEFAULT_BATCH, REPORT_PATH, validate_version
+from layertap.exporter.validate import DEFAULT_BATCH, validate_version
 from layertap.exporter.verify import reference_outputs, verify_savedmodel
 from layertap.exporter.warmup import write_warmup
 from layertap.storage.publish import TransferCallback
+from layertap.version_folder import VALIDATION_REPORT_PATH, write_manifest
 
 __all__ = ["ExportResult", "LayerInfo", "SignatureInfo", "Sizes", "export", "inspect_model"]
 
@@ -154,7 +155,8 @@ def _refuse_unless_valid(
 ) -> None:
     """Rehearse the staged version; keep the report in it, or raise RefusedVersionError."""
     rehearsal = validate_version(staging, server=server, batch=batch, seed=seed, progress=report)
-    (staging / REPORT_PATH).write_text(json.dumps(rehearsal.to_json(), indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(rehearsal.to_json(), indent=2) + "\n"
+    (staging / VALIDATION_REPORT_PATH).write_text(text, encoding="utf-8")
     for warning in rehearsal.warnings:
         report(f"validate: warning: {warning}")
     if not rehearsal.passed:
@@ -406,9 +408,7 @@ def _write_extras(
     """Warmup records and the manifest (with the comparison against version `against`, when asked) into
     the staged version's assets.extra; returns the comparison, or None."""
     report("writing warmup requests and the manifest to assets.extra")
-    extra = reservation.staging / "assets.extra"
-    extra.mkdir(exist_ok=True)
-    write_warmup(extra, reservation.final.parent.name, signatures, seed=seed)
+    write_warmup(reservation.staging, reservation.final.parent.name, signatures, seed=seed)
     manifest = build_manifest(
         model,
         signatures,
@@ -428,7 +428,7 @@ def _write_extras(
             manifest=manifest,
             report=report,
         )
-    write_manifest(extra, manifest)
+    write_manifest(reservation.staging, manifest)
     return comparison
 
 

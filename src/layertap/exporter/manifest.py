@@ -1,11 +1,12 @@
-"""`assets.extra/layertap.json`: what a version serves, for people and for `layertap` tools."""
+"""`assets.extra/layertap.json`: what a version serves, for people and for `layertap` tools.
+
+Built here from the Keras model; read and written by `layertap.version_folder`.
+"""
 
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from layertap import __version__
@@ -13,11 +14,9 @@ from layertap.exporter.flops import graph_flops
 from layertap.exporter.heads import bytes_per_example
 from layertap.exporter.truncate import Signature
 from layertap.names import original_name
+from layertap.version_folder import MANIFEST_FORMAT
 
-__all__ = ["MANIFEST_FILE", "build_manifest", "write_manifest"]
-
-MANIFEST_FILE = "layertap.json"
-MANIFEST_FORMAT = 1
+__all__ = ["build_manifest"]
 
 
 def _tensor_entries(specs: Sequence[tuple[str, tuple[int | None, ...], str]]) -> dict[str, Any]:
@@ -101,10 +100,3 @@ def _original_names(signatures: Sequence[Signature]) -> dict[str, str]:
             if original_name(key) != key:
                 names[key] = original_name(key)
     return dict(sorted(names.items()))
-
-
-def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> Path:
-    """Write `manifest` as indented JSON into `directory` (the version's assets.extra)."""
-    path = directory / MANIFEST_FILE
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return path

@@ -20,10 +20,9 @@ from layertap.exporter import _graph, heads
 from layertap.exporter.heads import Head, HeadOp
 from layertap.exporter.specs import LayerRef
 from layertap.names import tensorflow_name
+from layertap.version_folder import DEFAULT_SIGNATURE
 
-__all__ = ["DEFAULT_SIGNATURE", "HeadRef", "Signature", "plan_signatures", "tensors_for"]
-
-DEFAULT_SIGNATURE = "serving_default"
+__all__ = ["HeadRef", "Signature", "plan_signatures", "tensors_for"]
 _CUTS = itertools.count()
 
 

@@ -28,15 +28,22 @@ from typing import Any
 import numpy as np
 
 from layertap.config.compat import SERVING_VERSION, check_compat
-from layertap.config.repository import MAX_WARMUP_RECORDS, WARMUP_PATH, read_manifest
 from layertap.config.servers import server_release
 from layertap.errors import ConfigError, TensorFormatError, UsageError
 from layertap.exporter.samples import sample_inputs
 from layertap.proto import serving_pb2 as pb
 from layertap.storage.uri import parse_location
+from layertap.version_folder import (
+    DEFAULT_SIGNATURE,
+    INIT_OP_SIGNATURE,
+    MAX_WARMUP_RECORDS,
+    WARMUP_PATH,
+    has_saved_model,
+    read_manifest,
+)
 from layertap.wire import codec, dtypes
 
-__all__ = ["CLIENT_MESSAGE_LIMIT", "DEFAULT_BATCH", "REPORT_PATH", "ValidationReport", "validate_version"]
+__all__ = ["CLIENT_MESSAGE_LIMIT", "DEFAULT_BATCH", "ValidationReport", "validate_version"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +51,6 @@ logger = logging.getLogger(__name__)
 CLIENT_MESSAGE_LIMIT = 4 * 1024 * 1024
 #: The batch rehearsed when none is given: layertap's GPU batching default `max_batch_size`.
 DEFAULT_BATCH = 64
-#: Where `export(validate=True)` keeps the report, relative to the version directory.
-REPORT_PATH = Path("assets.extra") / "layertap_validation.json"
-_INIT_OP = "__saved_model_init_op"
 
 
 @dataclass
@@ -170,7 +174,7 @@ def _rehearse(
 ) -> None:
     from layertap.server.servable import import_tensorflow
 
-    if not any((path / name).is_file() for name in ("saved_model.pb", "saved_model.pbtxt")):
+    if not has_saved_model(path):
         # What the session loader would say, without importing TensorFlow to hear it.
         report.failures.append(
             f"load: TF Serving's session loader cannot load {path}: it holds no saved_model.pb "
@@ -199,7 +203,9 @@ def _rehearse(
             return
         report.load_seconds = round(time.perf_counter() - started, 3)
         loaded = _memory()
-        signatures = {key: value for key, value in meta_graph.signature_def.items() if key != _INIT_OP}
+        signatures = {
+            key: value for key, value in meta_graph.signature_def.items() if key != INIT_OP_SIGNATURE
+        }
         say("replaying the warmup records")
         _check_warmup(records, read_error, session, signatures, report)
         manifest_signatures = (manifest or {}).get("signatures", {})
@@ -273,7 +279,7 @@ def _run_warmup_record(record: bytes, session: Any, signatures: Mapping[str, Any
     if log.WhichOneof("log_type") != "predict_log":
         return f"is a {log.WhichOneof('log_type') or 'empty log'}, not a predict_log"
     request = log.predict_log.request
-    name = request.model_spec.signature_name or "serving_default"
+    name = request.model_spec.signature_name or DEFAULT_SIGNATURE
     if name not in signatures:
         return f"names signature {name!r}, which the version does not have ({', '.join(sorted(signatures))})"
     try:

@@ -13,13 +13,10 @@ from pathlib import Path
 from layertap.exporter.samples import sample_inputs
 from layertap.exporter.truncate import Signature
 from layertap.proto import serving_pb2 as pb
+from layertap.version_folder import MAX_WARMUP_RECORDS, WARMUP_PATH
 from layertap.wire.tensors import array_to_proto
 
-__all__ = ["MAX_WARMUP_RECORDS", "WARMUP_FILE", "warmup_requests", "write_warmup"]
-
-WARMUP_FILE = "tf_serving_warmup_requests"
-# TF Serving reads at most this many warmup records.
-MAX_WARMUP_RECORDS = 1000
+__all__ = ["warmup_requests", "write_warmup"]
 
 
 def warmup_requests(model_name: str, signatures: Sequence[Signature], *, seed: int) -> list[pb.PredictionLog]:
@@ -35,11 +32,12 @@ def warmup_requests(model_name: str, signatures: Sequence[Signature], *, seed: i
     return logs
 
 
-def write_warmup(directory: Path, model_name: str, signatures: Sequence[Signature], *, seed: int) -> Path:
-    """Write the warmup TFRecord file into `directory` (the version's assets.extra)."""
+def write_warmup(version_dir: Path, model_name: str, signatures: Sequence[Signature], *, seed: int) -> Path:
+    """Write the warmup TFRecord file into `version_dir/assets.extra`."""
     import tensorflow as tf
 
-    path = directory / WARMUP_FILE
+    path = version_dir / WARMUP_PATH
+    path.parent.mkdir(exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for log in warmup_requests(model_name, signatures, seed=seed):
             writer.write(log.SerializeToString())

@@ -10,7 +10,6 @@ live in two spaces and are never mixed in one output.
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from layertap.errors import UsageError
 from layertap.extract.records import InputSpec
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
+from layertap.version_folder import MANIFEST_PATH, parse_manifest
 
 __all__ = ["InProcessRunner", "OutputSpec", "RemoteRunner", "Runner"]
 
@@ -169,14 +169,11 @@ def _manifest(path: str) -> dict[str, Any]:
     """The version's layertap manifest (assets.extra/layertap.json), or {} for other SavedModels."""
     import tensorflow as tf
 
-    from layertap.exporter.manifest import MANIFEST_FILE
-
-    file = f"{path}/assets.extra/{MANIFEST_FILE}"
+    file = f"{path}/{MANIFEST_PATH}"
     if not tf.io.gfile.exists(file):
         return {}
-    with tf.io.gfile.GFile(file, "r") as handle:
-        loaded = json.loads(handle.read())
-    return loaded if isinstance(loaded, dict) else {}
+    with tf.io.gfile.GFile(file, "rb") as handle:
+        return parse_manifest(handle.read(), file)
 
 
 def _catalogue(model: str, version: int, definitions: Mapping[str, pb.SignatureDef]) -> Catalogue:

@@ -34,6 +34,7 @@ from layertap.server.manager import ModelManager
 from layertap.server.predict import Prediction, predict, resolve_signature
 from layertap.server.servable import Servable
 from layertap.server.status import DeadlineExceeded, Internal, InvalidArgument, StatusError, Unavailable
+from layertap.version_folder import DEFAULT_SIGNATURE
 
 __all__ = ["SIGNATURE_DEF_FIELD", "Admission", "Deadline", "PredictQuery", "ServingCore"]
 
@@ -163,7 +164,7 @@ class ServingCore:
             logger.debug(
                 "Predict request for model %s signature %s",
                 query.model_spec.name,
-                query.model_spec.signature_name or "serving_default",
+                query.model_spec.signature_name or DEFAULT_SIGNATURE,
             )
             with self.manager.servable(query.model_spec) as servable:
                 inputs = query.inputs

@@ -20,9 +20,9 @@ from google.protobuf import text_format
 from layertap.errors import TensorFormatError
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
-from layertap.server.predict import DEFAULT_SIGNATURE
 from layertap.server.servable import Servable
 from layertap.server.status import InvalidArgument, Unimplemented
+from layertap.version_folder import DEFAULT_SIGNATURE
 from layertap.wire import dtypes
 
 __all__ = ["classify", "multi_inference", "regress", "serialized_examples"]

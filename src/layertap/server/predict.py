@@ -19,11 +19,10 @@ from layertap.proto import serving_pb2 as pb
 from layertap.server import metrics
 from layertap.server.servable import Servable
 from layertap.server.status import Internal, InvalidArgument, SignatureNotFound
+from layertap.version_folder import DEFAULT_SIGNATURE
 from layertap.wire import dtypes
 
-__all__ = ["DEFAULT_SIGNATURE", "Prediction", "predict", "resolve_signature"]
-
-DEFAULT_SIGNATURE = "serving_default"
+__all__ = ["Prediction", "predict", "resolve_signature"]
 
 # TensorFlow's DataTypeString spellings where they differ from numpy's names.
 _TF_TYPE_NAMES: dict[int, str] = {pb.DT_FLOAT: "float", pb.DT_DOUBLE: "double", pb.DT_HALF: "half"}

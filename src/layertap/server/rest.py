@@ -32,7 +32,7 @@ from layertap.proto import serving_pb2 as pb
 from layertap.server import metrics, rest_json
 from layertap.server.batching import QUEUE_FULL_MESSAGE
 from layertap.server.core import SIGNATURE_DEF_FIELD, Deadline, PredictQuery, ServingCore
-from layertap.server.predict import DEFAULT_SIGNATURE, Prediction
+from layertap.server.predict import Prediction
 from layertap.server.rest_metadata import metadata_body, status_body
 from layertap.server.rest_routes import Route, route
 from layertap.server.rest_writer import classification_body, error_body, predict_body, regression_body
@@ -44,6 +44,7 @@ from layertap.server.status import (
     StatusError,
     Unavailable,
 )
+from layertap.version_folder import DEFAULT_SIGNATURE
 
 __all__ = ["MAX_BODY_BYTES", "RestServer", "http_status"]
 

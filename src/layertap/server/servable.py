@@ -23,6 +23,7 @@ from layertap.server.filesystem import Location
 from layertap.server.runner import PlainRunner, SessionRunner
 from layertap.server.session import SessionCaller
 from layertap.server.status import InvalidArgument, NotFound, StatusError, Unavailable, status_error
+from layertap.version_folder import SAVED_MODEL_FILES
 
 __all__ = ["Servable", "SessionSettings", "import_tensorflow", "serving_error_from_tf"]
 
@@ -209,7 +210,7 @@ class Servable:
 
 
 def _load_error(error: BaseException, path: Location, tags: Sequence[str]) -> StatusError:
-    if not (path / "saved_model.pb").exists() and not (path / "saved_model.pbtxt").exists():
+    if not any((path / name).exists() for name in SAVED_MODEL_FILES):
         return NotFound(f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}")
     if isinstance(error, OSError):
         # The file is there but does not parse: TensorFlow's C++ reader reports DATA_LOSS.

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -24,15 +23,12 @@ from layertap.server.filesystem import Location
 from layertap.server.predict import predict
 from layertap.server.servable import Servable
 from layertap.server.status import InvalidArgument, StatusError, status_error
+from layertap.version_folder import MAX_WARMUP_RECORDS, WARMUP_PATH
 from layertap.wire import codec
 
-__all__ = ["MAX_WARMUP_RECORDS", "WARMUP_FILE", "read_records", "replay"]
+__all__ = ["read_records", "replay"]
 
 logger = logging.getLogger(__name__)
-
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
-#: TF Serving refuses warmup files with more records than this.
-MAX_WARMUP_RECORDS = 1000
 
 
 def _data_loss(message: str) -> StatusError:
@@ -125,7 +121,7 @@ def replay(
     Raises:
         StatusError: too many records, an unsupported record type, or a request that failed.
     """
-    path = servable.path / WARMUP_FILE
+    path = servable.path / WARMUP_PATH
     if not path.is_file():
         return 0
     started = time.monotonic()

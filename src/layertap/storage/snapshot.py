@@ -17,18 +17,12 @@ from pathlib import Path
 from layertap.errors import ConfigError
 from layertap.storage.store import open_store
 from layertap.storage.uri import ObjectLocation
+from layertap.version_folder import MANIFEST_PATH, SAVED_MODEL_FILES, WARMUP_PATH
 
 __all__ = ["READ_FILES", "sparse_copy", "under_uri"]
 
 #: The files of a version the TF-free checks read (relative to the version); everything else is listed only.
-READ_FILES = frozenset(
-    {
-        "saved_model.pb",
-        "saved_model.pbtxt",
-        "assets.extra/layertap.json",
-        "assets.extra/tf_serving_warmup_requests",
-    }
-)
+READ_FILES = frozenset({*SAVED_MODEL_FILES, str(MANIFEST_PATH), str(WARMUP_PATH)})
 
 
 @contextlib.contextmanager
