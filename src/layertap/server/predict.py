@@ -24,9 +24,6 @@ from layertap.wire import dtypes
 
 __all__ = ["Prediction", "predict", "resolve_signature"]
 
-# TensorFlow's DataTypeString spellings where they differ from numpy's names.
-_TF_TYPE_NAMES: dict[int, str] = {pb.DT_FLOAT: "float", pb.DT_DOUBLE: "double", pb.DT_HALF: "half"}
-
 # The method names a Predict accepts under --enable_signature_method_name_check, in predict_util.cc's order.
 _PREDICTABLE = (methods.PREDICT_METHOD_NAME, methods.CLASSIFY_METHOD_NAME, methods.REGRESS_METHOD_NAME)
 
@@ -37,10 +34,6 @@ class Prediction:
     def __init__(self, model_spec: pb.ModelSpec, outputs: dict[str, np.ndarray]) -> None:
         self.model_spec = model_spec
         self.outputs = outputs
-
-
-def _type_name(enum: int) -> str:
-    return _TF_TYPE_NAMES.get(enum, dtypes.name_of(enum))
 
 
 def resolve_signature(servable: Servable, signature_name: str) -> tuple[str, pb.SignatureDef]:
@@ -81,7 +74,8 @@ def _check_inputs(signature: pb.SignatureDef, inputs: Mapping[str, np.ndarray]) 
         if sent_type != info.dtype:
             # The C++ session's words for a feed of the wrong type.
             raise InvalidArgument(
-                f"Expects arg[{index}] to be {_type_name(info.dtype)} but {_type_name(sent_type)} is provided"
+                f"Expects arg[{index}] to be {dtypes.tf_type_name(info.dtype)} but "
+                f"{dtypes.tf_type_name(sent_type)} is provided"
             )
         feeds[info.name] = array
     return feeds

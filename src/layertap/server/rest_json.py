@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from layertap.proto import serving_pb2 as pb
-from layertap.server.rest_writer import debug_string, tf_type_name
+from layertap.server.rest_writer import debug_string
 from layertap.server.status import InvalidArgument, StatusError, Unimplemented
+from layertap.wire.dtypes import DTYPES, tf_type_name
 
 __all__ = ["Format", "example_input", "parse_body", "predict_inputs", "signature_name"]
 
@@ -53,18 +54,8 @@ _INT_KINDS: dict[int, tuple[int, int]] = {
     pb.DT_UINT32: _UINT32,
     pb.DT_UINT64: _UINT64,
 }
-_NUMPY: dict[int, type[np.generic]] = {
-    pb.DT_FLOAT: np.float32,
-    pb.DT_DOUBLE: np.float64,
-    pb.DT_INT32: np.int32,
-    pb.DT_INT16: np.int16,
-    pb.DT_INT8: np.int8,
-    pb.DT_UINT8: np.uint8,
-    pb.DT_INT64: np.int64,
-    pb.DT_UINT32: np.uint32,
-    pb.DT_UINT64: np.uint64,
-    pb.DT_BOOL: np.bool_,
-}
+# The numeric DataTypes the JSON reader converts (json_tensor.cc's AddValueToTensor); strings apart.
+_NUMERIC = frozenset({pb.DT_FLOAT, pb.DT_DOUBLE, pb.DT_BOOL, *_INT_KINDS})
 
 
 class Format(enum.Enum):
@@ -345,14 +336,13 @@ def _tensor(value: Any, dtype: int) -> np.ndarray:
         array = np.empty(len(leaves), dtype=object)
         array[:] = leaves
         return array.reshape(shape)
-    numpy_type = _NUMPY.get(dtype)
-    if numpy_type is None:  # an empty list of a dtype the reader has no conversion for
+    if dtype not in _NUMERIC:  # an empty list of a dtype the reader has no conversion for
         raise Unimplemented(f"Conversion of JSON Value: {debug_string(value)} to type: {tf_type_name(dtype)}")
     with np.errstate(over="ignore"):  # a double beyond float32 becomes inf, as GetFloat() makes it
         if dtype in (pb.DT_INT8, pb.DT_INT16, pb.DT_UINT8):
             # TF Serving stores these in int_val (int32) and TensorFlow narrows them, wrapping around.
-            return np.array(leaves, dtype=np.int64).astype(numpy_type).reshape(shape)
-        return np.array(leaves, dtype=numpy_type).reshape(shape)
+            return np.array(leaves, dtype=np.int64).astype(DTYPES[dtype].numpy).reshape(shape)
+        return np.array(leaves, dtype=DTYPES[dtype].numpy).reshape(shape)
 
 
 def _leaf(value: Any, dtype: int) -> Any:

@@ -30,7 +30,6 @@ __all__ = [
     "error_body",
     "predict_body",
     "regression_body",
-    "tf_type_name",
 ]
 
 _INDENT = b"    "
@@ -38,32 +37,6 @@ _ESCAPES = {bytes([c]): b"\\u%04X" % c for c in range(0x20)}
 _ESCAPES.update({b"\b": b"\\b", b"\t": b"\\t", b"\n": b"\\n", b"\f": b"\\f", b"\r": b"\\r"})
 _ESCAPES.update({b'"': b'\\"', b"\\": b"\\\\"})
 _TO_ESCAPE = re.compile(rb'[\x00-\x1f"\\]')
-# TensorFlow's DataTypeString, the names TF Serving's messages use.
-_TF_TYPE_NAMES: dict[int, str] = {
-    pb.DT_FLOAT: "float",
-    pb.DT_DOUBLE: "double",
-    pb.DT_INT32: "int32",
-    pb.DT_UINT8: "uint8",
-    pb.DT_INT16: "int16",
-    pb.DT_INT8: "int8",
-    pb.DT_STRING: "string",
-    pb.DT_COMPLEX64: "complex64",
-    pb.DT_INT64: "int64",
-    pb.DT_BOOL: "bool",
-    pb.DT_QINT8: "qint8",
-    pb.DT_QUINT8: "quint8",
-    pb.DT_QINT32: "qint32",
-    pb.DT_BFLOAT16: "bfloat16",
-    pb.DT_QINT16: "qint16",
-    pb.DT_QUINT16: "quint16",
-    pb.DT_UINT16: "uint16",
-    pb.DT_COMPLEX128: "complex128",
-    pb.DT_HALF: "half",
-    pb.DT_RESOURCE: "resource",
-    pb.DT_VARIANT: "variant",
-    pb.DT_UINT32: "uint32",
-    pb.DT_UINT64: "uint64",
-}
 # numpy kinds TF Serving's JSON writer handles; anything else "Failed to write JSON value".
 _WRITABLE: dict[np.dtype[Any], int] = {
     np.dtype(np.float32): pb.DT_FLOAT,
@@ -79,11 +52,6 @@ _WRITABLE: dict[np.dtype[Any], int] = {
 }
 _FLOAT32 = struct.Struct("<f")
 _DEBUG_LIMIT = 256  # json_tensor.cc's kMaxJsonDebugStringBytes
-
-
-def tf_type_name(enum: int) -> str:
-    """TensorFlow's name of a DataType ("float", "half", ...)."""
-    return _TF_TYPE_NAMES.get(enum, f"unknown dtype enum ({enum})")
 
 
 _invalid = InvalidArgument
@@ -285,7 +253,7 @@ def _check_writable(alias: str, array: np.ndarray) -> None:
         from layertap.wire import dtypes
 
         try:
-            name = tf_type_name(dtypes.from_numpy(array.dtype).enum)
+            name = dtypes.tf_type_name(dtypes.from_numpy(array.dtype).enum)
         except Exception:
             name = str(array.dtype)
         raise _invalid(f"Failed to write JSON value for tensor type: {name}")

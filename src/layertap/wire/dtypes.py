@@ -1,5 +1,5 @@
-"""The one table between TensorFlow's DataType enum and numpy dtypes, and which TensorProto field
-carries each dtype's values when they are not in `tensor_content`."""
+"""The one table between TensorFlow's DataType enum and numpy dtypes, which TensorProto field carries each
+dtype's values when they are not in `tensor_content`, and TensorFlow's own spelling of each DataType."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ import numpy as np
 from layertap.errors import TensorFormatError
 from layertap.proto import serving_pb2 as pb
 
-__all__ = ["DTYPES", "HALF_BITS", "DtypeInfo", "from_numpy", "from_proto", "name_of", "supported_names"]
+__all__ = [
+    "DTYPES",
+    "HALF_BITS",
+    "DtypeInfo",
+    "from_numpy",
+    "from_proto",
+    "name_of",
+    "supported_names",
+    "tf_type_name",
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,9 @@ DTYPES: dict[int, DtypeInfo] = {
 # DataTypes whose 16-bit patterns travel in `half_val`, one per int32 slot.
 HALF_BITS = frozenset({pb.DT_HALF, pb.DT_BFLOAT16})
 
+# Where TensorFlow's DataTypeString differs from the names above (`tensorflow/core/framework/types.cc`).
+_TF_SPELLINGS: dict[int, str] = {pb.DT_FLOAT: "float", pb.DT_DOUBLE: "double", pb.DT_HALF: "half"}
+
 # bfloat16 is left out so that building this table does not import ml_dtypes; a bfloat16 array exists
 # only once its caller imported ml_dtypes, and from_numpy finds it by name.
 _BY_NUMPY: dict[np.dtype[np.generic], DtypeInfo] = {
@@ -117,3 +129,22 @@ def name_of(enum: int) -> str:
         return pb.DataType.Name(enum)  # type: ignore[arg-type]
     except ValueError:
         return f"DataType({enum})"
+
+
+def tf_type_name(enum: int) -> str:
+    """TensorFlow's DataTypeString ("float", "half", "int32", "qint8"), as TF Serving's messages spell it.
+
+    TensorFlow names a type numpy has after numpy, except float, double and half, and any other type by its
+    enum name in lower case; a value that is no DataType reads "unknown dtype enum (N)", as in TensorFlow.
+    """
+    if enum in _TF_SPELLINGS:
+        return _TF_SPELLINGS[enum]
+    if enum in DTYPES:
+        return DTYPES[enum].name
+    try:
+        name = pb.DataType.Name(enum)  # type: ignore[arg-type]
+    except ValueError:
+        name = "DT_INVALID"
+    if name == "DT_INVALID":
+        return f"unknown dtype enum ({enum})"
+    return name.removeprefix("DT_").lower()
