@@ -108,13 +108,10 @@ def _probe_ports(options: ServerOptions) -> None:
 
 
 def _server_credentials(path: str) -> grpc.ServerCredentials:
-    from layertap.config.textformat import read_text_file
+    from layertap.config.ssl import read_ssl_config
 
-    ssl = read_text_file(path, pb.SSLConfig)
-    if not ssl.server_key or not ssl.server_cert:
-        raise ConfigError(
-            f"{path}: an SSLConfig needs server_key and server_cert (PEM text); got neither or one"
-        )
+    # The checked reader: both PEM blocks present and well formed, custom_ca given for client_verify.
+    ssl = read_ssl_config(path)
     return grpc.ssl_server_credentials(
         [(ssl.server_key.encode(), ssl.server_cert.encode())],
         root_certificates=ssl.custom_ca.encode() if ssl.custom_ca else None,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from layertap.config.batching import BatchingSettings
 from layertap.server.runner import RunFunction
 from layertap.server.status import DeadlineExceeded, Internal, InvalidArgument, StatusError, Unavailable
 
@@ -47,25 +48,23 @@ class BatchingOptions:
     max_execution_batch_size: int | None = None
 
     @classmethod
-    def from_settings(cls, settings: object, cpus: int) -> BatchingOptions:
-        """From a `layertap.config.BatchingSettings` (None fields take TF Serving's defaults)."""
+    def from_settings(cls, settings: BatchingSettings, cpus: int) -> BatchingOptions:
+        """From checked `BatchingSettings` (`layertap.config.read_batching_config`); None fields take TF
+        Serving's defaults, `num_batch_threads` the number of CPUs."""
         defaults = cls(num_batch_threads=cpus)
-        values = {
-            name: getattr(settings, name)
-            for name in (
-                "max_batch_size",
-                "batch_timeout_micros",
-                "max_enqueued_batches",
-                "num_batch_threads",
-                "enable_large_batch_splitting",
-                "max_execution_batch_size",
-            )
-            if getattr(settings, name) is not None
-        }
-        sizes = tuple(getattr(settings, "allowed_batch_sizes", ()))
-        pad = bool(getattr(settings, "pad_variable_length_inputs", False))
-        return BatchingOptions(
-            **{**defaults.__dict__, **values, "allowed_batch_sizes": sizes, "pad_variable_length_inputs": pad}
+
+        def chosen(value: int | None, default: int) -> int:
+            return default if value is None else value
+
+        return cls(
+            max_batch_size=chosen(settings.max_batch_size, defaults.max_batch_size),
+            batch_timeout_micros=chosen(settings.batch_timeout_micros, defaults.batch_timeout_micros),
+            max_enqueued_batches=chosen(settings.max_enqueued_batches, defaults.max_enqueued_batches),
+            num_batch_threads=chosen(settings.num_batch_threads, defaults.num_batch_threads),
+            allowed_batch_sizes=tuple(settings.allowed_batch_sizes),
+            pad_variable_length_inputs=settings.pad_variable_length_inputs,
+            enable_large_batch_splitting=bool(settings.enable_large_batch_splitting),
+            max_execution_batch_size=settings.max_execution_batch_size,
         )
 
     @property
