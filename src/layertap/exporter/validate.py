@@ -2,13 +2,16 @@
 
 What TFX's InfraValidator checks in a real server, for any signature (not only tf.Example Predict):
 - `check_compat` against the target release (`layertap.config.compat`): ops, attrs, REST dtypes;
-- the version loads through the TF1 session loader (TF Serving's path) into a fresh Graph and Session;
-- every warmup record is read with TensorFlow's own TFRecord reader (checksums verified), parses as a
-  PredictionLog with a predict_log, names an existing signature and runs, at most 1000 records
-  (TF Serving fails the whole version otherwise);
-- every signature answers a request built from its own metadata (random inputs of its dtypes and shapes,
-  strings included) at batch 1 and at the configured batch; outputs are finite and have the manifest's shapes
-  (`assets.extra/layertap.json`) when there is one;
+- the version loads through `layertap serve`'s own loader (`layertap.server.servable`: TF Serving's TF1
+  session path into a fresh Graph and Session, TF Text's ops registered);
+- every warmup record is read with the server's reader (TensorFlow's own TFRecord reader, checksums
+  verified), parses as a PredictionLog, names existing signatures and runs through the server's replay of
+  one record, at most 1000 records (TF Serving fails the whole version otherwise); unlike a load, which
+  stops at the first failing record, every record is tried so the report lists them all;
+- every signature answers a Predict through the server's request path (`layertap.server.predict`), built
+  from its own metadata (random inputs of its dtypes and shapes, strings included) at batch 1 and at the
+  configured batch; outputs are finite and have the manifest's shapes (`assets.extra/layertap.json`) when
+  there is one;
 - p50/p99 latency per signature at both batches, the resident memory the loaded version adds and the peak;
 - reply bytes per example in both encodings (typed fields, TF Serving's default, and `tensor_content`),
   flagged when a reply at the configured batch would pass the 4 MiB receive limit most gRPC clients keep.
@@ -23,9 +26,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from layertap.config.compat import SERVING_VERSION, check_compat
 from layertap.config.servers import server_release
@@ -43,6 +47,9 @@ from layertap.version_folder import (
 )
 from layertap.wire import codec, dtypes
 
+if TYPE_CHECKING:
+    from layertap.server.servable import Servable
+
 __all__ = ["CLIENT_MESSAGE_LIMIT", "DEFAULT_BATCH", "ValidationReport", "validate_version"]
 
 logger = logging.getLogger(__name__)
@@ -51,6 +58,8 @@ logger = logging.getLogger(__name__)
 CLIENT_MESSAGE_LIMIT = 4 * 1024 * 1024
 #: The batch rehearsed when none is given: layertap's GPU batching default `max_batch_size`.
 DEFAULT_BATCH = 64
+# The model name the rehearsal's requests carry (TF Serving echoes it; nothing reads it here).
+_MODEL = "validate"
 
 
 @dataclass
@@ -182,39 +191,34 @@ def _rehearse(
         )
         return
     import_tensorflow()
-    import tensorflow as tf
+    from layertap.server.servable import Servable, SessionSettings
+    from layertap.server.status import StatusError
 
-    from layertap.tftext import load_tf_text_ops
-
-    load_tf_text_ops()  # as TF Serving links TF Text (layertap.tftext)
     records, read_error = _read_warmup(path)
     say("loading through the TF1 session loader")
     before = _memory()
     started = time.perf_counter()
-    graph = tf.Graph()
-    with tf.compat.v1.Session(graph=graph) as session:
-        try:
-            with graph.as_default():
-                meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
-        except Exception as error:
-            report.failures.append(
-                f"load: TF Serving's session loader cannot load {path}: {_first_line(error)}"
-            )
-            return
+    try:
+        # `layertap serve`'s own loader: TF Serving's session path, TF Text's ops registered first.
+        servable = Servable.load(_MODEL, 0, path, ["serve"], SessionSettings())
+    except StatusError as error:
+        report.failures.append(f"load: TF Serving's session loader cannot load {path}: {_first_line(error)}")
+        return
+    try:
         report.load_seconds = round(time.perf_counter() - started, 3)
         loaded = _memory()
-        signatures = {
-            key: value for key, value in meta_graph.signature_def.items() if key != INIT_OP_SIGNATURE
-        }
+        signatures = {key: value for key, value in servable.signatures.items() if key != INIT_OP_SIGNATURE}
         say("replaying the warmup records")
-        _check_warmup(records, read_error, session, signatures, report)
+        _check_warmup(records, read_error, servable, report)
         manifest_signatures = (manifest or {}).get("signatures", {})
         for key, signature in sorted(signatures.items()):
             say(f"running signature {key} at batch 1 and {report.batch}")
             report.signatures[key] = _check_signature(
-                session, key, signature, manifest_signatures.get(key), report, runs=runs, seed=seed
+                servable, key, signature, manifest_signatures.get(key), report, runs=runs, seed=seed
             )
         after = _memory()
+    finally:
+        servable.close()
     report.memory = {
         "rss_before_load_bytes": before["rss"],
         "loaded_version_rss_bytes": loaded["rss"] - before["rss"],
@@ -224,29 +228,27 @@ def _rehearse(
 
 
 def _read_warmup(path: Path) -> tuple[list[bytes] | None, str]:
-    """The warmup records (None without a warmup file) read by TensorFlow's TFRecord reader, checksums
-    verified, and why reading stopped early ("" when it did not). Runs eagerly, outside any session."""
-    import tensorflow as tf
+    """The warmup records (None without a warmup file) read by `layertap serve`'s reader (TensorFlow's,
+    checksums verified), and why reading stopped early ("" when it did not)."""
+    from layertap.server.status import StatusError
+    from layertap.server.warmup import read_records
 
     warmup_file = path / WARMUP_PATH
     if not warmup_file.is_file():
         return None, ""
     records: list[bytes] = []
     try:
-        for record in tf.data.TFRecordDataset(str(warmup_file)).as_numpy_iterator():
-            records.append(bytes(record))
-    except tf.errors.OpError as error:
+        for record in read_records(warmup_file):
+            records.append(record)
+    except StatusError as error:
         return records, f"TensorFlow cannot read record {len(records) + 1}: {_first_line(error)}"
     return records, ""
 
 
 def _check_warmup(
-    records: list[bytes] | None,
-    read_error: str,
-    session: Any,
-    signatures: Mapping[str, Any],
-    report: ValidationReport,
+    records: list[bytes] | None, read_error: str, servable: Servable, report: ValidationReport
 ) -> None:
+    signatures = {key for key in servable.signatures if key != INIT_OP_SIGNATURE}
     if records is None:
         report.warmup = {"records": 0}
         if signatures:
@@ -261,38 +263,60 @@ def _check_warmup(
         )
     warmed: set[str] = set()
     for number, record in enumerate(records[:MAX_WARMUP_RECORDS], start=1):
-        problem = _run_warmup_record(record, session, signatures, warmed)
+        problem = _run_warmup_record(record, number, servable, warmed)
         if problem:
             report.failures.append(f"warmup record {number}: {problem}")
-    cold = sorted(set(signatures) - warmed)
+    cold = sorted(signatures - warmed)
     if cold:
         report.warnings.append(f"warmup: no record for {', '.join(cold)} (each is slow on its first request)")
     report.warmup = {"records": len(records), "signatures": sorted(warmed)}
 
 
-def _run_warmup_record(record: bytes, session: Any, signatures: Mapping[str, Any], warmed: set[str]) -> str:
-    """Why one warmup record fails ("" when it parses, names a signature and runs)."""
+def _run_warmup_record(record: bytes, number: int, servable: Servable, warmed: set[str]) -> str:
+    """Why one warmup record fails ("" when it parses, names signatures the version has and runs).
+
+    Unlike `layertap serve`, which stops at the first failing record as TF Serving does, every record is
+    tried so that the report lists them all; each runs through the server's own replay of one record.
+    """
+    from layertap.server.status import StatusError
+    from layertap.server.warmup import record_call
+
     try:
         log = pb.PredictionLog.FromString(record)
-    except Exception:
+    except DecodeError:
         return "does not parse as a PredictionLog"
-    if log.WhichOneof("log_type") != "predict_log":
-        return f"is a {log.WhichOneof('log_type') or 'empty log'}, not a predict_log"
-    request = log.predict_log.request
-    name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-    if name not in signatures:
-        return f"names signature {name!r}, which the version does not have ({', '.join(sorted(signatures))})"
+    names = _record_signatures(log)
+    unknown = [name for name in names if name not in servable.signatures]
+    if unknown:
+        return (
+            f"names signature {unknown[0]!r}, which the version does not have "
+            f"({', '.join(sorted(servable.signatures))})"
+        )
     try:
-        call = codec.decode_predict_request(request.SerializeToString())
-        _run(session, signatures[name], call.inputs)
-    except Exception as error:
-        return f"signature {name!r} fails on the record's inputs: {_first_line(error)}"
-    warmed.add(name)
+        record_call(log, number, servable.path, servable)()
+    except StatusError as error:
+        if not names:  # a log type TF Serving does not replay: the server's words say which
+            return _first_line(error)
+        signatures = ", ".join(repr(name) for name in names)
+        return f"signature {signatures} fails on the record's inputs: {_first_line(error)}"
+    warmed.update(names)
     return ""
 
 
+def _record_signatures(log: pb.PredictionLog) -> list[str]:
+    """The signatures a warmup record runs (an empty name is `serving_default`, as TF Serving reads it)."""
+    kind = log.WhichOneof("log_type")
+    if kind == "multi_inference_log":
+        specs = [task.model_spec for task in log.multi_inference_log.request.tasks]
+    elif kind in ("predict_log", "classify_log", "regress_log"):
+        specs = [getattr(log, kind).request.model_spec]
+    else:
+        specs = []
+    return [spec.signature_name or DEFAULT_SIGNATURE for spec in specs]
+
+
 def _check_signature(
-    session: Any,
+    servable: Servable,
     key: str,
     signature: Any,
     manifest_entry: Mapping[str, Any] | None,
@@ -313,7 +337,7 @@ def _check_signature(
     for batch in sorted({1, report.batch}):
         inputs = _sample(specs, batch=batch, seed=seed)
         try:
-            outputs = _run(session, signature, inputs)
+            outputs = _run(servable, key, inputs)
         except Exception as error:
             report.failures.append(f"signature {key} at batch {batch}: {_first_line(error)}")
             return result
@@ -324,7 +348,7 @@ def _check_signature(
         timings = []
         for _ in range(runs):
             started = time.perf_counter()
-            _run(session, signature, inputs)
+            _run(servable, key, inputs)
             timings.append((time.perf_counter() - started) * 1000)
         result[f"batch_{batch}"] = {
             "p50_ms": round(float(np.percentile(timings, 50)), 3),
@@ -361,13 +385,11 @@ def _sample(
     return arrays
 
 
-def _run(session: Any, signature: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    unknown = sorted(set(inputs) - set(signature.inputs))
-    if unknown:
-        raise ValueError(f"inputs {unknown} are not in the signature ({sorted(signature.inputs)})")
-    feeds = {signature.inputs[alias].name: array for alias, array in inputs.items()}
-    fetches = {alias: info.name for alias, info in signature.outputs.items()}
-    return {alias: np.asarray(value) for alias, value in session.run(fetches, feed_dict=feeds).items()}
+def _run(servable: Servable, key: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One Predict through `layertap serve`'s request path (TF Serving's checks, the C API session run)."""
+    from layertap.server.predict import predict
+
+    return predict(servable, _MODEL, key, inputs).outputs
 
 
 def _output_problem(array: np.ndarray, expected: Any, batch: int) -> str:

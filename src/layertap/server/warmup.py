@@ -26,7 +26,7 @@ from layertap.server.status import InvalidArgument, StatusError, status_error
 from layertap.version_folder import MAX_WARMUP_RECORDS, WARMUP_PATH
 from layertap.wire import codec
 
-__all__ = ["read_records", "replay"]
+__all__ = ["read_records", "record_call", "replay"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +66,16 @@ def _loss_detail(message: str, path: Location) -> str:
     return f"{message} in {path}"
 
 
-def _request_of(
-    log: pb.PredictionLog, count: int, path: Location, servable: Servable, check: bool
+def record_call(
+    log: pb.PredictionLog, count: int, path: Location, servable: Servable, check: bool = False
 ) -> Callable[[], object]:
-    """The call one warmup record asks for: Predict, Classify, Regress or MultiInference, as TF Serving.
+    """The call warmup record number `count` of `path` asks for: Predict, Classify, Regress or
+    MultiInference, as TF Serving replays them (also `layertap validate`'s rehearsal of each record).
 
     `check` is `--enable_signature_method_name_check`: warmup runs the same checks as a live call.
+
+    Raises:
+        StatusError: INVALID_ARGUMENT for a log type TF Serving does not replay or an unreadable tensor.
     """
     kind = log.WhichOneof("log_type")
     if kind == "classify_log":
@@ -136,7 +140,7 @@ def replay(
             log = pb.PredictionLog.FromString(record)
         except DecodeError:
             raise InvalidArgument(f"Failed to parse warmup record {count} from {path}") from None
-        run = _request_of(log, count, path, servable, check_method_names)
+        run = record_call(log, count, path, servable, check_method_names)
         for _ in range(max(1, iterations)):
             if stopping is not None and stopping.is_set():
                 raise status_error(
