@@ -23,14 +23,16 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError
 
 from layertap._atomic import write_atomically
 from layertap.errors import ConfigError
-from layertap.proto import graph_pb2
 from layertap.proto import serving_pb2 as pb
+
+if TYPE_CHECKING:
+    from layertap.proto import graph_pb2
 
 __all__ = [
     "ASSETS_EXTRA",
@@ -91,6 +93,9 @@ def read_serve_meta_graph(version_dir: str | os.PathLike[str]) -> graph_pb2.Meta
     Raises:
         ConfigError: the file is missing, unreadable, not a SavedModel, or has no `serve` MetaGraph.
     """
+    # Imported here: the client takes only the names from this module, never a graph.
+    from layertap.proto import graph_pb2
+
     path = Path(version_dir) / SAVED_MODEL_FILES[0]
     try:
         data = path.read_bytes()
