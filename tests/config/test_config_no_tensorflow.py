@@ -64,6 +64,6 @@ def test_public_api_is_explicit() -> None:
     public = {name for name in vars(layertap.config) if not name.startswith("_")}
     modules = {
         "batching", "check", "compat", "demo", "gate", "labels", "models", "monitoring", "repository",
-        "status", "textformat", "annotations", "ssl", "opregistry", "servers",
+        "status", "textformat", "annotations", "ssl", "opregistry", "servers", "files",
     }  # fmt: skip
     assert public - modules == exported

@@ -2,6 +2,10 @@
 
 Never imports TensorFlow: a model-ops machine needs only protobuf to generate and check configs.
 
+Each config file kind is one `ConfigFile` (`MODEL_SERVER_CONFIG`, `BATCHING_CONFIG`, `MONITORING_CONFIG`,
+`SSL_CONFIG`) that parses, reads, formats and writes it; `parse_model_server_config`, `read_batching_config`,
+`write_ssl_config` and the like are those objects' methods under the names they always had.
+
 - `models.config`: `parse_model_server_config`, `set_model`, `remove_model`, `set_version_policy`, labels
   (`set_label`, the two-step `begin_label_move` / `finish_label_move`), and the promotion gate that refuses
   to move a label into another embedding space (`decide_label_move`).
@@ -16,6 +20,7 @@ Never imports TensorFlow: a model-ops machine needs only protobuf to generate an
 from __future__ import annotations
 
 from layertap.config.batching import (
+    BATCHING_CONFIG,
     BatchingSettings,
     format_batching_config,
     gpu_batching_defaults,
@@ -34,10 +39,12 @@ from layertap.config.compat import (
     check_compat,
 )
 from layertap.config.demo import DEMO_BASE_PATH, DEMO_MODEL_NAME, demo_files, write_demo_files
+from layertap.config.files import ConfigFile
 from layertap.config.gate import GateDecision, decide_label_move
 from layertap.config.labels import begin_label_move, finish_label_move, remove_label, set_label
 from layertap.config.models import (
     MODEL_PLATFORM,
+    MODEL_SERVER_CONFIG,
     all_versions,
     describe_policy,
     find_model,
@@ -52,6 +59,7 @@ from layertap.config.models import (
     write_model_server_config,
 )
 from layertap.config.monitoring import (
+    MONITORING_CONFIG,
     PROMETHEUS_PATH,
     format_monitoring_config,
     monitoring_config,
@@ -62,6 +70,7 @@ from layertap.config.monitoring import (
 from layertap.config.repository import VersionDir, aspired_versions, list_versions
 from layertap.config.servers import SERVER_RELEASES, ServerRelease, server_release
 from layertap.config.ssl import (
+    SSL_CONFIG,
     format_ssl_config,
     parse_ssl_config,
     read_ssl_config,
@@ -71,19 +80,24 @@ from layertap.config.ssl import (
 from layertap.version_folder import SavedModelSummary, read_manifest, read_saved_model_summary
 
 __all__ = [
+    "BATCHING_CONFIG",
     "DEMO_BASE_PATH",
     "DEMO_MODEL_NAME",
     "IMAGE_TENSORFLOW_VERSION",
     "MODEL_PLATFORM",
+    "MODEL_SERVER_CONFIG",
+    "MONITORING_CONFIG",
     "PROMETHEUS_PATH",
     "SERVER_RELEASES",
     "SERVING_IMAGE_CPU",
     "SERVING_IMAGE_GPU",
     "SERVING_VERSION",
+    "SSL_CONFIG",
     "BatchingSettings",
     "CheckReport",
     "CompatProblem",
     "CompatReport",
+    "ConfigFile",
     "Finding",
     "GateDecision",
     "SavedModelSummary",

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from layertap.config.textformat import format_text, parse_text, read_config_text, write_text_file
+from layertap.config.files import ConfigFile
 from layertap.errors import ConfigError, ConfigParseError
 from layertap.proto import serving_pb2 as pb
 
 __all__ = [
+    "BATCHING_CONFIG",
     "MAX_BATCH_TIMEOUT_MICROS",
     "BatchingSettings",
     "format_batching_config",
@@ -127,13 +127,7 @@ def gpu_batching_defaults(num_batch_threads: int = 4) -> BatchingSettings:
     )
 
 
-def parse_batching_config(text: str, path: str | None = None) -> BatchingSettings:
-    """Parse a `batching.config` strictly and validate it.
-
-    Raises:
-        ConfigParseError: the text does not parse, or a value breaks a rule (line of the field when known).
-    """
-    message = parse_text(text, pb.BatchingParameters, path)
+def _settings(message: pb.BatchingParameters, text: str, path: str | None) -> BatchingSettings:
     try:
         return BatchingSettings.from_proto(message)
     except ConfigError as error:
@@ -143,19 +137,11 @@ def parse_batching_config(text: str, path: str | None = None) -> BatchingSetting
         raise ConfigParseError(str(error), path=path, line=line) from error
 
 
-def read_batching_config(path: str | os.PathLike[str]) -> BatchingSettings:
-    """Read and validate a `batching.config` file."""
-    return parse_batching_config(read_config_text(path), os.fspath(path))
-
-
-def format_batching_config(settings: BatchingSettings) -> str:
-    """`settings` in text format, as `--batching_parameters_file` expects."""
-    return format_text(settings.to_proto())
-
-
-def write_batching_config(path: str | os.PathLike[str], settings: BatchingSettings) -> None:
-    """Write `settings` to `path` atomically."""
-    write_text_file(path, format_batching_config(settings))
+#: `batching.config`, handed out as `BatchingSettings`: every rule checked on reading, with the line of the
+#: first field at fault.
+BATCHING_CONFIG = ConfigFile(pb.BatchingParameters, _settings, BatchingSettings.to_proto)
+parse_batching_config, read_batching_config = BATCHING_CONFIG.parse, BATCHING_CONFIG.read
+format_batching_config, write_batching_config = BATCHING_CONFIG.format, BATCHING_CONFIG.write
 
 
 def _problems(values: dict[str, Any]) -> list[tuple[str, str]]:

@@ -8,22 +8,17 @@ comments), so re-writing an unchanged config yields the same bytes.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 
-from layertap.config.textformat import (
-    format_text,
-    opening_lines,
-    parse_text,
-    read_config_text,
-    write_text_file,
-)
+from layertap.config.files import ConfigFile
+from layertap.config.textformat import opening_lines
 from layertap.errors import ConfigError, ConfigParseError
 from layertap.proto import serving_pb2 as pb
 
 __all__ = [
     "MODEL_PLATFORM",
+    "MODEL_SERVER_CONFIG",
     "all_versions",
     "describe_policy",
     "find_model",
@@ -45,18 +40,16 @@ MODEL_PLATFORM = "tensorflow"
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def parse_model_server_config(text: str, path: str | None = None) -> pb.ModelServerConfig:
-    """Parse a `models.config` as TF Serving would, refusing what it would refuse at load time.
+def _checked(config: pb.ModelServerConfig, text: str, path: str | None) -> pb.ModelServerConfig:
+    """The parsed config, refused as TF Serving would refuse it at load time.
 
-    Refused: text-format errors and unknown fields (TF Serving's parser refuses them too), a model listed
-    twice ("Illegal to list model M multiple times"), a model without a name, a missing or relative base
-    path ("Expected model M to have an absolute path or URI"), a platform other than "tensorflow", and a
-    `specific` policy that names no version or a negative one.
+    Refused: a model listed twice ("Illegal to list model M multiple times"), a model without a name, a
+    missing or relative base path ("Expected model M to have an absolute path or URI"), a platform other
+    than "tensorflow", and a `specific` policy that names no version or a negative one.
 
     Raises:
         ConfigParseError: with `path` and the 1-based `line` of the offending entry.
     """
-    config = parse_text(text, pb.ModelServerConfig, path)
     entry_lines = opening_lines(text, depth=1) if config.HasField("model_config_list") else []
     for index, problem in _entry_problems(config):
         line = entry_lines[index] if index < len(entry_lines) else None
@@ -64,25 +57,16 @@ def parse_model_server_config(text: str, path: str | None = None) -> pb.ModelSer
     return config
 
 
-def read_model_server_config(path: str | os.PathLike[str]) -> pb.ModelServerConfig:
-    """Read and parse a `models.config` file (see `parse_model_server_config`)."""
-    return parse_model_server_config(read_config_text(path), os.fspath(path))
-
-
-def format_model_server_config(config: pb.ModelServerConfig) -> str:
-    """Return `config` in canonical text format, after checking it as `parse_model_server_config` would.
-
-    Raises:
-        ConfigError: the config would be refused by TF Serving.
-    """
+def _writable(config: pb.ModelServerConfig) -> pb.ModelServerConfig:
     for index, problem in _entry_problems(config):
         raise ConfigError(f"model_config_list entry {index + 1}: {problem}")
-    return format_text(config)
+    return config
 
 
-def write_model_server_config(path: str | os.PathLike[str], config: pb.ModelServerConfig) -> None:
-    """Write `config` to `path` atomically (TF Serving may be polling the file)."""
-    write_text_file(path, format_model_server_config(config))
+#: `models.config`: checked as TF Serving applies it (see `_checked`) on reading and before writing.
+MODEL_SERVER_CONFIG = ConfigFile(pb.ModelServerConfig, _checked, _writable)
+parse_model_server_config, read_model_server_config = MODEL_SERVER_CONFIG.parse, MODEL_SERVER_CONFIG.read
+format_model_server_config, write_model_server_config = MODEL_SERVER_CONFIG.format, MODEL_SERVER_CONFIG.write
 
 
 def latest_versions(num_versions: int = 1) -> pb.ServableVersionPolicy:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
-from layertap.config.textformat import format_text, parse_text, read_config_text, write_text_file
+from layertap.config.files import ConfigFile, unchanged
 from layertap.errors import ConfigError, ConfigParseError
 from layertap.proto import serving_pb2 as pb
 
 __all__ = [
+    "MONITORING_CONFIG",
     "PROMETHEUS_PATH",
     "format_monitoring_config",
     "monitoring_config",
@@ -35,13 +34,7 @@ def monitoring_config(path: str = PROMETHEUS_PATH, *, enable: bool = True) -> pb
     return message
 
 
-def parse_monitoring_config(text: str, path: str | None = None) -> pb.MonitoringConfig:
-    """Parse a `monitoring.config` strictly.
-
-    Raises:
-        ConfigParseError: the text does not parse, or the metrics path is invalid.
-    """
-    message = parse_text(text, pb.MonitoringConfig, path)
+def _checked(message: pb.MonitoringConfig, text: str, path: str | None) -> pb.MonitoringConfig:
     metrics_path = message.prometheus_config.path
     if metrics_path:
         try:
@@ -55,19 +48,10 @@ def parse_monitoring_config(text: str, path: str | None = None) -> pb.Monitoring
     return message
 
 
-def read_monitoring_config(path: str | os.PathLike[str]) -> pb.MonitoringConfig:
-    """Read and parse a `monitoring.config` file."""
-    return parse_monitoring_config(read_config_text(path), os.fspath(path))
-
-
-def format_monitoring_config(config: pb.MonitoringConfig) -> str:
-    """`config` in text format."""
-    return format_text(config)
-
-
-def write_monitoring_config(path: str | os.PathLike[str], config: pb.MonitoringConfig) -> None:
-    """Write `config` to `path` atomically."""
-    write_text_file(path, format_monitoring_config(config))
+#: `monitoring.config`: the Prometheus path checked on reading (an absolute path, not under `/v1/`).
+MONITORING_CONFIG = ConfigFile(pb.MonitoringConfig, _checked, unchanged)
+parse_monitoring_config, read_monitoring_config = MONITORING_CONFIG.parse, MONITORING_CONFIG.read
+format_monitoring_config, write_monitoring_config = MONITORING_CONFIG.format, MONITORING_CONFIG.write
 
 
 def _check_path(path: str) -> None:

@@ -6,13 +6,18 @@ optional `custom_ca` to verify clients with, and `client_verify` for mutual TLS.
 
 from __future__ import annotations
 
-import os
-
-from layertap.config.textformat import format_text, parse_text, read_config_text, write_text_file
+from layertap.config.files import ConfigFile, unchanged
 from layertap.errors import ConfigError, ConfigParseError
 from layertap.proto import serving_pb2 as pb
 
-__all__ = ["format_ssl_config", "parse_ssl_config", "read_ssl_config", "ssl_config", "write_ssl_config"]
+__all__ = [
+    "SSL_CONFIG",
+    "format_ssl_config",
+    "parse_ssl_config",
+    "read_ssl_config",
+    "ssl_config",
+    "write_ssl_config",
+]
 
 
 def ssl_config(
@@ -32,32 +37,17 @@ def ssl_config(
     return config
 
 
-def parse_ssl_config(text: str, path: str | None = None) -> pb.SSLConfig:
-    """Parse an `ssl.config` strictly and check its PEM blocks.
-
-    Raises:
-        ConfigParseError: the text does not parse, or a PEM block is missing or malformed.
-    """
-    config = parse_text(text, pb.SSLConfig, path)
+def _checked(config: pb.SSLConfig, text: str, path: str | None) -> pb.SSLConfig:
     problem = _problem(config)
     if problem:
         raise ConfigParseError(problem, path=path)
     return config
 
 
-def read_ssl_config(path: str | os.PathLike[str]) -> pb.SSLConfig:
-    """Read and check an `ssl.config` file."""
-    return parse_ssl_config(read_config_text(path), os.fspath(path))
-
-
-def format_ssl_config(config: pb.SSLConfig) -> str:
-    """`config` in text format (the PEM text escaped into strings)."""
-    return format_text(config)
-
-
-def write_ssl_config(path: str | os.PathLike[str], config: pb.SSLConfig) -> None:
-    """Write `config` atomically; the file holds a private key, so it is made readable by its owner only."""
-    write_text_file(path, format_ssl_config(config), mode=0o600)
+#: `ssl.config`: its PEM blocks checked on reading; written readable by its owner only (it holds a key).
+SSL_CONFIG = ConfigFile(pb.SSLConfig, _checked, unchanged, mode=0o600)
+parse_ssl_config, read_ssl_config = SSL_CONFIG.parse, SSL_CONFIG.read
+format_ssl_config, write_ssl_config = SSL_CONFIG.format, SSL_CONFIG.write
 
 
 def _problem(config: pb.SSLConfig) -> str | None:
