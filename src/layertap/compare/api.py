@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from layertap._json import json_fields
 from layertap.compare.metrics import (
     CHANGED,
     OutputComparison,
@@ -42,15 +43,10 @@ class SignatureComparison:
     only_in: str | None = None  # "old" or "new" for a signature one version lacks
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "verdict": self.verdict,
-            "reason": self.reason,
-            "only_in": self.only_in,
-            "old_space": self.old_space,
-            "new_space": self.new_space,
-            "outputs": {output.alias: output.to_json() for output in self.outputs},
-        }
+        """A JSON-ready dict (the key is the dict's key in `Comparison.to_json`)."""
+        return json_fields(
+            self, skip=("key",), outputs={output.alias: output.to_json() for output in self.outputs}
+        )
 
 
 @dataclass(frozen=True)

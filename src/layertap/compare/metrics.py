@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from layertap._json import json_fields
 from layertap.errors import UsageError
 from layertap.exporter.verify import tolerance_for
 
@@ -90,22 +91,18 @@ class OutputComparison:
     cka: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (floats rounded to 6 significant digits)."""
-        return {
-            "alias": self.alias,
-            "verdict": self.verdict,
-            "reason": self.reason,
-            "rows": self.rows,
-            "old": {"shape": list(self.old[0]), "dtype": self.old[1]},
-            "new": {"shape": list(self.new[0]), "dtype": self.new[1]},
-            "max_abs_difference": _round(self.max_abs_difference),
-            "relative_difference": _round(self.relative_difference),
-            "tolerance": self.tolerance,
-            "mean_cosine": _round(self.mean_cosine),
-            "neighbour_overlap": _round(self.neighbour_overlap),
-            "neighbours": self.neighbours,
-            "cka": _round(self.cka),
-        }
+        """A JSON-ready dict (measured floats rounded to 6 significant digits)."""
+        result = json_fields(self, old=_spec_json(self.old), new=_spec_json(self.new))
+        result.update((name, _round(getattr(self, name))) for name in _MEASURED)
+        return result
+
+
+# The measurements rounded in JSON (`tolerance` is a setting, kept as given).
+_MEASURED = ("max_abs_difference", "relative_difference", "mean_cosine", "neighbour_overlap", "cka")
+
+
+def _spec_json(spec: tuple[tuple[int, ...], str]) -> dict[str, Any]:
+    return {"shape": list(spec[0]), "dtype": spec[1]}
 
 
 def _round(value: float | None) -> float | None:

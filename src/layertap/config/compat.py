@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from layertap._json import json_fields
 from layertap.config import opregistry, servers
 from layertap.errors import ConfigError
 from layertap.proto import serving_pb2 as pb
@@ -117,15 +118,13 @@ class CompatReport:
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON data."""
-        return {
-            "path": self.path,
-            "server": self.server,
-            "server_tensorflow": self.server_tensorflow,
-            "exported_with": self.exported_with,
-            "graph_def_versions": {"producer": self.producer, "min_consumer": self.min_consumer},
-            "compatible": self.compatible,
-            "problems": [asdict(problem) for problem in self.problems],
-        }
+        return json_fields(
+            self,
+            skip=("producer", "min_consumer"),
+            problems=[asdict(problem) for problem in self.problems],
+            graph_def_versions={"producer": self.producer, "min_consumer": self.min_consumer},
+            compatible=self.compatible,
+        )
 
 
 def check_compat(

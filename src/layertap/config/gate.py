@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from layertap._json import json_fields
 from layertap.errors import ConfigError
 from layertap.version_folder import read_manifest
 
@@ -76,18 +77,12 @@ class GateDecision:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (`layertap config models label --json`)."""
-        return {
-            "model": self.model,
-            "label": self.label,
-            "old_version": self.old_version,
-            "new_version": self.new_version,
-            "allowed": self.allowed,
-            "accepted_new_space": self.accepted_new_space,
-            "source": self.source,
-            "verdicts": {key: {"verdict": v, "reason": r} for key, (v, r) in sorted(self.verdicts.items())},
-            "blocking": dict(sorted(self.blocking.items())),
-            "message": self.message,
-        }
+        return json_fields(
+            self,
+            verdicts={key: {"verdict": v, "reason": r} for key, (v, r) in sorted(self.verdicts.items())},
+            blocking=dict(sorted(self.blocking.items())),
+            message=self.message,
+        )
 
 
 def decide_label_move(

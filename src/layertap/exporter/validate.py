@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from layertap._json import json_fields
 from layertap.config.compat import SERVING_VERSION, check_compat
 from layertap.config.servers import server_release
 from layertap.errors import ConfigError, TensorFormatError, UsageError
@@ -84,19 +85,7 @@ class ValidationReport:
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON data."""
-        return {
-            "path": self.path,
-            "server": self.server,
-            "batch": self.batch,
-            "passed": self.passed,
-            "failures": self.failures,
-            "warnings": self.warnings,
-            "compat": self.compat,
-            "load_seconds": self.load_seconds,
-            "memory": self.memory,
-            "warmup": self.warmup,
-            "signatures": self.signatures,
-        }
+        return json_fields(self, passed=self.passed)
 
 
 def validate_version(
