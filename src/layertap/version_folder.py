@@ -1,6 +1,7 @@
 """One version folder (`<base_path>/<version>/`): its file names, limits and readers, without TensorFlow.
 
 What TF Serving reads in a version folder, and what layertap adds to it:
+
 - `saved_model.pb`: the SavedModel. Only the MetaGraph tagged `serve` is loaded; a request that names no
   signature gets `serving_default` (`tensorflow_serving/servables/tensorflow/predict_util.cc`,
   `kDefaultServingSignatureDefKey` in TensorFlow's `signature_constants`). `read_serve_meta_graph` is the
