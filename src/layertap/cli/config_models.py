@@ -16,6 +16,7 @@ from layertap.config.status import fetch_version_states
 from layertap.errors import ConfigError, UsageError
 from layertap.proto import serving_pb2 as pb
 from layertap.storage.uri import ObjectLocation, parse_location, require_backend
+from layertap.version_folder import ASSETS_EXTRA
 
 __all__ = ["DEFAULT_DIR", "add_models_parser", "add_mount_flag", "parse_mounts"]
 
@@ -329,7 +330,7 @@ def _run_label_remote(
         _require_available(args)
     old = entry.version_labels.get(args.label)
     for version in {old, args.version} - {None}:
-        repository.download(int(version), mirror / str(version), "assets.extra/")
+        repository.download(int(version), mirror / str(version), f"{ASSETS_EXTRA}/")
 
     def compare(old_dir: Path, new_dir: Path) -> dict[str, tuple[str, str]]:
         for directory in (old_dir, new_dir):  # the whole versions, only when no recorded verdict answers

@@ -51,6 +51,7 @@ from layertap.storage.claims import (
 )
 from layertap.storage.store import ObjectInfo, ObjectStore, crc32c_of_file, open_store
 from layertap.storage.uri import ObjectLocation
+from layertap.version_folder import ASSETS_EXTRA
 
 __all__ = [
     "DEFAULT_WORKERS",
@@ -117,7 +118,7 @@ def _rank(relative: str) -> tuple[int, str]:
         return 1, relative
     if relative.startswith("assets/"):
         return 2, relative
-    if relative.startswith("assets.extra/"):
+    if relative.startswith(f"{ASSETS_EXTRA}/"):
         return 3, relative
     if relative == "fingerprint.pb":
         return 4, relative
