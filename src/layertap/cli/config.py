@@ -18,12 +18,15 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from layertap import config as cfg
 from layertap.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from layertap.cli.compat import add_server_argument
 from layertap.cli.config_models import DEFAULT_DIR, add_models_parser, add_mount_flag, parse_mounts
 from layertap.errors import ConfigError
+
+V = TypeVar("V")
 
 __all__ = ["add_arguments", "run"]
 
@@ -101,13 +104,17 @@ def _run_batching(args: argparse.Namespace) -> int:
     if args.allowed_batch_sizes is not None:
         changes["allowed_batch_sizes"] = tuple(args.allowed_batch_sizes)
     settings = settings.replace(**changes)
-    text = cfg.format_batching_config(settings)
-    if str(args.out) == "-":
-        sys.stdout.write(text)
-    else:
-        cfg.write_batching_config(args.out, settings)
-        print(f"wrote {args.out} ({_describe_batching(settings)})", file=sys.stderr)
+    _emit(cfg.BATCHING_CONFIG, settings, args.out, f" ({_describe_batching(settings)})")
     return EXIT_OK
+
+
+def _emit(kind: cfg.ConfigFile[V, Any], value: V, out: Path, note: str = "") -> None:
+    """Print the file (`--out -`) or write it, saying on stderr what was written."""
+    if str(out) == "-":
+        sys.stdout.write(kind.format(value))
+        return
+    kind.write(out, value)
+    print(f"wrote {out}{note}", file=sys.stderr)
 
 
 def _describe_batching(settings: cfg.BatchingSettings) -> str:
@@ -131,12 +138,7 @@ def _add_monitoring(actions: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _run_monitoring(args: argparse.Namespace) -> int:
-    config = cfg.monitoring_config(args.path, enable=not args.disable)
-    if str(args.out) == "-":
-        sys.stdout.write(cfg.format_monitoring_config(config))
-    else:
-        cfg.write_monitoring_config(args.out, config)
-        print(f"wrote {args.out}", file=sys.stderr)
+    _emit(cfg.MONITORING_CONFIG, cfg.monitoring_config(args.path, enable=not args.disable), args.out)
     return EXIT_OK
 
 
