@@ -9,6 +9,7 @@ import grpc
 import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
+from layertap.errors import ConfigParseError
 from tests.certificates import self_signed
 
 
@@ -32,6 +33,21 @@ def test_tls_serving_with_tf_serving_ssl_config(
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel, pytest.raises(grpc.RpcError) as caught:
         model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=5)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_an_ssl_config_the_checked_reader_refuses_fails_before_any_model_loads(
+    start_server: Callable[..., tuple], tmp_path: Path
+) -> None:
+    key, cert = self_signed()
+    config = tmp_path / "ssl.config"
+    config.write_text(f"server_key: {key!r}\nserver_cert: {cert!r}\nclient_verify: true\n".replace("'", '"'))
+    # No model at the base path: had the file been read after loading, loading would have failed first.
+    absent = tmp_path / "no_models" / "m"
+    with pytest.raises(ConfigParseError) as caught:
+        start_server(model_name="m", model_base_path=str(absent), ssl_config_file=str(config))
+    assert str(caught.value) == (
+        f"{config}: SSLConfig.client_verify needs custom_ca: the CA that signs the client certificates"
+    )
 
 
 def test_unix_socket_beside_the_tcp_port(

@@ -256,6 +256,9 @@ def create_server(
         StoppedWhileLoadingError: `stopping` was set before the models were loaded; nothing was left running.
     """
     _probe_ports(options)
+    if options.ssl_config_file:
+        # Checked now, as the docstring promises: it is read again only once every model has loaded.
+        _server_credentials(options.ssl_config_file)
     runner = _runner(options)
     manager = ModelManager(options, runner=runner, stopping=stopping)
     core = ServingCore(
