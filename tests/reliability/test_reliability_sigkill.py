@@ -1,7 +1,8 @@
 """Publishing survives SIGKILL at 22 moments spread over tracing, writing variables, verifying, warmup,
 fsync and rename.
 
-A fresh child exports in a loop and is killed a chosen delay after a chosen progress line; the delays after
+A fresh child process (forked from one that imported TensorFlow once: reliability_export_child.py) exports
+in a loop and is killed a chosen delay after a chosen progress line; the delays after
 "publishing version" (0 to 120 ms) land inside fsync of the staging tree and around the rename. A poller lists
 the model folder every 2 ms: each numeric directory must hold a complete SavedModel the first time it is seen
 and never change afterwards; version 1 stays byte-identical; every version loads and answers through the real
@@ -10,7 +11,9 @@ server; the next export removes the leftovers and succeeds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import queue
 import signal
 import subprocess
@@ -92,22 +95,66 @@ class Poller(threading.Thread):
             time.sleep(0.002)
 
 
-def _kill_at(prefix: str, delay: float, child: subprocess.Popen[str]) -> None:
-    lines: queue.Queue[str] = queue.Queue()
+class ForkServer:
+    """reliability_export_child.py: forks exporters from one process that imported TensorFlow once."""
 
-    def read() -> None:
-        assert child.stderr is not None
-        for line in child.stderr:
-            lines.put(line.strip())
+    def __init__(self, model_path: Path, base: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(CHILD), str(model_path), str(base)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        #: The exporters' progress lines, `PID message`.
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self._answer() == ["ready"]
 
-    threading.Thread(target=read, daemon=True).start()
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line.strip())
+
+    def _answer(self) -> list[str]:
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().split()
+
+    def fork(self) -> int:
+        """A new exporter; returns its pid."""
+        assert self.process.stdin is not None
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        word, pid = self._answer()
+        assert word == "started"
+        return int(pid)
+
+    def reap(self, pid: int) -> int:
+        """The exporter's return code once it has died (-9: SIGKILL)."""
+        word, exited, code = self._answer()
+        assert [word, exited] == ["exited", str(pid)]
+        return int(code)
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _kill_at(prefix: str, delay: float, pid: int, lines: queue.Queue[str]) -> None:
     deadline = time.monotonic() + 120
-    while not lines.get(timeout=120).startswith(prefix):
+    while True:
+        owner, _, message = lines.get(timeout=120).partition(" ")
+        if owner == str(pid) and message.startswith(prefix):
+            break
         # Bounded: a prefix that never appears is a broken test, not a reason to export forever.
         assert time.monotonic() < deadline, f"the child never printed {prefix!r}"
     time.sleep(delay)
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=30)
+    os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow
@@ -123,23 +170,19 @@ def test_sigkill_at_22_moments_never_exposes_a_partial_version(
     poller = Poller(folder)
     poller.start()
     leftovers = 0
+    exporters = ForkServer(model_path, base)
     try:
         for prefix, delay in KILL_POINTS:
-            child = subprocess.Popen(
-                [sys.executable, str(CHILD), str(model_path), str(base)],
-                stderr=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                text=True,
-            )
+            pid = exporters.fork()
             try:
-                _kill_at(prefix, delay, child)
+                _kill_at(prefix, delay, pid, exporters.lines)
             finally:
-                if child.poll() is None:
-                    child.kill()
-                    child.wait()
-            assert child.returncode == -signal.SIGKILL
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            assert exporters.reap(pid) == -signal.SIGKILL
             leftovers += sum(entry.name.startswith(TEMP_PREFIX) for entry in folder.iterdir())
     finally:
+        exporters.close()
         poller.stop.set()
         poller.join()
 
