@@ -34,36 +34,65 @@ def test_round_trip_with_the_installed_protobuf() -> None:
     assert result.stdout.strip() == f"ok protobuf {google.protobuf.__version__}"
 
 
-def make_env(folder: Path, major: int) -> tuple[str, str]:
-    """A throwaway venv with protobuf==major.*, numpy and grpcio; returns (python, pip output)."""
-    # In a child process: a venv written by this process while another thread forks would leave the
-    # new interpreter open for writing in that child ("Text file busy").
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True, timeout=60)
-    python = str(folder / "bin" / "python")
+def pip_target(folder: Path, *requirements: str) -> str:
+    """`pip install --target folder requirements`; returns pip's output on failure, "" on success."""
     install = subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", f"protobuf=={major}.*", "numpy", "grpcio"],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
+            "--target",
+            str(folder),
+            *requirements,
+        ],
         capture_output=True,
         text=True,
         check=False,
-        timeout=80,
+        timeout=120,
     )
-    if install.returncode != 0:
-        return "", install.stdout + install.stderr
-    return python, ""
+    return "" if install.returncode == 0 else install.stdout + install.stderr
+
+
+def run_isolated(path: list[Path], major: int) -> subprocess.CompletedProcess[str]:
+    """The round trip in an interpreter that sees the standard library, `path` and layertap's source only:
+    `-S` skips site-packages (this environment's protobuf and everything else installed here)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(p) for p in [*path, ROOT / "src"]))
+    return subprocess.run(
+        [sys.executable, "-S", str(SCRIPT), str(major)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
 
 
 @pytest.mark.slow
 def test_round_trip_under_protobuf_4_5_and_6(tmp_path: Path) -> None:
+    # numpy and grpcio once, each protobuf major in a folder of its own: three environments holding nothing
+    # but protobuf, grpcio and numpy, without installing numpy and grpcio three times.
     majors = (4, 5, 6)
+    folders = {"shared": tmp_path / "numpy-grpcio", **{major: tmp_path / f"pb{major}" for major in majors}}
+    requirements = {"shared": ("numpy", "grpcio"), **{major: (f"protobuf=={major}.*",) for major in majors}}
     with ThreadPoolExecutor(2) as pool:
-        made = dict(zip(majors, pool.map(lambda m: make_env(tmp_path / f"pb{m}", m), majors), strict=True))
-    for major, (python, failure) in made.items():
-        if not python:
+        failures = dict(
+            zip(
+                folders,
+                pool.map(lambda key: pip_target(folders[key], *requirements[key]), folders),
+                strict=True,
+            )
+        )
+    for key, failure in failures.items():
+        if failure:
             if any(marker in failure for marker in OFFLINE):
                 skip_or_fail(
-                    f"package registry unreachable, cannot install protobuf=={major}.*: {failure[-300:]}"
+                    f"package registry unreachable, cannot install {requirements[key]}: {failure[-300:]}"
                 )
-            pytest.fail(f"installing protobuf=={major}.* failed: {failure[-2000:]}")
-        result = run_script(python, major)
+            pytest.fail(f"installing {requirements[key]} failed: {failure[-2000:]}")
+    for major in majors:
+        result = run_isolated([folders[major], folders["shared"]], major)
         assert result.returncode == 0, f"protobuf {major}: {result.stderr[-3000:]}"
         assert result.stdout.startswith(f"ok protobuf {major}."), result.stdout
