@@ -125,6 +125,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     """Arguments of `layertap export`."""
+    # The registry module imports neither TensorFlow nor Keras, so the help costs nothing to build.
+    from layertap.exporter.heads.registry import help_text as head_ops_help
+
     add_model_arguments(parser)
     parser.add_argument(
         "--layer",
@@ -165,9 +168,8 @@ def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
         default=[],
         type=parse_head_argument,
         metavar="NAME=SPEC:OP[,OP...]",
-        help="a signature NAME computing the layer SPEC followed by ops, on the server: gap, gmp, "
-        "mean (masked), first, last (masked), avgpool=K, dims=N, l2, float16, bfloat16 "
-        "(e.g. pooled=conv2_block1_out:gap,float16). Repeatable.",
+        help="a signature NAME computing the layer SPEC followed by ops, on the server: "
+        f"{head_ops_help()} (e.g. pooled=conv2_block1_out:gap,float16; docs/heads.md). Repeatable.",
     )
     parser.add_argument(
         "--base-path",

@@ -217,7 +217,24 @@ def export(
             that is a head's name is that head's output.
         heads: signatures computing a reduction of a layer's output on the server:
             name -> (spec, ops), e.g. {"pooled": ("conv2_block1_out", ["gap", "float16"])}.
-            The name is the signature key and the output alias. Ops: see `layertap.exporter.heads`.
+            The name is the signature key and the output alias. An op that does not accept what it
+            receives is refused before anything is written.
+            Ops (generated from the head-op registry by tools/gen_head_docs.py):
+                gap: global average over every axis between batch and last (spatial, or time).
+                gmp: global max over the same axes as gap.
+                mean[=MASK_INPUT]: mean over time honouring the Keras mask the output carries (padded tokens
+                    of an `Embedding(mask_zero=True)` do not count); `mean=INPUT` takes the mask from the
+                    model input INPUT, (batch, time), non-zero = a real token (a BERT-style `padding_mask`).
+                first: the first time step (a CLS token).
+                last[=MASK_INPUT]: the last unmasked time step (the sentence vector of causal and recurrent
+                    models); `last=INPUT` takes the mask from a model input, as `mean=INPUT` does.
+                avgpool=K: average pooling of a (batch, H, W, C) map to a K x K grid (adaptive bins: bin i
+                    spans rows floor(i H / K) to ceil((i + 1) H / K), so any H, W >= K works).
+                dims=N: the first N features of the last axis (Matryoshka-style truncation; follow it with
+                    `l2`).
+                l2: L2-normalise the last axis (x / max(norm(x), 1e-6)).
+                float16: cast to float16.
+                bfloat16: cast to bfloat16.
         input_shape: sample shape (no batch) for a Sequential model that was never built.
         allow_unsafe: allow model files with Lambda layers.
         custom_objects: modules or `.py` files to import before loading a file, for the custom
