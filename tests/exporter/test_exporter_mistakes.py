@@ -176,12 +176,12 @@ def test_failed_export_leaves_the_repository_exactly_as_it_was(
     # A failure after the version was reserved (here: a layer TensorFlow cannot trace), into a
     # base path that does not exist yet, or into a model folder that already has a version.
     from layertap.errors import ExportError
-    from layertap.exporter import api
+    from layertap.exporter import stages
 
     def fail(*args: Any, **kwargs: Any) -> None:
         raise ExportError("TensorFlow could not trace or save the model: injected failure")
 
-    monkeypatch.setattr(api, "write_savedmodel", fail)
+    monkeypatch.setattr(stages, "write_savedmodel", fail)
     base = tmp_path / "new" / "models"
     if existing:
         (base / "m" / "3").mkdir(parents=True)

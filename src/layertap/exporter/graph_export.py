@@ -8,19 +8,20 @@ same random inputs, and every added signature what the original graph computes f
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from layertap.errors import UsageError, VerificationError
-from layertap.exporter.api import ExportResult, SignatureInfo, Sizes
-from layertap.exporter.keras2 import is_keras2_savedmodel
 from layertap.exporter.remote import open_repository
+from layertap.exporter.request import ExportRequest
+from layertap.exporter.result import ExportResult, SignatureInfo, Sizes
 from layertap.exporter.samples import sample_inputs
 from layertap.exporter.sources import savedmodel_graph
 from layertap.exporter.sources.savedmodel_graph import GraphTensor, GraphVersion
+from layertap.exporter.verify import loaded_session
 
 __all__ = ["export_graph", "inspect_savedmodel", "is_graph_savedmodel"]
 
@@ -29,10 +30,9 @@ _BATCH = 3
 
 def is_graph_savedmodel(model_or_path: Any) -> bool:
     """A path to a SavedModel directory that is not a Keras 2 model (those convert to Keras instead)."""
-    if not isinstance(model_or_path, str | Path):
-        return False
-    path = Path(model_or_path)
-    return savedmodel_graph.is_savedmodel(path) and not is_keras2_savedmodel(path)
+    from layertap.exporter.source import ModelSource
+
+    return isinstance(model_or_path, str | Path) and ModelSource(model_or_path).is_graph_savedmodel
 
 
 def inspect_savedmodel(path: Path | str) -> list[GraphTensor]:
@@ -40,22 +40,14 @@ def inspect_savedmodel(path: Path | str) -> list[GraphTensor]:
     return savedmodel_graph.list_tensors(Path(path))
 
 
-def export_graph(
-    path: Path,
-    tensors: Sequence[str | int],
-    *,
-    base_path: Path | str,
-    name: str,
-    version: int | None,
-    seed: int,
-    verify: bool,
-    progress: Callable[[str], None],
-) -> ExportResult:
-    """Publish `path` with a signature per tensor added, as a new version of `<base_path>/<name>`."""
+def export_graph(request: ExportRequest, *, progress: Callable[[str], None]) -> ExportResult:
+    """Publish the request's SavedModel with a signature per tensor (`request.layers`) added, as a new
+    version of `<base_path>/<name>`."""
+    path, tensors, name, version = Path(request.source.model), request.layers, request.name, request.version
     if not tensors:
         raise UsageError(f"nothing to export: give --layer TENSOR (`layertap inspect {path}` lists them)")
     started = time.perf_counter()
-    repository = open_repository(base_path, name, report=progress)
+    repository = open_repository(request.base_path, name, report=progress)
     repository.check(version)
     reservation = repository.reserve(version)
     try:
@@ -65,7 +57,9 @@ def export_graph(
         )
         try:
             max_errors = (
-                _verify(path, reservation.staging, written, seed=seed, progress=progress) if verify else {}
+                _verify(path, reservation.staging, written, seed=request.seed, progress=progress)
+                if request.verify
+                else {}
             )
         finally:
             written.close()
@@ -102,7 +96,8 @@ def _verify(
     import tensorflow as tf
 
     errors: dict[str, float] = {}
-    with _session(written_path) as (new_session, new_meta), _session(original) as (old_session, old_meta):
+    with loaded_session(written_path) as (new_session, new_meta), loaded_session(original) as old:
+        old_session, old_meta = old
         for key, (inputs, _) in written.signatures.items():
             progress(f"verifying signature {key} through the session loader")
             specs = [(alias, shape, dtype) for alias, (shape, dtype) in inputs.items()]
@@ -121,24 +116,6 @@ def _verify(
             got = _run(new_session, new_meta.signature_def[key], feeds)
             errors[key] = max(_error(key, alias, got[alias], want[alias]) for alias in want)
     return errors
-
-
-def _session(path: Path) -> Any:
-    import contextlib
-
-    import tensorflow as tf
-
-    @contextlib.contextmanager
-    def loaded() -> Any:
-        graph = tf.Graph()
-        with tf.compat.v1.Session(graph=graph) as session:
-            try:
-                meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
-            except Exception as error:
-                raise VerificationError(f"TF Serving's session loader cannot load {path}: {error}") from error
-            yield session, meta_graph
-
-    return loaded()
 
 
 def _run(session: Any, definition: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

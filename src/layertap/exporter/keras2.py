@@ -45,6 +45,7 @@ __all__ = [
     "h5_needs_conversion",
     "is_keras2_archive",
     "is_keras2_savedmodel",
+    "layer_configs",
     "load_keras2",
     "op_layers_in",
 ]
@@ -110,7 +111,7 @@ def h5_needs_conversion(path: Path) -> bool:
 def op_layers_in(config: Any) -> list[str]:
     """Names of the Keras 2 TF-op layers in a model config (nested models included)."""
     found: list[str] = []
-    for layer in _layer_configs(config):
+    for layer in layer_configs(config):
         if layer.get("class_name") in (*KERAS2_OP_LAYERS, *_UNCONVERTED):
             found.append(str(layer.get("config", {}).get("name", layer.get("name", "?"))))
     return found
@@ -180,7 +181,7 @@ def _load_h5(path: Path, *, allow_unsafe: bool, shown: Path | None = None) -> An
         raw = handle.attrs.get("model_config")
     config = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
     unconverted = [
-        layer.get("class_name") for layer in _layer_configs(config) if layer.get("class_name") in _UNCONVERTED
+        layer.get("class_name") for layer in layer_configs(config) if layer.get("class_name") in _UNCONVERTED
     ]
     if unconverted:
         raise UnsupportedModelError(
@@ -217,16 +218,16 @@ def _copy_with_config(path: Path, config: dict[str, Any]) -> Iterator[Path]:
         yield target
 
 
-def _layer_configs(config: Any) -> Iterator[dict[str, Any]]:
+def layer_configs(config: Any) -> Iterator[dict[str, Any]]:
     """Every layer config of a model config, nested models' layers too."""
     if isinstance(config, dict):
         if "class_name" in config and "config" in config:
             yield config
         for value in config.values():
-            yield from _layer_configs(value)
+            yield from layer_configs(value)
     elif isinstance(config, list):
         for value in config:
-            yield from _layer_configs(value)
+            yield from layer_configs(value)
 
 
 def _convert_config(config: dict[str, Any], *, allow_unsafe: bool, shown: Path) -> dict[str, Any]:
@@ -238,7 +239,7 @@ def _convert_config(config: dict[str, Any], *, allow_unsafe: bool, shown: Path) 
     """
     converted = copy.deepcopy(config)
     shifted = _shifted_models(converted)
-    for layer in _layer_configs(converted):
+    for layer in layer_configs(converted):
         if shifted and isinstance(layer.get("inbound_nodes"), list):
             layer["inbound_nodes"] = _shift_references(layer["inbound_nodes"], shifted)
         if layer.get("class_name") not in KERAS2_OP_LAYERS:
@@ -264,7 +265,7 @@ def _shifted_models(config: Any) -> set[str]:
     layer fed by a nested Keras 2 model is "disconnected" unless the index is lowered by one.
     """
     names: set[str] = set()
-    for layer in _layer_configs(config):
+    for layer in layer_configs(config):
         inner = layer.get("config")
         if not isinstance(inner, dict) or not isinstance(inner.get("layers"), list):
             continue

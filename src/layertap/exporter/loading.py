@@ -1,4 +1,4 @@
-"""Getting a ready-to-truncate Keras model from a file or an in-memory model.
+"""The checks and steps `ModelSource.load` (`layertap.exporter.source`) loads a model file with.
 
 Files load with Keras' safe mode: a Lambda layer carries Python code that would run on load, so
 it needs `allow_unsafe=True`. A legacy `.h5` file is checked for Lambda layers before Keras reads
@@ -13,7 +13,6 @@ import hashlib
 import importlib
 import importlib.util
 import json
-import logging
 import os
 import re
 import sys
@@ -31,91 +30,21 @@ __all__ = [
     "check_model_file",
     "ensure_tensorflow_backend",
     "import_custom_objects",
+    "keras_load_error",
     "load_model",
     "prepare_model",
+    "refuse_h5_lambda",
 ]
-
-logger = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
-def load_model(
-    model_or_path: Any,
-    *,
-    allow_unsafe: bool = False,
-    input_shape: Sequence[int] | None = None,
-    custom_objects: Sequence[str | Path] = (),
-    with_preprocessor: bool = False,
-    sequence_length: int | None = None,
-) -> Any:
-    """A built keras.Model from a `.keras`/`.h5` path, a KerasHub preset directory, or a keras.Model.
+def load_model(model_or_path: Any, **options: Any) -> Any:
+    """A built keras.Model: `ModelSource(model_or_path, **options).load()` (`layertap.exporter.source`
+    documents the options and what loading raises)."""
+    from layertap.exporter.source import ModelSource
 
-    Args:
-        model_or_path: path to a `.keras` or legacy `.h5` file, a Keras 2 SavedModel folder, or an
-            in-memory keras.Model.
-        allow_unsafe: allow files with Lambda layers (their code runs when loading).
-        input_shape: shape of one sample (no batch dimension) for a Sequential model that was
-            never built; ignored for models that have inputs.
-        custom_objects: modules (`my_pkg.layers`) or `.py` files to import before loading, so the
-            classes they register with `@keras.saving.register_keras_serializable` resolve.
-            Safe mode stays on.
-        with_preprocessor: for a KerasHub preset, put its text preprocessor in front of the backbone
-            (`layertap.exporter.sources.kerashub`).
-        sequence_length: for a preset with its preprocessor, tokens per example.
-
-    Raises:
-        UsageError: the path does not exist or is not a Keras model file.
-        UnsafeModelError: the file has Lambda layers and `allow_unsafe` is False.
-        UnsupportedModelError: a Sequential model without inputs and no `input_shape`.
-    """
-    if isinstance(model_or_path, str | os.PathLike):
-        # Checked before Keras is imported (seconds), so a wrong path is reported at once.
-        path = check_model_file(Path(model_or_path))
-        if kerashub.is_preset(path):
-            ensure_tensorflow_backend()
-            return kerashub.load_preset(
-                path, with_preprocessor=with_preprocessor, sequence_length=sequence_length
-            )
-    else:
-        ensure_tensorflow_backend()
-        import keras
-
-        if not isinstance(model_or_path, keras.Model):
-            raise UsageError(
-                f"expected a keras.Model or the path of a .keras/.h5 file, got {type(model_or_path).__name__}"
-            )
-        return prepare_model(model_or_path, input_shape=input_shape)
-    if with_preprocessor or sequence_length is not None:
-        raise UsageError(
-            f"--with-preprocessor and --sequence-length apply to a KerasHub preset directory; {path} is a "
-            "model file"
-        )
-    if path.suffix.lower() in (".h5", ".hdf5") and not allow_unsafe:
-        _refuse_h5_lambda(path)
-    ensure_tensorflow_backend()
-    import_custom_objects(custom_objects)
-    import keras
-
-    if _is_keras2(path):
-        model = keras2.load_keras2(path, allow_unsafe=allow_unsafe)
-        logger.info("converted Keras 2 model %s (%d layers)", path, len(model.layers))
-        return prepare_model(model, input_shape=input_shape)
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
-    except Exception as error:
-        raise _load_error(path, error) from error
-    logger.info("loaded %s (%s, %d layers)", path, type(model).__name__, len(model.layers))
-    return prepare_model(model, input_shape=input_shape)
-
-
-def _is_keras2(path: Path) -> bool:
-    """Whether the file or folder needs the Keras 2 conversion (`layertap.exporter.keras2`)."""
-    if path.is_dir():
-        return keras2.is_keras2_savedmodel(path)
-    if path.suffix.lower() == ".keras":
-        return keras2.is_keras2_archive(path)
-    return keras2.h5_needs_conversion(path)
+    return ModelSource(model_or_path, **options).load()
 
 
 def ensure_tensorflow_backend() -> None:
@@ -264,7 +193,7 @@ _UNKNOWN_CLASS = re.compile(
 )
 
 
-def _load_error(path: Path, error: Exception) -> UsageError:
+def keras_load_error(path: Path, error: Exception) -> UsageError:
     """The one-line error for a model file Keras could not load."""
     text = str(error)
     tokenizer_graph = kerashub.keras_file_error(path, error) if path.suffix.lower() == ".keras" else None
@@ -329,7 +258,8 @@ def _h5_config(path: Path) -> Any:
     return json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
 
 
-def _refuse_h5_lambda(path: Path) -> None:
+def refuse_h5_lambda(path: Path) -> None:
+    """Refuse a legacy `.h5` file with Lambda layers before Keras rebuilds (and so runs) them."""
     if _mentions_lambda(_h5_config(path)):
         raise UnsafeModelError(
             f"{path} contains a Lambda layer (Python code that runs when the model loads); loading it "
@@ -338,10 +268,4 @@ def _refuse_h5_lambda(path: Path) -> None:
 
 
 def _mentions_lambda(config: Any) -> bool:
-    if isinstance(config, dict):
-        if config.get("class_name") == "Lambda":
-            return True
-        return any(_mentions_lambda(value) for value in config.values())
-    if isinstance(config, list):
-        return any(_mentions_lambda(value) for value in config)
-    return False
+    return any(layer.get("class_name") == "Lambda" for layer in keras2.layer_configs(config))

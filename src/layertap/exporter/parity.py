@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from layertap.errors import UsageError, VerificationError
+from layertap.exporter.source import ModelSource
 from layertap.exporter.truncate import Signature
 
 __all__ = ["BACKENDS", "PARITY_TOLERANCE", "check_parity_request", "parity_errors"]
@@ -52,19 +53,16 @@ def check_parity_request(model_or_path: Any, backend: str | None) -> None:
 
 
 def parity_errors(
-    path: Path,
+    source: ModelSource,
     signatures: Sequence[Signature],
     references: Mapping[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]],
     *,
     backend: str,
-    custom_objects: Sequence[str | Path] = (),
-    allow_unsafe: bool = False,
-    input_shape: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """Max relative error per signature between TensorFlow's outputs and `backend`'s.
 
     Args:
-        path: the model file (the child process loads it again).
+        source: the model file and how it loads (the child process loads it again).
         signatures: the exported signatures (those without heads are compared).
         references: verification's {key: (inputs, TensorFlow outputs)}.
         backend: the Keras backend to compare with ("jax", "torch").
@@ -84,14 +82,11 @@ def parity_errors(
         }
         np.savez(folder / "inputs.npz", **inputs)  # type: ignore[arg-type]
         job = {
-            "path": str(path),
+            "source": source.to_json(),
             "signatures": {
                 s.key: {"specs": list(s.layers), "aliases": list(s.output_aliases)} for s in compared
             },
             "inputs": {s.key: list(s.input_aliases) for s in compared},
-            "custom_objects": [str(source) for source in custom_objects],
-            "allow_unsafe": allow_unsafe,
-            "input_shape": list(input_shape) if input_shape is not None else None,
             "out": str(folder / "outputs.npz"),
         }
         (folder / "job.json").write_text(json.dumps(job), encoding="utf-8")
@@ -130,16 +125,13 @@ def parity_errors(
 def _child(job_file: Path) -> None:
     """In the child process (KERAS_BACKEND already set): run every signature, save the outputs."""
     job: dict[str, Any] = json.loads(job_file.read_text(encoding="utf-8"))
-    from layertap.exporter.loading import import_custom_objects, prepare_model
-
-    import_custom_objects(job["custom_objects"])
     import keras
 
     from layertap.exporter import specs as layer_specs
     from layertap.exporter.truncate import tensors_for
 
-    model = keras.saving.load_model(job["path"], compile=False, safe_mode=not job["allow_unsafe"])
-    model = prepare_model(model, input_shape=job["input_shape"])
+    # The backend is the one KERAS_BACKEND names, not TensorFlow: that is the point of the check.
+    model = ModelSource.from_json(job["source"]).load(tensorflow_backend=False)
     with np.load(Path(job["out"]).with_name("inputs.npz"), allow_pickle=False) as saved:
         inputs = {name: saved[name] for name in saved.files}
     outputs: dict[str, np.ndarray] = {}

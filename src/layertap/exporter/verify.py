@@ -10,9 +10,10 @@ session run computes every signature's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from layertap.exporter.truncate import Signature
 __all__ = [
     "TOLERANCE",
     "VERIFY_BATCH",
+    "loaded_session",
     "reference_outputs",
     "relative_error",
     "tolerance_for",
@@ -61,6 +63,23 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     return difference / scale if scale > 0 else difference
 
 
+@contextlib.contextmanager
+def loaded_session(path: Path) -> Iterator[tuple[Any, Any]]:
+    """(session, meta graph) of `path` loaded by the session loader in a fresh graph, as TF Serving loads it.
+
+    Raises:
+        VerificationError: the loader refuses the SavedModel.
+    """
+    import tensorflow as tf
+
+    with tf.compat.v1.Session(graph=tf.Graph()) as session:
+        try:
+            meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
+        except Exception as error:
+            raise VerificationError(f"TF Serving's session loader cannot load {path}: {error}") from error
+        yield session, meta_graph
+
+
 def verify_savedmodel(
     path: Path, signatures: Sequence[Signature], *, seed: int, progress: Callable[[str], None]
 ) -> dict[str, float]:
@@ -73,19 +92,12 @@ def verify_savedmodel(
         VerificationError: a signature is missing, has other aliases, bakes in a device, fails to
             run, or differs from Keras by more than TOLERANCE.
     """
-    import tensorflow as tf
-
     from layertap.tftext import load_tf_text_ops
 
     load_tf_text_ops()  # as TF Serving links TF Text (layertap.tftext)
     expected = _keras_outputs(signatures, seed=seed)
     errors: dict[str, float] = {}
-    graph = tf.Graph()
-    with tf.compat.v1.Session(graph=graph) as session:
-        try:
-            meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
-        except Exception as error:
-            raise VerificationError(f"TF Serving's session loader cannot load {path}: {error}") from error
+    with loaded_session(path) as (session, meta_graph):
         _check_no_devices(meta_graph, _cpu_scopes(signatures))
         progress(f"verifying signatures through the session loader: {len(signatures)} in one run")
         actual = _run_all(session, meta_graph, signatures, expected)

@@ -19,20 +19,7 @@ from layertap.errors import UsageError
 from layertap.exporter.heads.registry import HEAD_OPS, Shape, help_text
 from layertap.names import is_tensorflow_name, tensorflow_name
 
-__all__ = [
-    "OPS",
-    "Head",
-    "HeadOp",
-    "apply_numpy",
-    "apply_tf",
-    "bytes_per_example",
-    "check_head_name",
-    "fitting_ops",
-    "keras_mask",
-    "parse_head",
-    "parse_ops",
-    "plan_head",
-]
+# The public names are listed once, in the package's __all__ (layertap.exporter.heads).
 
 
 @dataclass(frozen=True)

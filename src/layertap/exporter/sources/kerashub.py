@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from layertap.errors import UnsupportedModelError, UsageError
+from layertap.exporter.keras2 import layer_configs
 
 __all__ = ["TEXT_INPUT", "is_preset", "keras_file_error", "load_preset"]
 
@@ -160,7 +160,7 @@ def keras_file_error(path: Path, error: BaseException) -> UsageError | None:
     text_layers = sorted(
         {
             str(entry.get("class_name"))
-            for entry in _objects(config)
+            for entry in layer_configs(config)
             if str(entry.get("module", "")).startswith("keras_hub")
             and str(entry.get("class_name", "")).endswith(("Preprocessor", "Tokenizer"))
         }
@@ -175,17 +175,6 @@ def keras_file_error(path: Path, error: BaseException) -> UsageError | None:
         "backbone.save_to_preset(DIR) and tokenizer.save_to_preset(DIR)) and export that directory: "
         "layertap export DIR --with-preprocessor --layer ..."
     )
-
-
-def _objects(config: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(config, dict):
-        if "class_name" in config:
-            yield config
-        for value in config.values():
-            yield from _objects(value)
-    elif isinstance(config, list):
-        for value in config:
-            yield from _objects(value)
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:
