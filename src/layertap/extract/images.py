@@ -98,9 +98,11 @@ def decode_image(
             f"takes {spec.describe()}"
         )
     height, width, channels = spec.shape
+    mode = "L" if channels == 1 else "RGB"
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
-            converted = image.convert("L" if channels == 1 else "RGB")
+            # convert() copies even when the mode is already right: skipped then (most files).
+            converted = image if image.mode == mode else image.convert(mode)
             if height is not None and width is not None and converted.size != (width, height):
                 converted = converted.resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.asarray(converted, dtype=np.uint8)
@@ -110,9 +112,10 @@ def decode_image(
         pixels = pixels[:, :, np.newaxis]
     if preprocessing.is_identity and spec.dtype == np.uint8:
         return pixels
-    values = pixels.astype(np.float32)
     if function is not None:
-        values = np.asarray(function(values))
+        values = np.asarray(function(pixels.astype(np.float32)))
     else:
-        values = values * np.float32(preprocessing.scale) + np.float32(preprocessing.offset)
+        # One float32 array, scaled and shifted in place: the same values as x * scale + offset.
+        values = np.multiply(pixels, np.float32(preprocessing.scale), dtype=np.float32)
+        values += np.float32(preprocessing.offset)
     return values.astype(spec.dtype, copy=False)

@@ -1,8 +1,10 @@
 """One extraction job: records from a source, features from a runner, rows into an output directory.
 
-The stages stream: a thread reads and decodes the next batch while the current one runs (`ahead`),
-remote runners keep one batch in flight per server (`ordered_map`), and Parquet shards are committed
-as they fill, so memory does not grow with the dataset.
+Three stages overlap, each bounded: a thread reads and decodes the next batches into one input array
+while the current one runs (`ahead`); runners keep a few batches in flight (`ordered_map`: two
+in-process, two per server remotely); a writer thread streams the features into the open Parquet
+shard as row groups and commits shards as they fill (`Behind`). Memory depends on the batch size and
+the queue depths, never on the dataset, and the job runs at the pace of its slowest stage.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import numpy as np
 
 from layertap._atomic import write_atomically
 from layertap.errors import InvalidInputError, UsageError
-from layertap.extract.pipeline import ahead, ordered_map
+from layertap.extract.pipeline import Behind, ahead, ordered_map
 from layertap.extract.progress import Progress
 from layertap.extract.records import InputSpec, Pending, Reject, conform
 from layertap.extract.runners import OutputSpec, Runner
@@ -75,6 +77,7 @@ class _Batch:
     ids: list[str]
     values: list[Any]
     rejects: list[Reject]
+    array: np.ndarray | None = None  # the values stacked into one input (by the reader thread)
 
 
 def _state(runner: Runner, source: Source, output_format: str) -> dict[str, Any]:
@@ -126,6 +129,9 @@ def _decode(records: Sequence[Pending], spec: InputSpec, strict: bool) -> _Batch
             continue
         batch.ids.append(record.id)
         batch.values.append(value)
+    if batch.values:
+        batch.array = _stack(batch.values, spec)
+        batch.values = []
     return batch
 
 
@@ -182,23 +188,28 @@ def run_job(
     )
 
     def compute(batch: _Batch) -> dict[str, np.ndarray]:
-        if not batch.ids:
+        if batch.array is None:
             return {name: _empty(out) for name, out in runner.outputs.items()}
-        return runner.run(_stack(batch.values, spec))
+        return runner.run(batch.array)
 
     collected: list[tuple[list[str], dict[str, np.ndarray]]] = []
     rejects: list[Reject] = []
-    for batch, features in ordered_map(compute, decoded, runner.parallelism):
-        if shards is not None:
-            shards.add(batch.ids, features, batch.rejects)
-        else:
-            collected.append((batch.ids, features))
-            rejects.extend(batch.rejects)
-        progress.update(len(batch.ids), len(batch.rejects))
     if shards is not None:
+        try:
+            with Behind(_write_into(shards), depth=4, name="layertap-extract-write") as writer:
+                for batch, features in ordered_map(compute, decoded, runner.parallelism):
+                    writer.put((batch.ids, features, batch.rejects))
+                    progress.update(len(batch.ids), len(batch.rejects))
+        except BaseException:
+            shards.abort()  # the open shard's records are written again on resume
+            raise
         rows, rejects = shards.finish()
         records = shards.position
     else:
+        for batch, features in ordered_map(compute, decoded, runner.parallelism):
+            collected.append((batch.ids, features))
+            rejects.extend(batch.rejects)
+            progress.update(len(batch.ids), len(batch.rejects))
         rows = _write_arrays(output, runner.outputs, collected, rejects)
         records = rows + len(rejects)
     progress.close()
@@ -216,6 +227,15 @@ def run_job(
         time.monotonic() - started,
         rejects,
     )
+
+
+def _write_into(
+    shards: ParquetShards,
+) -> Callable[[tuple[list[str], dict[str, np.ndarray], list[Reject]]], None]:
+    def write(item: tuple[list[str], dict[str, np.ndarray], list[Reject]]) -> None:
+        shards.add(*item)
+
+    return write
 
 
 def _empty(spec: OutputSpec) -> np.ndarray:
