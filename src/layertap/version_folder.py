@@ -173,8 +173,9 @@ def warmup_records(path: str | os.PathLike[str]) -> Iterator[bytes]:
 
     Per record: a little-endian uint64 length, a 4-byte CRC of it, the bytes, a 4-byte CRC of them
     (`tensorflow/core/lib/io/record_reader.cc`). CRC-32C is not in the standard library; `layertap serve`
-    and `validate` read the file with TensorFlow's own reader (`layertap.server.warmup.read_records`),
-    which verifies them as TF Serving does. This reader is for the tools that run without TensorFlow.
+    and `validate` read the file with TensorFlow's own reader
+    (`layertap.server.management.warmup.read_records`), which verifies them as TF Serving does. This
+    reader is for the tools that run without TensorFlow.
 
     Raises:
         ConfigError: the file cannot be read or is truncated.

@@ -27,7 +27,7 @@ from layertap.errors import ServerUnavailableError
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
 from layertap.server.app import LayertapServer
-from layertap.server.handlers import QUEUE_FULL_MESSAGE
+from layertap.server.status import QUEUE_FULL_MESSAGE
 
 IMAGES = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
 

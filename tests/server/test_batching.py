@@ -14,7 +14,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from layertap.errors import ServingError
-from layertap.server.batching import QUEUE_FULL_MESSAGE, BatchingOptions, BatchScheduler
+from layertap.server.runtime.batching import BatchingOptions, BatchScheduler
+from layertap.server.status import QUEUE_FULL_MESSAGE
 
 
 class Recorder:

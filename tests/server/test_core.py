@@ -16,9 +16,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from layertap.server.handlers import QUEUE_FULL_MESSAGE
-from layertap.server.rest import http_status
-from layertap.server.status import InvalidArgument, NotFound, StatusError, status_error
+from layertap.server.rest.server import http_status
+from layertap.server.status import QUEUE_FULL_MESSAGE, InvalidArgument, NotFound, StatusError, status_error
 
 
 def _free_port() -> int:

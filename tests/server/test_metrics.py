@@ -7,7 +7,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from layertap.server import metrics
+from layertap.server.dataplane import metrics
 
 
 def test_tf_serving_names_labels_and_buckets_through_prometheus_client() -> None:

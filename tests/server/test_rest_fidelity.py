@@ -15,8 +15,8 @@ import pytest
 
 from layertap.proto import serving_pb2 as pb
 from layertap.server.app import LayertapServer
-from layertap.server.rest_json import predict_inputs
-from layertap.server.rest_writer import decimal
+from layertap.server.rest.decode import predict_inputs
+from layertap.server.rest.encode import decimal
 from layertap.server.status import Unimplemented
 from tests.server.rest_peer import call, error
 

@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from layertap.server.batching import QUEUE_FULL_MESSAGE
-from layertap.server.rest import MAX_BODY_BYTES, http_status
+from layertap.server.rest.server import MAX_BODY_BYTES, http_status
+from layertap.server.status import QUEUE_FULL_MESSAGE
 from tests.server.rest_peer import REST_TIMEOUT_MS
 
 MIB = 1024 * 1024

@@ -16,7 +16,9 @@ def test_public_names() -> None:
 
 def test_import_does_not_load_tensorflow() -> None:
     code = (
-        "import sys, layertap.server, layertap.cli.serve, layertap.server.rest, layertap.server.batching; "
+        "import sys, layertap.server, layertap.cli.serve, layertap.server.rest.server, "
+        "layertap.server.runtime.batching, layertap.server.grpc.servicer, layertap.server.dataplane.plane, "
+        "layertap.server.management.lifecycle; "
         "print('tensorflow' in sys.modules)"
     )
     result = subprocess.run(

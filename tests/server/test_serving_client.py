@@ -14,7 +14,7 @@ import pytest
 from layertap.client import AsyncServingClient, Classification, ServingClient
 from layertap.errors import InvalidArgumentError
 from layertap.server.app import LayertapServer
-from layertap.server.rest import http_status
+from layertap.server.rest.server import http_status
 from tests.server.rest_peer import call, error
 
 EXAMPLES = [{"x": 1.0}, {"x": 2.0}, {"x": 5.0}]

@@ -12,8 +12,8 @@ import pytest
 from layertap.cli import main
 from layertap.errors import ConfigError
 from layertap.server import ServerOptions, create_server
-from layertap.server.lifecycle import Lifecycle, single_model_config
-from layertap.server.router import Router
+from layertap.server.management.lifecycle import Lifecycle, single_model_config
+from layertap.server.management.registry import Registry
 
 
 def test_malformed_model_config_is_refused_as_tf_serving_words_it(
@@ -60,9 +60,9 @@ def test_a_missing_base_path_is_said_plainly_once_not_every_poll(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     missing = tmp_path / "modles" / "m"
-    lifecycle = Lifecycle(ServerOptions(file_system_poll_wait_seconds=1), Router(), loader=None)
+    lifecycle = Lifecycle(ServerOptions(file_system_poll_wait_seconds=1), Registry(), loader=None)
     config = single_model_config("m", str(missing))
-    with caplog.at_level(logging.WARNING, logger="layertap.server.lifecycle"):
+    with caplog.at_level(logging.WARNING, logger="layertap.server.management.lifecycle"):
         lifecycle.reload(config, wait=False)
         for _ in range(5):  # five polls, as five seconds of the poller would make
             lifecycle.poll()

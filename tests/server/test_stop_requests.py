@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from layertap.errors import ServingError
-from layertap.server.batching import BatchingOptions, BatchScheduler
+from layertap.server.runtime.batching import BatchingOptions, BatchScheduler
 
 
 def test_sigterm_while_loading_stops_promptly_without_retrying_or_serving(

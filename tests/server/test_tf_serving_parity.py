@@ -20,7 +20,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from layertap.server.handlers import QUEUE_FULL_MESSAGE, grpc_message
+from layertap.server.grpc.servicer import grpc_message
+from layertap.server.status import QUEUE_FULL_MESSAGE
 
 
 @pytest.fixture

@@ -2,16 +2,16 @@
 
 What TFX's InfraValidator checks in a real server, for any signature (not only tf.Example Predict):
 - `check_compat` against the target release (`layertap.config.compat`): ops, attrs, REST dtypes;
-- the version loads through `layertap serve`'s own loader (`layertap.server.servable`: TF Serving's TF1
-  session path into a fresh Graph and Session, TF Text's ops registered);
+- the version loads through `layertap serve`'s own loader (`layertap.server.runtime.servable`: TF
+  Serving's TF1 session path into a fresh Graph and Session, TF Text's ops registered);
 - every warmup record is read with the server's reader (TensorFlow's own TFRecord reader, checksums
   verified), parses as a PredictionLog, names existing signatures and runs through the server's replay of
   one record, at most 1000 records (TF Serving fails the whole version otherwise); unlike a load, which
   stops at the first failing record, every record is tried so the report lists them all;
-- every signature answers a Predict through the server's request path (`layertap.server.predict`), built
-  from its own metadata (random inputs of its dtypes and shapes, strings included) at batch 1 and at the
-  configured batch; outputs are finite and have the manifest's shapes (`assets.extra/layertap.json`) when
-  there is one;
+- every signature answers a Predict through the server's request checks
+  (`layertap.server.dataplane.predict`), built from its own metadata (random inputs of its dtypes and
+  shapes, strings included) at batch 1 and at the configured batch; outputs are finite and have the
+  manifest's shapes (`assets.extra/layertap.json`) when there is one;
 - p50/p99 latency per signature at both batches, the resident memory the loaded version adds and the peak;
 - reply bytes per example in both encodings (typed fields, TF Serving's default, and `tensor_content`),
   flagged when a reply at the configured batch would pass the 4 MiB receive limit most gRPC clients keep.
@@ -49,7 +49,7 @@ from layertap.version_folder import (
 from layertap.wire import codec, dtypes
 
 if TYPE_CHECKING:
-    from layertap.server.servable import Servable
+    from layertap.server.runtime.servable import Servable
 
 __all__ = ["CLIENT_MESSAGE_LIMIT", "DEFAULT_BATCH", "ValidationReport", "validate_version"]
 
@@ -170,7 +170,7 @@ def _rehearse(
     seed: int,
     say: Callable[[str], None],
 ) -> None:
-    from layertap.server.servable import import_tensorflow
+    from layertap.server.runtime.servable import import_tensorflow
 
     if not has_saved_model(path):
         # What the session loader would say, without importing TensorFlow to hear it.
@@ -180,7 +180,7 @@ def _rehearse(
         )
         return
     import_tensorflow()
-    from layertap.server.servable import Servable, SessionSettings
+    from layertap.server.runtime.servable import Servable, SessionSettings
     from layertap.server.status import StatusError
 
     records, read_error = _read_warmup(path)
@@ -219,8 +219,8 @@ def _rehearse(
 def _read_warmup(path: Path) -> tuple[list[bytes] | None, str]:
     """The warmup records (None without a warmup file) read by `layertap serve`'s reader (TensorFlow's,
     checksums verified), and why reading stopped early ("" when it did not)."""
+    from layertap.server.management.warmup import read_records
     from layertap.server.status import StatusError
-    from layertap.server.warmup import read_records
 
     warmup_file = path / WARMUP_PATH
     if not warmup_file.is_file():
@@ -267,8 +267,8 @@ def _run_warmup_record(record: bytes, number: int, servable: Servable, warmed: s
     Unlike `layertap serve`, which stops at the first failing record as TF Serving does, every record is
     tried so that the report lists them all; each runs through the server's own replay of one record.
     """
+    from layertap.server.management.warmup import record_call
     from layertap.server.status import StatusError
-    from layertap.server.warmup import record_call
 
     try:
         log = pb.PredictionLog.FromString(record)
@@ -376,7 +376,7 @@ def _sample(
 
 def _run(servable: Servable, key: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One Predict through `layertap serve`'s request path (TF Serving's checks, the C API session run)."""
-    from layertap.server.predict import predict
+    from layertap.server.dataplane.predict import predict
 
     return predict(servable, _MODEL, key, inputs).outputs
 

@@ -24,7 +24,7 @@ __all__ = ["example_loader", "read_tfrecord"]
 
 def read_tfrecord(path: Path) -> Iterator[bytes]:
     """The serialized records of one TFRecord file (uncompressed), in order."""
-    from layertap.server.servable import import_tensorflow
+    from layertap.server.runtime.servable import import_tensorflow
 
     import_tensorflow()
     import tensorflow as tf

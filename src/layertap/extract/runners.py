@@ -115,12 +115,12 @@ class InProcessRunner:
     def __init__(
         self, path: str, names: Sequence[str], *, model: str | None = None, tags: Sequence[str] = ("serve",)
     ) -> None:
-        from layertap.server.servable import import_tensorflow
+        from layertap.server.runtime.servable import import_tensorflow
 
         import_tensorflow()
         import tensorflow as tf
 
-        from layertap.server.session import SessionCaller
+        from layertap.server.runtime.session import SessionCaller
 
         path = path.rstrip("/")
         base, _, leaf = path.rpartition("/")

@@ -23,17 +23,17 @@ import grpc
 
 from layertap.errors import ConfigError, ConfigParseError, ServerError
 from layertap.proto import serving_pb2 as pb
-from layertap.server.batching import BatchingOptions, BatchScheduler
-from layertap.server.core import ServingCore
+from layertap.server.dataplane.plane import DataPlane
 from layertap.server.filesystem import read_text
 from layertap.server.flags import ServerOptions
-from layertap.server.handlers import build_handlers
-from layertap.server.lifecycle import StoppedWhileLoadingError
-from layertap.server.manager import ModelManager, single_model_config
-from layertap.server.profiler import profiler_handler
-from layertap.server.reflection import enable_reflection
-from layertap.server.rest import RestServer
-from layertap.server.runner import PlainRunner, SessionRunner
+from layertap.server.grpc.profiler import profiler_handler
+from layertap.server.grpc.reflection import enable_reflection
+from layertap.server.grpc.servicer import build_handlers
+from layertap.server.management.lifecycle import Lifecycle, StoppedWhileLoadingError, single_model_config
+from layertap.server.management.loader import saved_model_loader
+from layertap.server.management.registry import Registry
+from layertap.server.rest.server import RestServer
+from layertap.server.runtime.batching import BatchingOptions, BatchScheduler
 from layertap.storage.uri import serving_base_path
 
 __all__ = ["LayertapServer", "create_server", "serve"]
@@ -108,9 +108,13 @@ def _probe_ports(options: ServerOptions) -> None:
 
 
 def _server_credentials(path: str) -> grpc.ServerCredentials:
+    """TLS for the gRPC port from `--ssl_config_file`.
+
+    Raises:
+        ConfigError: the file does not parse, or its PEM text is missing or malformed.
+    """
     from layertap.config.ssl import read_ssl_config
 
-    # The checked reader: both PEM blocks present and well formed, custom_ca given for client_verify.
     ssl = read_ssl_config(path)
     return grpc.ssl_server_credentials(
         [(ssl.server_key.encode(), ssl.server_cert.encode())],
@@ -120,12 +124,11 @@ def _server_credentials(path: str) -> grpc.ServerCredentials:
 
 
 class LayertapServer:
-    """A running `layertap serve`: the gRPC server and REST API on one serving core, and health."""
+    """A running `layertap serve`: the gRPC server and REST API on one data plane, and health."""
 
-    def __init__(self, options: ServerOptions, core: ServingCore, runner: SessionRunner) -> None:
+    def __init__(self, options: ServerOptions, plane: DataPlane, runner: BatchScheduler | None) -> None:
         self.options = options
-        self.core = core
-        self.manager = core.manager
+        self.plane = plane
         self._runner = runner
         self.port = 0
         self.rest_port = 0
@@ -139,7 +142,7 @@ class LayertapServer:
                 max_workers=workers + options.max_queued_requests + _SPARE_THREADS,
                 thread_name_prefix="layertap-grpc",
             ),
-            handlers=build_handlers(core, tensor_content=options.enable_serialization_as_tensor_content),
+            handlers=build_handlers(plane, tensor_content=options.enable_serialization_as_tensor_content),
             # --grpc_channel_arguments override these defaults (gRPC keeps the FIRST of duplicate keys).
             options=list(
                 {
@@ -200,7 +203,7 @@ class LayertapServer:
         if self.options.rest_api_port:
             try:
                 self._rest = RestServer(
-                    self.core,
+                    self.plane,
                     host,
                     self.options.rest_api_port,
                     self.options.rest_api_timeout_in_ms,
@@ -216,7 +219,7 @@ class LayertapServer:
             "Running gRPC ModelServer at %s%s, serving %s",
             self.address,
             " (TLS)" if self.options.ssl_config_file else "",
-            ", ".join(self.manager.model_names()),
+            ", ".join(self.plane.lifecycle.model_names()),
         )
         return self.port
 
@@ -230,8 +233,9 @@ class LayertapServer:
             self._rest.stop()
         self._grpc.stop(grace).wait()
         logger.info("gRPC server stopped after %.2f s of draining", time.monotonic() - started)
-        self.manager.stop()
-        self._runner.stop()
+        self.plane.lifecycle.stop()
+        if self._runner is not None:
+            self._runner.stop()
 
     def wait(self) -> None:
         """Block until the gRPC server terminates."""
@@ -260,9 +264,11 @@ def create_server(
         # Checked now, as the docstring promises: it is read again only once every model has loaded.
         _server_credentials(options.ssl_config_file)
     runner = _runner(options)
-    manager = ModelManager(options, runner=runner, stopping=stopping)
-    core = ServingCore(
-        manager,
+    registry = Registry()
+    lifecycle = Lifecycle(options, registry, saved_model_loader(options, runner, stopping), stopping)
+    plane = DataPlane(
+        registry,
+        lifecycle,
         workers=options.grpc_max_threads,
         queue=options.max_queued_requests,
         check_method_names=options.enable_signature_method_name_check,
@@ -275,14 +281,15 @@ def create_server(
         source = f"--model_name={options.model_name} --model_base_path={options.model_base_path}"
     logger.info("Serving models from %s", source)
     try:
-        manager.start(config)
+        lifecycle.start(config)
         if options.model_config_file:
-            manager.watch_config_file(options.model_config_file, _read_model_config)
-        server = LayertapServer(options, core, runner)
+            lifecycle.watch_config_file(options.model_config_file, _read_model_config)
+        server = LayertapServer(options, plane, runner)
         port = server.start()
     except BaseException:
-        manager.stop()
-        runner.stop()
+        lifecycle.stop()
+        if runner is not None:
+            runner.stop()
         raise
     return server, port
 
@@ -300,10 +307,10 @@ def _metrics_path(monitoring_config_file: str) -> str | None:
     return path
 
 
-def _runner(options: ServerOptions) -> SessionRunner:
-    """The session runner every servable is built with: batching when --enable_batching."""
+def _runner(options: ServerOptions) -> BatchScheduler | None:
+    """The batching runner every servable's session calls go through with --enable_batching, else None."""
     if not options.enable_batching:
-        return PlainRunner()
+        return None
     from layertap.config.batching import BatchingSettings, read_batching_config
 
     settings = (

@@ -1,6 +1,6 @@
 """The server's errors: one exception type per outcome, each carrying its `grpc.StatusCode`.
 
-Everything below the transports (lifecycle, router, session runner, request checks) raises a
+Everything below the transports (lifecycle, registry, session runner, request checks) raises a
 `StatusError`; each transport maps it once (gRPC: `context.abort(error.status, ...)`, REST: the HTTP
 status TF Serving answers for that code). The classes also derive from the `layertap.errors`
 hierarchy the client uses, so `except ModelNotFoundError` reads the same on both sides, and keep that
@@ -25,6 +25,7 @@ from layertap.errors import (
 )
 
 __all__ = [
+    "QUEUE_FULL_MESSAGE",
     "DeadlineExceeded",
     "FailedPrecondition",
     "Internal",
@@ -36,6 +37,11 @@ __all__ = [
     "Unimplemented",
     "status_error",
 ]
+
+#: TF Serving's words when a batch queue is full (`shared_batch_scheduler.h`). layertap answers every
+#: refusal for load with them (admission, batch queues, REST's body budget), so a client has one
+#: retryable UNAVAILABLE message to recognise.
+QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
 
 
 class StatusError(ServingError):

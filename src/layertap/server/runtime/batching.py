@@ -24,14 +24,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from layertap.config.batching import BatchingSettings
-from layertap.server.runner import RunFunction
-from layertap.server.status import DeadlineExceeded, Internal, InvalidArgument, StatusError, Unavailable
+from layertap.server.runtime.runner import RunFunction
+from layertap.server.status import (
+    QUEUE_FULL_MESSAGE,
+    DeadlineExceeded,
+    Internal,
+    InvalidArgument,
+    StatusError,
+    Unavailable,
+)
 
-__all__ = ["QUEUE_FULL_MESSAGE", "BatchScheduler", "BatchingOptions"]
+__all__ = ["BatchScheduler", "BatchingOptions"]
 
 logger = logging.getLogger(__name__)
-
-QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
 
 
 @dataclass(frozen=True)

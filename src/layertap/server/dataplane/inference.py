@@ -12,7 +12,7 @@ runs classify and regress tasks over one model and one input in ONE session run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from google.protobuf import text_format
@@ -20,12 +20,12 @@ from google.protobuf import text_format
 from layertap.errors import TensorFormatError
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
-from layertap.server.servable import Servable
+from layertap.server.runtime.servable import Servable
 from layertap.server.status import InvalidArgument, Unimplemented
 from layertap.version_folder import DEFAULT_SIGNATURE
 from layertap.wire import dtypes
 
-__all__ = ["classify", "multi_inference", "regress", "serialized_examples"]
+__all__ = ["Request", "Response", "infer", "model_spec", "serialized_examples"]
 
 _KIND = {methods.CLASSIFY_METHOD_NAME: "classification", methods.REGRESS_METHOD_NAME: "regression"}
 
@@ -120,6 +120,13 @@ def _regression_outputs(signature: pb.SignatureDef, check_method_name: bool) -> 
     if entry is None:
         raise InvalidArgument(f"No regression outputs found in SignatureDef: {_debug_string(signature)}")
     return name, [entry.name]
+
+
+#: The input tensor and the fetches of a classification or regression signature, by method name.
+_OUTPUTS: dict[str, Callable[[pb.SignatureDef, bool], tuple[str, list[str]]]] = {
+    methods.CLASSIFY_METHOD_NAME: _classification_outputs,
+    methods.REGRESS_METHOD_NAME: _regression_outputs,
+}
 
 
 def _shape(array: np.ndarray) -> str:
@@ -217,57 +224,50 @@ def _run(
     return len(examples), dict(zip(unique, outputs, strict=True))
 
 
-def classify(
-    servable: Servable,
-    request: pb.ClassificationRequest,
-    timeout_ms: int | None = None,
-    *,
-    check_method_name: bool = False,
-) -> pb.ClassificationResponse:
-    """RunClassify on `servable`.
+#: A request Classify, Regress or MultiInference answers; `infer` runs any of them.
+Request = pb.ClassificationRequest | pb.RegressionRequest | pb.MultiInferenceRequest
+Response = pb.ClassificationResponse | pb.RegressionResponse | pb.MultiInferenceResponse
+
+
+def model_spec(request: Request) -> pb.ModelSpec:
+    """The ModelSpec naming the servable: MultiInference's is its first task's, as TF Serving's
+    GetModelSpecFromRequest reads it (an empty spec, so no name, without tasks)."""
+    if isinstance(request, pb.MultiInferenceRequest):
+        return request.tasks[0].model_spec if request.tasks else pb.ModelSpec()
+    return request.model_spec
+
+
+def infer(
+    servable: Servable, request: Request, timeout_ms: int | None = None, *, check_method_name: bool = False
+) -> Response:
+    """RunClassify, RunRegress or RunMultiInference on `servable`, as the request's type says.
 
     Args:
         check_method_name: `--enable_signature_method_name_check`: refuse a signature whose
-            method_name is not `tensorflow/serving/classify`.
+            method_name is not the API's (`tensorflow/serving/classify`, `.../regress`).
 
     Raises:
         StatusError: TF Serving's code and message.
     """
-    signature = _signature(servable, request.model_spec, methods.CLASSIFY_METHOD_NAME, check_method_name)
-    input_name, fetches = _classification_outputs(signature, check_method_name)
-    examples, fetched = _run(servable, [input_name], request.input, fetches, timeout_ms)
-    return pb.ClassificationResponse(
-        model_spec=_response_spec(request.model_spec, servable),
-        result=_classification_result(signature, examples, fetched),
+    if isinstance(request, pb.MultiInferenceRequest):
+        return _multi_inference(servable, request, timeout_ms, check_method_name=check_method_name)
+    method = (
+        methods.CLASSIFY_METHOD_NAME
+        if isinstance(request, pb.ClassificationRequest)
+        else methods.REGRESS_METHOD_NAME
     )
-
-
-def regress(
-    servable: Servable,
-    request: pb.RegressionRequest,
-    timeout_ms: int | None = None,
-    *,
-    check_method_name: bool = False,
-) -> pb.RegressionResponse:
-    """RunRegress on `servable`.
-
-    Args:
-        check_method_name: `--enable_signature_method_name_check`: refuse a signature whose
-            method_name is not `tensorflow/serving/regress`.
-
-    Raises:
-        StatusError: TF Serving's code and message.
-    """
-    signature = _signature(servable, request.model_spec, methods.REGRESS_METHOD_NAME, check_method_name)
-    input_name, fetches = _regression_outputs(signature, check_method_name)
+    signature = _signature(servable, request.model_spec, method, check_method_name)
+    input_name, fetches = _OUTPUTS[method](signature, check_method_name)
     examples, fetched = _run(servable, [input_name], request.input, fetches, timeout_ms)
-    return pb.RegressionResponse(
-        model_spec=_response_spec(request.model_spec, servable),
-        result=_regression_result(signature, examples, fetched),
-    )
+    spec = _response_spec(request.model_spec, servable)
+    if isinstance(request, pb.ClassificationRequest):
+        return pb.ClassificationResponse(
+            model_spec=spec, result=_classification_result(signature, examples, fetched)
+        )
+    return pb.RegressionResponse(model_spec=spec, result=_regression_result(signature, examples, fetched))
 
 
-def multi_inference(
+def _multi_inference(
     servable: Servable,
     request: pb.MultiInferenceRequest,
     timeout_ms: int | None = None,
@@ -303,12 +303,10 @@ def multi_inference(
         signature = servable.signatures.get(key)
         if signature is None:
             raise InvalidArgument(f"Requested signature not found in model graph: {key}")
-        if task.method_name == methods.CLASSIFY_METHOD_NAME:
-            name, outputs = _classification_outputs(signature, check_method_name)
-        elif task.method_name == methods.REGRESS_METHOD_NAME:
-            name, outputs = _regression_outputs(signature, check_method_name)
-        else:
+        outputs_of = _OUTPUTS.get(task.method_name)
+        if outputs_of is None:
             raise Unimplemented(f"Unsupported signature method_name: {task.method_name}")
+        name, outputs = outputs_of(signature, check_method_name)
         input_names.append(name)
         fetches.extend(outputs)
         plan.append((task, signature))

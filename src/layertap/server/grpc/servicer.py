@@ -1,32 +1,33 @@
-"""TF Serving's gRPC services on the serving core: PredictionService and ModelService.
+"""TF Serving's gRPC services on the data plane: PredictionService and ModelService.
 
 Method paths are TF Serving's (layertap.proto.methods), so the official stubs and layertap.client
-both talk to it. Each handler decodes, calls the core, and encodes; a `StatusError` becomes the call's
-status in one place (`_abort`), its message cut at 1024 characters plus `...TRUNCATED` as TF Serving's
-ToGRPCStatus does.
+both talk to it. Each inference method reads in a straight line: open the data plane's call
+(admission, deadline, metrics), decode the request, run it on the data plane, encode the answer. A
+`StatusError` becomes the call's status in one place (`_abort`), its message cut at 1024 characters
+plus `...TRUNCATED` as TF Serving's ToGRPCStatus does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import grpc
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import DecodeError
 
 from layertap.errors import TensorFormatError
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
-from layertap.server.batching import QUEUE_FULL_MESSAGE
-from layertap.server.core import Deadline, PredictQuery, ServingCore
-from layertap.server.predict import Prediction
+from layertap.server.dataplane.admission import Deadline
+from layertap.server.dataplane.inference import Request
+from layertap.server.dataplane.plane import DataPlane, PredictQuery
+from layertap.server.dataplane.predict import Prediction
 from layertap.server.status import Internal, InvalidArgument, StatusError
 from layertap.wire import codec
 
-__all__ = ["MESSAGE_LIMIT", "QUEUE_FULL_MESSAGE", "build_handlers", "grpc_message"]
+__all__ = ["MESSAGE_LIMIT", "build_handlers", "grpc_message"]
 
 MESSAGE_LIMIT = 1024
-M = TypeVar("M", bound=Message)
 
 
 def grpc_message(message: str) -> str:
@@ -39,49 +40,47 @@ def _abort(context: grpc.ServicerContext, error: StatusError) -> NoReturn:
     raise AssertionError("grpc's abort() raises")
 
 
-def _parser(message_type: type[M], data: bytes) -> Callable[[], M]:
-    """Parses the request once admitted (so at most the admitted requests are decoded at once)."""
-
-    def parse() -> M:
-        try:
-            return message_type.FromString(data)
-        except DecodeError as error:
-            raise InvalidArgument(f"Could not parse the {message_type.__name__}: {error}") from None
-
-    return parse
-
-
 def _deadline(context: grpc.ServicerContext) -> Deadline:
     remaining = context.time_remaining()
     # gRPC reports a huge number of seconds when the client set no deadline.
     return Deadline(None if remaining is None or remaining > 1e9 else remaining)
 
 
+def _decode_predict(request: bytes) -> PredictQuery:
+    try:
+        call = codec.decode_predict_request(request)
+    except TensorFormatError as error:
+        raise InvalidArgument(str(error)) from None
+    return PredictQuery(call.model_spec, call.inputs, call.output_filter)
+
+
+def _encode_predict(result: Prediction, tensor_content: bool) -> bytes:
+    try:
+        return codec.encode_predict_response(result.model_spec, result.outputs, tensor_content=tensor_content)
+    except TensorFormatError as error:
+        raise Internal(str(error)) from None
+
+
+def _parse(message_type: type[Request], data: bytes) -> Request:
+    try:
+        return message_type.FromString(data)
+    except DecodeError as error:
+        raise InvalidArgument(f"Could not parse the {message_type.__name__}: {error}") from None
+
+
 class _Services:
-    def __init__(self, core: ServingCore, tensor_content: bool) -> None:
-        self._core = core
+    def __init__(self, plane: DataPlane, tensor_content: bool) -> None:
+        self._plane = plane
         self._tensor_content = tensor_content
 
     # --------------------------------------------------------------- PredictionService
 
     def predict(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        def decode() -> PredictQuery:
-            try:
-                call = codec.decode_predict_request(request)
-            except TensorFormatError as error:
-                raise InvalidArgument(str(error)) from None
-            return PredictQuery(call.model_spec, call.inputs, call.output_filter)
-
-        def encode(result: Prediction) -> bytes:
-            try:
-                return codec.encode_predict_response(
-                    result.model_spec, result.outputs, tensor_content=self._tensor_content
-                )
-            except TensorFormatError as error:
-                raise Internal(str(error)) from None
-
         try:
-            return self._core.predict(decode, encode, entrypoint="GRPC", deadline=_deadline(context))
+            with self._plane.call("Predict", "GRPC", _deadline(context)) as call:
+                query = _decode_predict(request)
+                result = self._plane.predict(call, query)
+                return _encode_predict(result, self._tensor_content)
         except StatusError as error:
             _abort(context, error)
 
@@ -90,36 +89,29 @@ class _Services:
     ) -> pb.GetModelMetadataResponse:
         spec = request.model_spec if request.HasField("model_spec") else None
         try:
-            return self._core.metadata(spec, list(request.metadata_field))
+            return self._plane.metadata(spec, list(request.metadata_field))
         except StatusError as error:
             _abort(context, error)
 
     def classify(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        try:
-            response = self._core.classify(
-                _parser(pb.ClassificationRequest, request), entrypoint="GRPC", deadline=_deadline(context)
-            )
-        except StatusError as error:
-            _abort(context, error)
-        return response.SerializeToString()
+        return self._infer("Classify", pb.ClassificationRequest, request, context)
 
     def regress(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        try:
-            response = self._core.regress(
-                _parser(pb.RegressionRequest, request), entrypoint="GRPC", deadline=_deadline(context)
-            )
-        except StatusError as error:
-            _abort(context, error)
-        return response.SerializeToString()
+        return self._infer("Regress", pb.RegressionRequest, request, context)
 
     def multi_inference(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        return self._infer("MultiInference", pb.MultiInferenceRequest, request, context)
+
+    def _infer(
+        self, api: str, message_type: type[Request], request: bytes, context: grpc.ServicerContext
+    ) -> bytes:
+        # The message is parsed once admitted, so at most the admitted requests are decoded at once.
         try:
-            response = self._core.multi_inference(
-                _parser(pb.MultiInferenceRequest, request), entrypoint="GRPC", deadline=_deadline(context)
-            )
+            with self._plane.call(api, "GRPC", _deadline(context)) as call:
+                message = _parse(message_type, request)
+                return self._plane.infer(call, message).SerializeToString()
         except StatusError as error:
             _abort(context, error)
-        return response.SerializeToString()
 
     # --------------------------------------------------------------- ModelService
 
@@ -128,7 +120,7 @@ class _Services:
     ) -> pb.GetModelStatusResponse:
         spec = request.model_spec if request.HasField("model_spec") else None
         try:
-            return pb.GetModelStatusResponse(model_version_status=self._core.status(spec))
+            return pb.GetModelStatusResponse(model_version_status=self._plane.status(spec))
         except StatusError as error:
             _abort(context, error)
 
@@ -136,7 +128,7 @@ class _Services:
         self, request: pb.ReloadConfigRequest, context: grpc.ServicerContext
     ) -> pb.ReloadConfigResponse:
         try:
-            self._core.reload(request.config)
+            self._plane.reload(request.config)
         except StatusError as error:
             _abort(context, error)
         response = pb.ReloadConfigResponse()
@@ -154,14 +146,14 @@ def _unary(
     )
 
 
-def build_handlers(core: ServingCore, *, tensor_content: bool) -> list[grpc.GenericRpcHandler]:
+def build_handlers(plane: DataPlane, *, tensor_content: bool) -> list[grpc.GenericRpcHandler]:
     """Generic handlers for PredictionService and ModelService, on TF Serving's method paths.
 
     Predict works on raw bytes (layertap.wire.codec decodes inputs without copying and encodes the
     outputs); Classify, Regress and MultiInference parse their messages once admitted; the other
     methods use the protobuf messages.
     """
-    services = _Services(core, tensor_content)
+    services = _Services(plane, tensor_content)
     prediction = {
         "Predict": _unary(services.predict, None),
         "GetModelMetadata": _unary(services.get_model_metadata, pb.GetModelMetadataRequest),

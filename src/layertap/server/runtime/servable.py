@@ -8,6 +8,7 @@ that only works through `tf.saved_model.load` (TF2 object restore) fails here as
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -16,16 +17,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import grpc
-import numpy as np
 
 from layertap.proto import serving_pb2 as pb
 from layertap.server.filesystem import Location
-from layertap.server.runner import PlainRunner, SessionRunner
-from layertap.server.session import SessionCaller
-from layertap.server.status import InvalidArgument, NotFound, StatusError, Unavailable, status_error
+from layertap.server.runtime.runner import RunFunction, SessionRunner
+from layertap.server.runtime.session import SessionCaller, serving_error_from_tf
+from layertap.server.status import NotFound, StatusError, Unavailable, status_error
 from layertap.version_folder import SAVED_MODEL_FILES
 
-__all__ = ["Servable", "SessionSettings", "import_tensorflow", "serving_error_from_tf"]
+__all__ = ["Servable", "SessionSettings", "import_tensorflow"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,32 +63,15 @@ class SessionSettings:
         self.inter_op = inter_op or session
 
 
-def serving_error_from_tf(error: BaseException) -> StatusError:
-    """The gRPC status TF Serving would answer for a TensorFlow exception raised while loading or running.
-
-    TensorFlow's error codes are gRPC's; Python-side feed checks (ValueError, TypeError) correspond to
-    what the C++ session reports as INVALID_ARGUMENT.
-    """
-    import tensorflow as tf
-
-    if isinstance(error, tf.errors.OpError):
-        # Python appends graph-construction tracebacks TF Serving's C++ status does not carry.
-        message = str(error.message).split("\n\nErrors may have originated from")[0]
-        message = message.split("\n\nOriginal stack trace")[0].strip()
-        return status_error(int(error.error_code), message)
-    if isinstance(error, ValueError | TypeError):
-        return InvalidArgument(str(error))
-    if isinstance(error, OSError):
-        return NotFound(str(error))
-    return StatusError(f"{type(error).__name__}: {error}")
-
-
 class Servable:
     """A loaded SavedModel version: its signatures, its session, and the requests currently using it.
 
-    Use `Servable.load`; `run` is thread-safe (TensorFlow sessions are) and goes through the
-    `runner` the servable was built with (plain or batching). `close` waits until every request
-    holding the servable (`in_use`) has finished, so unloading never fails a request.
+    Use `Servable.load`. `run(feeds, fetches, timeout_ms)` feeds and fetches tensors by name and
+    returns the fetched arrays, or raises the `StatusError` TF Serving would answer (DEADLINE_EXCEEDED
+    when `timeout_ms` passed, INVALID_ARGUMENT for shapes the graph refuses, ...); it is thread-safe
+    (TensorFlow sessions are). It is chosen once, here: the session's own run, or, with a batching
+    `runner`, that runner's queue in front of it. `close` waits until every request holding the
+    servable (`in_use`) has finished, so unloading never fails a request.
     """
 
     def __init__(
@@ -105,8 +88,13 @@ class Servable:
         self.version = version
         self.path = path
         self.signatures = dict(signatures)
-        self._session = SessionCaller(session)
-        self._runner: SessionRunner = runner or PlainRunner()
+        self._session = SessionCaller(session, statuses=True)
+        self._runner = runner
+        self.run: RunFunction = (
+            self._session.run
+            if runner is None
+            else functools.partial(runner.run, id(self), self._session.run)
+        )
         self._users = 0
         self._closed = False
         self._idle = threading.Condition()
@@ -173,25 +161,6 @@ class Servable:
                 if self._users == 0:
                     self._idle.notify_all()
 
-    def run(
-        self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str], timeout_ms: int | None = None
-    ) -> list[np.ndarray]:
-        """Run the session: feed tensors by name, fetch tensors by name.
-
-        Raises:
-            StatusError: the session failed; the code is TensorFlow's (DEADLINE_EXCEEDED when
-                `timeout_ms` passed, INVALID_ARGUMENT for shapes the graph refuses, ...).
-        """
-        return self._runner.run(id(self), self._run_session, feeds, fetches, timeout_ms)
-
-    def _run_session(
-        self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str], timeout_ms: int | None
-    ) -> list[np.ndarray]:
-        try:
-            return self._session.run(feeds, fetches, timeout_ms)
-        except Exception as error:
-            raise serving_error_from_tf(error) from error
-
     def close(self) -> None:
         """Wait for in-flight requests, then release the session and its memory."""
         started = time.monotonic()
@@ -199,7 +168,8 @@ class Servable:
             self._closed = True
             while self._users:
                 self._idle.wait()
-        self._runner.forget(id(self))
+        if self._runner is not None:
+            self._runner.forget(id(self))
         self._session.close()
         logger.debug(
             "closed session of %s version %d after %.3f s",

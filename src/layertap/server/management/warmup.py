@@ -18,10 +18,10 @@ from google.protobuf.message import DecodeError
 
 from layertap.errors import TensorFormatError
 from layertap.proto import serving_pb2 as pb
-from layertap.server import inference
+from layertap.server.dataplane import inference
+from layertap.server.dataplane.predict import predict
 from layertap.server.filesystem import Location
-from layertap.server.predict import predict
-from layertap.server.servable import Servable
+from layertap.server.runtime.servable import Servable
 from layertap.server.status import InvalidArgument, StatusError, status_error
 from layertap.version_folder import MAX_WARMUP_RECORDS, WARMUP_PATH
 from layertap.wire import codec
@@ -78,21 +78,28 @@ def record_call(
         StatusError: INVALID_ARGUMENT for a log type TF Serving does not replay or an unreadable tensor.
     """
     kind = log.WhichOneof("log_type")
+    request: inference.Request
+    if kind == "predict_log":
+        return _predict_call(log.predict_log.request, count, path, servable, check)
     if kind == "classify_log":
-        return lambda: inference.classify(servable, log.classify_log.request, check_method_name=check)
-    if kind == "regress_log":
-        return lambda: inference.regress(servable, log.regress_log.request, check_method_name=check)
-    if kind == "multi_inference_log":
-        return lambda: inference.multi_inference(
-            servable, log.multi_inference_log.request, check_method_name=check
-        )
-    if kind != "predict_log":
+        request = log.classify_log.request
+    elif kind == "regress_log":
+        request = log.regress_log.request
+    elif kind == "multi_inference_log":
+        request = log.multi_inference_log.request
+    else:
         raise InvalidArgument(
             f"Unsupported log_type for warmup in record {count} of {path}: {kind or 'none'}; TF Serving "
             "replays predict_log, classify_log, regress_log and multi_inference_log records"
         )
+    return lambda: inference.infer(servable, request, check_method_name=check)
+
+
+def _predict_call(
+    request: pb.PredictRequest, count: int, path: Location, servable: Servable, check: bool
+) -> Callable[[], object]:
     try:
-        call = codec.decode_predict_request(log.predict_log.request.SerializeToString())
+        call = codec.decode_predict_request(request.SerializeToString())
     except TensorFormatError as error:
         raise InvalidArgument(f"warmup record {count} of {path}: {error}") from None
     return lambda: predict(

@@ -21,14 +21,24 @@ from typing import Any
 import numpy as np
 
 from layertap.proto import serving_pb2 as pb
-from layertap.server.rest_writer import debug_string
+from layertap.server.rest.encode import debug_string
 from layertap.server.status import InvalidArgument, StatusError, Unimplemented
 from layertap.wire.dtypes import DTYPES, tf_type_name
 
-__all__ = ["Format", "example_input", "parse_body", "predict_inputs", "signature_name"]
+__all__ = [
+    "INT64_MAX",
+    "Format",
+    "is_b64",
+    "json_type",
+    "leaf",
+    "parse_body",
+    "predict_inputs",
+    "signature_name",
+]
 
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
+INT64_MAX = _INT64[1]
 _UINT32 = (0, 2**32 - 1)
 _UINT64 = (0, 2**64 - 1)
 # numpy cannot hold more dimensions; TensorFlow's own limit is 254.
@@ -73,7 +83,7 @@ def _status_text(error: StatusError) -> str:
     return f"{error.status.name}: {error.message}"
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if value is None:
         return "Null"
     if value is True:
@@ -215,12 +225,12 @@ def predict_inputs(
     raise _invalid("Missing 'inputs' or 'instances' key")
 
 
-def _is_b64(value: Any) -> bool:
+def is_b64(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
 
 
 def _is_named(value: Any) -> bool:
-    return isinstance(value, dict) and not _is_b64(value)
+    return isinstance(value, dict) and not is_b64(value)
 
 
 def _from_instances(instances: list[Any], inputs: Mapping[str, pb.TensorInfo]) -> dict[str, np.ndarray]:
@@ -282,7 +292,7 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 
 
 def _from_inputs(value: Any, inputs: Mapping[str, pb.TensorInfo]) -> dict[str, np.ndarray]:
-    if not isinstance(value, dict) or _is_b64(value):
+    if not isinstance(value, dict) or is_b64(value):
         if len(inputs) > 1:
             raise _invalid(
                 "inputs is a plain value/list, but expecting an object as multiple input tensors "
@@ -322,7 +332,7 @@ def _tensor(value: Any, dtype: int) -> np.ndarray:
                     f"JSON Value: {debug_string(item)} found at incorrect level: {level + 1} "
                     f"in the JSON DOM. Expected at level: {rank}"
                 )
-            leaves.append(_leaf(item, dtype))
+            leaves.append(leaf(item, dtype))
             continue
         if level >= rank:
             raise _invalid(f"Encountered list at unexpected level: {level} expected < {rank}")
@@ -345,12 +355,12 @@ def _tensor(value: Any, dtype: int) -> np.ndarray:
         return np.array(leaves, dtype=DTYPES[dtype].numpy).reshape(shape)
 
 
-def _leaf(value: Any, dtype: int) -> Any:
+def leaf(value: Any, dtype: int) -> Any:
     """AddValueToTensor: one JSON value as an element of `dtype`."""
     if isinstance(value, dict):
         if dtype != pb.DT_STRING:
             raise _type_error(value, dtype)
-        if not _is_b64(value):
+        if not is_b64(value):
             raise _invalid(f"JSON Value: {debug_string(value)} not formatted correctly for base64 data")
         try:
             return base64.b64decode(value["b64"].encode("utf-8", "surrogateescape"), validate=True)
@@ -378,70 +388,6 @@ def _leaf(value: Any, dtype: int) -> Any:
 
 def _type_error(value: Any, dtype: int) -> StatusError:
     return _invalid(
-        f"JSON Value: {debug_string(value)} Type: {_json_type(value)} is not of expected type: "
+        f"JSON Value: {debug_string(value)} Type: {json_type(value)} is not of expected type: "
         f"{tf_type_name(dtype)}"
     )
-
-
-# ---------------------------------------------------------------- :classify and :regress
-
-
-def example_input(document: Mapping[str, Any]) -> pb.Input:
-    """FillClassifyRegressRequestFromJson: the request's "context" and "examples" as an Input."""
-    message = pb.Input()
-    has_context = "context" in document
-    if has_context:
-        _fill_example(document["context"], message.example_list_with_context.context)
-    if "examples" not in document:
-        # TF Serving says "classify" for :regress too.
-        raise _invalid(
-            f"JSON Value: {debug_string(document)} When method is classify, key 'examples' is expected "
-            "and was not found"
-        )
-    examples = document["examples"]
-    if not isinstance(examples, list):
-        raise _invalid(f"JSON Value: {debug_string(document)} Expecting 'examples' value to be an list/array")
-    if not examples:
-        raise _invalid(f"JSON Value: {debug_string(document)} 'examples' value is an empty array")
-    target = message.example_list_with_context.examples if has_context else message.example_list.examples
-    for value in examples:
-        _fill_example(value, target.add())
-    return message
-
-
-def _fill_example(value: Any, example: pb.Example) -> None:
-    if not isinstance(value, dict):
-        raise _invalid(f"Example must be JSON object but got JSON {_json_type(value)}")
-    for name, content in value.items():
-        feature = pb.Feature()
-        for item in content if isinstance(content, list) else [content]:
-            _add_to_feature(item, name, feature)
-        example.features.feature[name].CopyFrom(feature)
-
-
-def _add_to_feature(value: Any, name: str, feature: pb.Feature) -> None:
-    """AddValueToFeature: the JSON type chooses the list; one feature holds one kind."""
-    if value is None or isinstance(value, list) or (isinstance(value, dict) and not _is_b64(value)):
-        raise _invalid(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")
-    if isinstance(value, bool):
-        _expect_kind(feature, "int64_list", name).value.append(int(value))
-    elif isinstance(value, dict):
-        kind = _expect_kind(feature, "bytes_list", name)
-        kind.value.append(_leaf(value, pb.DT_STRING))
-    elif isinstance(value, str):
-        _expect_kind(feature, "bytes_list", name).value.append(value.encode("utf-8", "surrogateescape"))
-    elif isinstance(value, float):
-        _expect_kind(feature, "float_list", name).value.append(value)
-    else:
-        kind = _expect_kind(feature, "int64_list", name)
-        if value > _INT64[1]:
-            raise _invalid(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
-        kind.value.append(value)
-
-
-def _expect_kind(feature: pb.Feature, kind: str, name: str) -> Any:
-    current = feature.WhichOneof("kind")
-    if current not in (None, kind):
-        spelled = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}[current]
-        raise _invalid(f"Unexpected element type in feature: {name} expecting type: {spelled}")
-    return getattr(feature, kind)

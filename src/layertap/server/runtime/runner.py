@@ -1,8 +1,9 @@
-"""How a servable's session calls are run: directly, or as part of server-side batches.
+"""What runs a servable's session calls when they do not go straight to the session: server-side batches.
 
 The runner is chosen once, when the server is assembled (as TF Serving wraps every session in a
 batching session when `--enable_batching`), and handed to every servable at load time; warmup and
-requests then run through the same path.
+requests then run through the same path. Without batching there is no runner: a servable's `run`
+is its session's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["PlainRunner", "RunFunction", "SessionRunner"]
+__all__ = ["RunFunction", "SessionRunner"]
 
 #: Runs one session call: feeds by tensor name, fetch names, timeout in ms.
 RunFunction = Callable[[Mapping[str, np.ndarray], Sequence[str], "int | None"], list[np.ndarray]]
@@ -36,24 +37,3 @@ class SessionRunner(Protocol):
 
     def stop(self) -> None:
         """The server is stopping: finish what is queued, then release threads."""
-
-
-class PlainRunner:
-    """Every request runs its own session call (no `--enable_batching`)."""
-
-    def run(
-        self,
-        key: Hashable,
-        run: RunFunction,
-        feeds: Mapping[str, np.ndarray],
-        fetches: Sequence[str],
-        timeout_ms: int | None,
-    ) -> list[np.ndarray]:
-        """Run the session call directly."""
-        return run(feeds, fetches, timeout_ms)
-
-    def forget(self, key: Hashable) -> None:
-        """Nothing is kept per servable."""
-
-    def stop(self) -> None:
-        """No threads to stop."""

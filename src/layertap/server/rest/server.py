@@ -1,12 +1,11 @@
-"""TF Serving's REST API (`--rest_api_port`): a thin adapter over the serving core.
+"""TF Serving's REST API (`--rest_api_port`): the HTTP server in front of the REST endpoints.
 
 `GET /v1/models/M[/versions/V|/labels/L]` is the model status (the usual readiness probe),
 `.../metadata` the signatures, `POST ...:predict` takes `{"signature_name", "instances"|"inputs"}`,
 `:classify` and `:regress` take `{"signature_name", "context", "examples"}`. With
-`--monitoring_config_file`, Prometheus metrics are served at the configured path. Bodies are read
-and written as TF Serving does (`rest_json`, `rest_writer`, `rest_metadata`); admission, deadlines
-(`--rest_api_timeout_in_ms`), metrics and errors are the core's, and an error's gRPC code becomes an
-HTTP status once, here, by TF Serving's table.
+`--monitoring_config_file`, Prometheus metrics are served at the configured path. `endpoints`
+answers each call on the data plane; an error's gRPC code becomes an HTTP status once, here, by TF
+Serving's table.
 
 The HTTP server is uvicorn (asyncio, h11): connections cost no thread, so slow or idle clients
 cannot exhaust the server; request bodies are bounded per request and in total while being read;
@@ -28,23 +27,13 @@ from typing import Any
 import grpc
 import uvicorn
 
-from layertap.proto import serving_pb2 as pb
-from layertap.server import metrics, rest_json
-from layertap.server.batching import QUEUE_FULL_MESSAGE
-from layertap.server.core import SIGNATURE_DEF_FIELD, Deadline, PredictQuery, ServingCore
-from layertap.server.predict import Prediction
-from layertap.server.rest_metadata import metadata_body, status_body
-from layertap.server.rest_routes import Route, route
-from layertap.server.rest_writer import classification_body, error_body, predict_body, regression_body
-from layertap.server.status import (
-    FailedPrecondition,
-    Internal,
-    InvalidArgument,
-    NotFound,
-    StatusError,
-    Unavailable,
-)
-from layertap.version_folder import DEFAULT_SIGNATURE
+from layertap.server.dataplane import metrics
+from layertap.server.dataplane.admission import Deadline
+from layertap.server.dataplane.plane import DataPlane
+from layertap.server.rest.encode import error_body
+from layertap.server.rest.endpoints import Endpoints
+from layertap.server.rest.routes import route
+from layertap.server.status import QUEUE_FULL_MESSAGE, FailedPrecondition, NotFound, StatusError, Unavailable
 
 __all__ = ["MAX_BODY_BYTES", "RestServer", "http_status"]
 
@@ -74,7 +63,7 @@ _HTTP_STATUS = {
 MAX_BODY_BYTES = 64 * 2**20
 #: All bodies being read or served at once hold at most this much memory.
 _BODY_BUDGET_BYTES = 512 * 2**20
-#: REST calls running at once on the thread pool; beyond it (plus the core's own bound) 503.
+#: REST calls running at once on the thread pool; beyond it (plus the data plane's own bound) 503.
 _WORKERS = 16
 _JSON = [(b"content-type", b"application/json")]
 
@@ -94,16 +83,16 @@ class _BodyTooLargeError(Exception):
 
 
 class RestApp:
-    """The ASGI application: route, read the body, call the core on a worker thread, answer.
+    """The ASGI application: route, read the body, answer the call on a worker thread.
 
     Args:
-        core: the serving core.
+        plane: the data plane.
         timeout_ms: `--rest_api_timeout_in_ms`, the deadline of every REST call.
         metrics_path: where Prometheus metrics are served, or None.
     """
 
-    def __init__(self, core: ServingCore, timeout_ms: int, metrics_path: str | None) -> None:
-        self.core = core
+    def __init__(self, plane: DataPlane, timeout_ms: int, metrics_path: str | None) -> None:
+        self.endpoints = Endpoints(plane)
         self.timeout_ms = timeout_ms
         self.metrics_path = metrics_path
         self.pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="layertap-rest")
@@ -159,7 +148,7 @@ class RestApp:
                     return b""
                 raise FailedPrecondition("Origin header is missing in CORS preflight")
             call = route(method, path)
-            answer: bytes = await self._run(lambda: self._call(call, body, deadline))
+            answer: bytes = await self._run(lambda: self.endpoints.answer(call, body, deadline))
             return answer
         finally:
             self._body_bytes -= size
@@ -195,86 +184,6 @@ class RestApp:
         finally:
             self._slots.release()
 
-    def _call(self, call: Route, body: bytes, deadline: Deadline) -> bytes:
-        """One REST call on the core (on a worker thread)."""
-        try:
-            if call.call == "status":
-                return status_body(self.core.status(call.spec))
-            if call.call == "metadata":
-                response = self.core.metadata(call.spec, [SIGNATURE_DEF_FIELD])
-                signatures = pb.SignatureDefMap.FromString(response.metadata[SIGNATURE_DEF_FIELD].value)
-                return metadata_body(response.model_spec, signatures)
-            if call.call == "predict":
-                return self._predict(call, body, deadline)
-            return self._classify_or_regress(call, body, deadline)
-        except StatusError:
-            raise
-        except Exception as error:  # a bug, not the request's fault: log it, answer INTERNAL
-            logger.exception("REST %s failed unexpectedly", call.call)
-            raise Internal(f"{type(error).__name__}: {error}") from None
-
-    def _predict(self, call: Route, body: bytes, deadline: Deadline) -> bytes:
-        answer_format = [rest_json.Format.ROW]
-
-        def decode() -> PredictQuery:
-            document = rest_json.parse_body(body)
-            spec = pb.ModelSpec()
-            spec.CopyFrom(call.spec)
-            spec.signature_name = rest_json.signature_name(document)
-            inputs, answer_format[0] = rest_json.predict_inputs(
-                document, self._signature_inputs(spec), spec.signature_name
-            )
-            return PredictQuery(spec, inputs)
-
-        def encode(result: Prediction) -> bytes:
-            return predict_body(result.outputs, row=answer_format[0] is rest_json.Format.ROW)
-
-        answer: bytes = self.core.predict(
-            decode, encode, entrypoint="REST", deadline=deadline, model=call.model
-        )
-        return answer
-
-    def _signature_inputs(self, spec: pb.ModelSpec) -> Any:
-        """TF Serving's GetInfoMap: the signature's inputs, its own handle on the servable."""
-        with self.core.manager.servable(spec) as servable:
-            key = spec.signature_name or DEFAULT_SIGNATURE
-            signature = servable.signatures.get(key)
-            if signature is None:
-                raise InvalidArgument(f'Serving signature name: "{key}" not found in signature def')
-            return signature.inputs
-
-    def _classify_or_regress(self, call: Route, body: bytes, deadline: Deadline) -> bytes:
-        def spec_and_input() -> tuple[pb.ModelSpec, pb.Input]:
-            document = rest_json.parse_body(body)
-            spec = pb.ModelSpec()
-            spec.CopyFrom(call.spec)
-            spec.signature_name = rest_json.signature_name(document)
-            return spec, rest_json.example_input(document)
-
-        def classification() -> pb.ClassificationRequest:
-            spec, request_input = spec_and_input()
-            return pb.ClassificationRequest(model_spec=spec, input=request_input)
-
-        def regression() -> pb.RegressionRequest:
-            spec, request_input = spec_and_input()
-            return pb.RegressionRequest(model_spec=spec, input=request_input)
-
-        if call.call == "classify":
-            classified = self.core.classify(
-                classification,
-                entrypoint="REST",
-                deadline=deadline,
-                model=call.model,
-            )
-            return classification_body(classified.result)
-        regressed = self.core.regress(
-            regression,
-            entrypoint="REST",
-            deadline=deadline,
-            model=call.model,
-        )
-        return regression_body(regressed.result)
-
 
 class _DisconnectedError(Exception):
     """The client went away before sending its whole body: there is nobody to answer."""
@@ -304,11 +213,11 @@ class RestServer:
     """
 
     def __init__(
-        self, core: ServingCore, host: str, port: int, timeout_ms: int, metrics_path: str | None = None
+        self, plane: DataPlane, host: str, port: int, timeout_ms: int, metrics_path: str | None = None
     ) -> None:
         self._socket = _listen(host, port)
         self.port = int(self._socket.getsockname()[1])
-        self.app = RestApp(core, timeout_ms, metrics_path)
+        self.app = RestApp(plane, timeout_ms, metrics_path)
         config = uvicorn.Config(
             self.app,
             http="h11",

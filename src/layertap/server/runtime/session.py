@@ -12,6 +12,9 @@ runs, and what it refuses is refused with the runtime's own error.
 
 `make_callable(fetches, feed_list)` would not do: with a feed list it delegates to `Session.run`
 and its checks; `CallableOptions` fix the RunOptions (so the deadline) per callable.
+
+The server's sessions answer a failed run with the gRPC status TF Serving would send
+(`serving_error_from_tf`); other users (`layertap extract`) get TensorFlow's own exception.
 """
 
 from __future__ import annotations
@@ -23,19 +26,48 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SessionCaller"]
+from layertap.server.status import InvalidArgument, NotFound, StatusError, status_error
+
+__all__ = ["SessionCaller", "serving_error_from_tf"]
 
 #: Feed/fetch plans kept per session: signatures x output filters; bounded against hostile filters.
 _MAX_PLANS = 256
 
 
-class SessionCaller:
-    """Runs feeds and fetches, by tensor name, on one loaded TF1 session; thread-safe."""
+def serving_error_from_tf(error: BaseException) -> StatusError:
+    """The gRPC status TF Serving would answer for a TensorFlow exception raised while loading or running.
 
-    def __init__(self, session: Any) -> None:
+    TensorFlow's error codes are gRPC's; Python-side feed checks (ValueError, TypeError) correspond to
+    what the C++ session reports as INVALID_ARGUMENT.
+    """
+    import tensorflow as tf
+
+    if isinstance(error, tf.errors.OpError):
+        # Python appends graph-construction tracebacks TF Serving's C++ status does not carry.
+        message = str(error.message).split("\n\nErrors may have originated from")[0]
+        message = message.split("\n\nOriginal stack trace")[0].strip()
+        return status_error(int(error.error_code), message)
+    if isinstance(error, ValueError | TypeError):
+        return InvalidArgument(str(error))
+    if isinstance(error, OSError):
+        return NotFound(str(error))
+    return StatusError(f"{type(error).__name__}: {error}")
+
+
+class SessionCaller:
+    """Runs feeds and fetches, by tensor name, on one loaded TF1 session; thread-safe.
+
+    Args:
+        session: the loaded `tf.compat.v1.Session`.
+        statuses: raise a failed run as the `StatusError` TF Serving would answer (the server),
+            instead of TensorFlow's exception.
+    """
+
+    def __init__(self, session: Any, *, statuses: bool = False) -> None:
         from tensorflow.python.client import pywrap_tf_session
 
         self._session = session
+        self._statuses = statuses
         self._c_api = pywrap_tf_session
         self._plans: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], tuple[list[Any], list[Any]]] = (
             OrderedDict()
@@ -51,8 +83,18 @@ class SessionCaller:
 
         Raises:
             tf.errors.OpError: the runtime's error (INVALID_ARGUMENT from a kernel, DEADLINE_EXCEEDED
-                when `timeout_ms` passed, ...).
+                when `timeout_ms` passed, ...); a `StatusError` with its code when `statuses`.
         """
+        try:
+            return self._run(feeds, fetches, timeout_ms)
+        except Exception as error:
+            if self._statuses:
+                raise serving_error_from_tf(error) from error
+            raise
+
+    def _run(
+        self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str], timeout_ms: int | None
+    ) -> list[np.ndarray]:
         names = tuple(feeds)
         inputs, outputs = self._plan(names, tuple(fetches))
         options = None

@@ -1,4 +1,4 @@
-"""ModelManager on its own: states while loading, load retries, policies, availability during swaps."""
+"""Lifecycle and registry on their own: states while loading, load retries, policies, swaps."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from layertap.config.repository import aspired_versions, list_versions
 from layertap.errors import ModelNotFoundError, ServingError
 from layertap.proto import serving_pb2 as pb
 from layertap.server.flags import ServerOptions
-from layertap.server.manager import ModelManager, single_model_config
-from layertap.server.servable import Servable, SessionSettings
+from layertap.server.management.lifecycle import Lifecycle, single_model_config
+from layertap.server.management.registry import Registry
+from layertap.server.runtime.servable import Servable, SessionSettings
 
 S = pb.ModelVersionStatus
 
@@ -23,8 +24,8 @@ def _load(name: str, version: int, path: Path) -> Servable:
     return Servable.load(name, version, path, ["serve"], SessionSettings())
 
 
-def _states(manager: ModelManager, name: str = "m") -> list[tuple[int, int]]:
-    return [(s.version, s.state) for s in manager.status(pb.ModelSpec(name=name))]
+def _states(lifecycle: Lifecycle, name: str = "m") -> list[tuple[int, int]]:
+    return [(s.version, s.state) for s in lifecycle.status(pb.ModelSpec(name=name))]
 
 
 def test_policies_and_version_directories(tmp_path: Path) -> None:
@@ -64,65 +65,67 @@ def test_states_while_loading_and_retries(make_repo: Callable[..., Path]) -> Non
         max_num_load_retries=1,
         load_retry_interval_micros=0,
     )
-    manager = ModelManager(options, loader=loader)
+    registry = Registry()
+    lifecycle = Lifecycle(options, registry, loader=loader)
     config = single_model_config("m", str(base))
     config.model_config_list.config[0].model_version_policy.latest.num_versions = 2
-    started = threading.Thread(target=manager.start, args=(config,))
+    started = threading.Thread(target=lifecycle.start, args=(config,))
     started.start()
     try:
         # Newest first: version 2 is LOADING (blocked) and version 1 waits in START.
         for _ in range(600):
-            if _states_or_empty(manager) == [(2, S.LOADING), (1, S.START)]:
+            if _states_or_empty(lifecycle) == [(2, S.LOADING), (1, S.START)]:
                 break
             release.wait(0.05)
-        assert _states(manager) == [(2, S.LOADING), (1, S.START)]
+        assert _states(lifecycle) == [(2, S.LOADING), (1, S.START)]
         not_yet = r"^Servable not found for request: Latest\(m\)$"
-        with pytest.raises(ModelNotFoundError, match=not_yet), manager.servable(pb.ModelSpec(name="m")):
+        with pytest.raises(ModelNotFoundError, match=not_yet), registry.servable(pb.ModelSpec(name="m")):
             pass
         release.set()
         started.join(60)
         # The first attempt failed, the retry succeeded.
         assert attempts == [2, 2, 1]
-        assert _states(manager) == [(2, S.AVAILABLE), (1, S.AVAILABLE)]
-        with manager.servable(pb.ModelSpec(name="m")) as servable:
+        assert _states(lifecycle) == [(2, S.AVAILABLE), (1, S.AVAILABLE)]
+        with registry.servable(pb.ModelSpec(name="m")) as servable:
             assert servable.version == 2
     finally:
         release.set()
-        manager.stop()
-    assert _states(manager) == [(2, S.END), (1, S.END)]
+        lifecycle.stop()
+    assert _states(lifecycle) == [(2, S.END), (1, S.END)]
 
 
-def _states_or_empty(manager: ModelManager) -> list[tuple[int, int]]:
+def _states_or_empty(lifecycle: Lifecycle) -> list[tuple[int, int]]:
     try:
-        return _states(manager)
+        return _states(lifecycle)
     except ModelNotFoundError:
         return []
 
 
 def test_unload_waits_for_requests_holding_the_version(make_repo: Callable[..., Path]) -> None:
     base = make_repo("m", {1: "1"})
-    manager = ModelManager(
-        ServerOptions(model_base_path=str(base), file_system_poll_wait_seconds=0), loader=_load
+    registry = Registry()
+    lifecycle = Lifecycle(
+        ServerOptions(model_base_path=str(base), file_system_poll_wait_seconds=0), registry, loader=_load
     )
-    manager.start(single_model_config("m", str(base)))
-    holding = manager.servable(pb.ModelSpec(name="m"))
+    lifecycle.start(single_model_config("m", str(base)))
+    holding = registry.servable(pb.ModelSpec(name="m"))
     servable = holding.__enter__()
-    stopper = threading.Thread(target=manager.stop)
+    stopper = threading.Thread(target=lifecycle.stop)
     stopper.start()
     stopper.join(0.5)
     # Still serving the held request: UNLOADING, not END, and the session still runs.
     assert stopper.is_alive()
-    assert _states(manager) == [(1, S.UNLOADING)]
+    assert _states(lifecycle) == [(1, S.UNLOADING)]
     assert servable.signatures["serving_default"].method_name == "tensorflow/serving/predict"
     holding.__exit__(None, None, None)
     stopper.join(30)
-    assert _states(manager) == [(1, S.END)]
+    assert _states(lifecycle) == [(1, S.END)]
 
 
 def test_warmup_reader_checks_tfrecord_checksums(tmp_path: Path) -> None:
     import tensorflow as tf
 
-    from layertap.server.warmup import read_records
+    from layertap.server.management.warmup import read_records
 
     path = tmp_path / "records"
     with tf.io.TFRecordWriter(str(path)) as writer:

@@ -6,7 +6,8 @@ loaded (newest first, warmup included, retried `--max_num_load_retries` times) b
 no longer aspired are unloaded, and a version is only unloaded when another one is AVAILABLE, so a swap
 never leaves the model unservable and a broken new version leaves the previous one serving. A config
 (re)load replaces the whole model set; version labels are checked against what is AVAILABLE at that
-moment, before new models load. What is AVAILABLE is published to the `Router`, which requests read.
+moment, before new models load. What is AVAILABLE, and the labels, are published to the `Registry`,
+which requests read.
 """
 
 from __future__ import annotations
@@ -16,36 +17,26 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from layertap.config.models import describe_policy
 from layertap.config.repository import aspired_versions
 from layertap.errors import ConfigError, LayertapError, ServerError
 from layertap.proto import serving_pb2 as pb
-from layertap.server import metrics, warmup
-from layertap.server.filesystem import BasePathError, Location, location, version_paths
+from layertap.server.dataplane import metrics
+from layertap.server.filesystem import BasePathError, Location, version_paths
 from layertap.server.flags import ServerOptions
-from layertap.server.router import Router
-from layertap.server.runner import PlainRunner, SessionRunner
-from layertap.server.servable import Servable, SessionSettings, import_tensorflow, serving_error_from_tf
+from layertap.server.management.loader import Loader, saved_model_loader
+from layertap.server.management.problems import PollProblems
+from layertap.server.management.registry import Registry
+from layertap.server.runtime.servable import Servable, import_tensorflow
+from layertap.server.runtime.session import serving_error_from_tf
 from layertap.server.status import FailedPrecondition, InvalidArgument, NotFound, StatusError
 
-__all__ = [
-    "Lifecycle",
-    "Loader",
-    "StoppedWhileLoadingError",
-    "VersionRecord",
-    "saved_model_loader",
-    "single_model_config",
-]
+__all__ = ["Lifecycle", "StoppedWhileLoadingError", "VersionRecord", "single_model_config"]
 
 logger = logging.getLogger(__name__)
 
 State = pb.ModelVersionStatus.State
-#: How often an unchanged poll problem (no versions, an unreadable base path) is logged again.
-_REPEAT_SECONDS = 60.0
-#: Loads one version; the default loads a SavedModel and replays its warmup records.
-Loader = Callable[[str, int, Location], Servable]
 
 
 @dataclass
@@ -78,44 +69,12 @@ class StoppedWhileLoadingError(ServerError):
     """The server was asked to stop (SIGTERM, SIGINT) before every model had a version serving."""
 
 
-def saved_model_loader(
-    options: ServerOptions, runner: SessionRunner | None = None, stopping: threading.Event | None = None
-) -> Loader:
-    """The default loader: the SavedModel through the TF1 session path, run by `runner`, warmed up.
-
-    A warmup replay stops between records once `stopping` is set, so a stop never waits for it.
-    """
-    settings = SessionSettings(
-        options.tensorflow_intra_op_parallelism,
-        options.tensorflow_inter_op_parallelism,
-        options.tensorflow_session_parallelism,
-    )
-    chosen = runner or PlainRunner()
-
-    def load(name: str, version: int, path: Location) -> Servable:
-        servable = Servable.load(name, version, path, options.tags, settings, runner=chosen)
-        if options.enable_model_warmup:
-            try:
-                warmup.replay(
-                    servable,
-                    options.num_request_iterations_for_warmup,
-                    stopping,
-                    check_method_names=options.enable_signature_method_name_check,
-                )
-            except BaseException:
-                servable.close()
-                raise
-        return servable
-
-    return load
-
-
 class Lifecycle:
     """Loads and unloads model versions as the config and the base paths say; thread-safe.
 
     Args:
         options: the server's flags (poll intervals, retries, label rules).
-        router: where AVAILABLE versions and labels are published for requests.
+        registry: where AVAILABLE versions and labels are published for requests (labels live only there).
         loader: how one version is loaded (`saved_model_loader` by default); tests count or fail loads.
         stopping: set when the server is asked to stop; loading, retrying and polling watch it.
     """
@@ -123,15 +82,14 @@ class Lifecycle:
     def __init__(
         self,
         options: ServerOptions,
-        router: Router,
+        registry: Registry,
         loader: Loader | None = None,
         stopping: threading.Event | None = None,
     ) -> None:
         self._options = options
-        self._router = router
+        self._registry = registry
         self._loader = loader or saved_model_loader(options)
         self._models: dict[str, _Model] = {}
-        self._labels: dict[str, dict[str, int]] = {}
         self._config: pb.ModelServerConfig | None = None
         # _lock guards the maps and is held only briefly; _work serialises polls and reloads, which
         # load models and so take long.
@@ -139,8 +97,7 @@ class Lifecycle:
         self._work = threading.Lock()
         self._stop = stopping or threading.Event()
         self._threads: list[threading.Thread] = []
-        # The last poll problem logged per model and when (see _say).
-        self._said: dict[str, tuple[str, float]] = {}
+        self._problems = PollProblems(logger)
 
     # ------------------------------------------------------------------ configuration
 
@@ -229,8 +186,7 @@ class Lifecycle:
                         self._models[name] = _Model(config=entry)
                     else:
                         current.config = entry
-                self._labels = labels
-                self._router.set_labels(labels)
+                self._registry.set_labels(labels)
                 self._config = pb.ModelServerConfig()
                 self._config.CopyFrom(config)
             for name in [name for name, model in self._models.items() if model.removed]:
@@ -253,7 +209,7 @@ class Lifecycle:
                 allowed = False
                 if self._options.allow_version_labels_for_unavailable_models:
                     # Only a new label may name an unavailable version; moving one may not.
-                    existing = self._labels.get(entry.name, {}).get(label)
+                    existing = self._registry.labels(entry.name).get(label)
                     allowed = existing is None or existing == version
                 if not allowed and self._state(entry.name, version) != pb.ModelVersionStatus.AVAILABLE:
                     raise FailedPrecondition(
@@ -280,12 +236,14 @@ class Lifecycle:
             on_disk = version_paths(entry.base_path, name=name)
         except BasePathError as error:
             # TF Serving's poll fails as a whole and changes nothing: what serves keeps serving.
-            self._say(name, f"FileSystemStoragePathSource encountered a filesystem access error: {error}")
+            self._problems.say(
+                name, f"FileSystemStoragePathSource encountered a filesystem access error: {error}"
+            )
             return
         if on_disk:
-            self._said.pop(name, None)
+            self._problems.clear(name)
         else:
-            self._say_no_versions(name, entry.base_path)
+            self._problems.no_versions(name, entry.base_path)
         aspired = set(aspired_versions(entry.model_version_policy, on_disk))
         with self._lock:
             model = self._models[name]
@@ -310,34 +268,6 @@ class Lifecycle:
             self._load(name, model.versions[version])
         self._unload_replaced(name, aspired)
 
-    def _say_no_versions(self, name: str, base_path: str) -> None:
-        """TF Serving's words for an empty base path, plus whether it exists."""
-        place = location(base_path)
-        # A remote base path that could be listed exists (version_paths raised otherwise).
-        exists = place.is_dir() if isinstance(place, Path) else True
-        self._say(
-            name,
-            f"No versions of servable {name} found under base path {base_path}. Did you forget to name "
-            "your leaf directory as a number (eg. '/1/')?"
-            + ("" if exists else f" The base path {base_path} does not exist."),
-            level=logging.WARNING,
-        )
-
-    def _say(self, name: str, message: str, level: int = logging.ERROR) -> None:
-        """Log a poll's problem with a model once, then again only every minute while it lasts.
-
-        The poller looks every second; repeating the same line each time buries everything else.
-        """
-        now = time.monotonic()
-        said = self._said.get(name)
-        if said is None or said[0] != message:
-            logger.log(level, "%s", message)
-        elif now - said[1] >= _REPEAT_SECONDS:
-            logger.log(level, "%s (still so; said again every %.0f s)", message, _REPEAT_SECONDS)
-        else:
-            return
-        self._said[name] = (message, now)
-
     def _load(self, name: str, record: VersionRecord) -> None:
         with self._lock:
             record.state = pb.ModelVersionStatus.LOADING
@@ -361,7 +291,7 @@ class Lifecycle:
                         pb.ModelVersionStatus.AVAILABLE,
                         None,
                     )
-                    self._router.publish(servable)
+                    self._registry.publish(servable)
                 logger.info(
                     "Successfully loaded servable version { name: %s version: %d } from %s in %.2f s; "
                     "signatures: %s",
@@ -406,7 +336,7 @@ class Lifecycle:
 
     def _unload(self, name: str, record: VersionRecord) -> None:
         with self._lock:
-            self._router.withdraw(name, record.version)
+            self._registry.withdraw(name, record.version)
             servable, record.servable = record.servable, None
             record.state = pb.ModelVersionStatus.UNLOADING
         logger.info("Unloading servable version { name: %s version: %d }", name, record.version)

@@ -16,13 +16,13 @@ import numpy as np
 from layertap.errors import TensorFormatError
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
-from layertap.server import metrics
-from layertap.server.servable import Servable
+from layertap.server.dataplane import metrics
+from layertap.server.runtime.servable import Servable
 from layertap.server.status import Internal, InvalidArgument, SignatureNotFound
 from layertap.version_folder import DEFAULT_SIGNATURE
 from layertap.wire import dtypes
 
-__all__ = ["Prediction", "predict", "resolve_signature"]
+__all__ = ["Prediction", "predict"]
 
 # The method names a Predict accepts under --enable_signature_method_name_check, in predict_util.cc's order.
 _PREDICTABLE = (methods.PREDICT_METHOD_NAME, methods.CLASSIFY_METHOD_NAME, methods.REGRESS_METHOD_NAME)
@@ -36,7 +36,7 @@ class Prediction:
         self.outputs = outputs
 
 
-def resolve_signature(servable: Servable, signature_name: str) -> tuple[str, pb.SignatureDef]:
+def _resolve_signature(servable: Servable, signature_name: str) -> tuple[str, pb.SignatureDef]:
     """The signature a request names (empty = `serving_default`).
 
     Raises:
@@ -118,7 +118,7 @@ def predict(
     Raises:
         StatusError: TF Serving's status code and message.
     """
-    key, signature = resolve_signature(servable, signature_name)
+    key, signature = _resolve_signature(servable, signature_name)
     if check_method_name and signature.method_name not in _PREDICTABLE:
         # predict_util.cc VerifySignature, only under --enable_signature_method_name_check.
         raise Internal(

@@ -1,8 +1,8 @@
-"""Which servable a request's ModelSpec names: the AVAILABLE versions of each model, and their labels.
+"""The one registry of what serves: the AVAILABLE versions of each model, and their version labels.
 
-The lifecycle publishes a version here once it is AVAILABLE and withdraws it before unloading it;
-requests only ever see this table. A request holds its servable (`Servable.in_use`) until it is done,
-so an unload waits for it instead of failing it.
+The lifecycle publishes a version here once it is AVAILABLE, withdraws it before unloading it, and
+keeps the labels here (nowhere else); requests only ever read this table. A request holds its
+servable (`Servable.in_use`) until it is done, so an unload waits for it instead of failing it.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from layertap.proto import serving_pb2 as pb
-from layertap.server.servable import Servable
+from layertap.server.runtime.servable import Servable
 from layertap.server.status import InvalidArgument, NotFound
 
-__all__ = ["Router"]
+__all__ = ["Registry"]
 
 
-class Router:
+class Registry:
     """Thread-safe map from (model, version or label) to the servable that answers."""
 
     def __init__(self) -> None:

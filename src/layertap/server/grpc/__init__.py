@@ -1,0 +1,1 @@
+"""The gRPC transport: TF Serving's PredictionService and ModelService (`servicer`), reflection, profiler."""
