@@ -12,7 +12,7 @@ from collections.abc import Callable
 from layertap.server.filesystem import Location
 from layertap.server.flags import ServerOptions
 from layertap.server.management import warmup
-from layertap.server.runtime.runner import SessionRunner
+from layertap.server.runtime.batching import BatchScheduler
 from layertap.server.runtime.servable import Servable, SessionSettings
 
 __all__ = ["Loader", "saved_model_loader"]
@@ -22,7 +22,7 @@ Loader = Callable[[str, int, Location], Servable]
 
 
 def saved_model_loader(
-    options: ServerOptions, runner: SessionRunner | None = None, stopping: threading.Event | None = None
+    options: ServerOptions, runner: BatchScheduler | None = None, stopping: threading.Event | None = None
 ) -> Loader:
     """The default loader: the SavedModel through the TF1 session path, warmed up.
 

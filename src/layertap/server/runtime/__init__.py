@@ -1,2 +1,2 @@
-"""How a loaded version runs: the `servable` (one SavedModel version), its C API `session` calls,
-and the `runner` they go through (plain, or server-side `batching`)."""
+"""How a loaded version runs: the `servable` (one SavedModel version), its C API `session` runs,
+and, with `--enable_batching`, the `batching` scheduler in front of them."""

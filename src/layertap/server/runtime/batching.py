@@ -9,6 +9,10 @@ Serving pads; with `pad_variable_length_inputs`, tensors of different trailing s
 largest with their first element), the session runs once, and the outputs are split back per request.
 A queue holds at most `max_enqueued_batches` batches; beyond that a request is refused UNAVAILABLE with
 TF Serving's message.
+
+The scheduler is made once, when the server is assembled (as TF Serving wraps every session in a
+batching session when `--enable_batching`), and handed to every servable at load time, so warmup and
+requests run through the same path.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from layertap.config.batching import BatchingSettings
-from layertap.server.runtime.runner import RunFunction
+from layertap.server.runtime.session import RunFunction
 from layertap.server.status import (
     QUEUE_FULL_MESSAGE,
     DeadlineExceeded,

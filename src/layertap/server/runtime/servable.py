@@ -20,8 +20,8 @@ import grpc
 
 from layertap.proto import serving_pb2 as pb
 from layertap.server.filesystem import Location
-from layertap.server.runtime.runner import RunFunction, SessionRunner
-from layertap.server.runtime.session import SessionCaller, serving_error_from_tf
+from layertap.server.runtime.batching import BatchScheduler
+from layertap.server.runtime.session import RunFunction, SessionCaller, serving_error_from_tf
 from layertap.server.status import NotFound, StatusError, Unavailable, status_error
 from layertap.version_folder import SAVED_MODEL_FILES
 
@@ -82,7 +82,7 @@ class Servable:
         session: Any,
         signatures: Mapping[str, pb.SignatureDef],
         *,
-        runner: SessionRunner | None = None,
+        runner: BatchScheduler | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -108,7 +108,7 @@ class Servable:
         tags: Sequence[str],
         settings: SessionSettings,
         *,
-        runner: SessionRunner | None = None,
+        runner: BatchScheduler | None = None,
     ) -> Servable:
         """Load `path` with the TF1 SavedModel loader into a fresh Graph and Session.
 

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from layertap.server.status import InvalidArgument, NotFound, StatusError, status_error
 
-__all__ = ["SessionCaller", "serving_error_from_tf"]
+__all__ = ["RunFunction", "SessionCaller", "serving_error_from_tf"]
+
+#: A session run: feeds by tensor name, fetch names, timeout in ms -> the fetched arrays.
+RunFunction = Callable[[Mapping[str, np.ndarray], Sequence[str], "int | None"], list[np.ndarray]]
 
 #: Feed/fetch plans kept per session: signatures x output filters; bounded against hostile filters.
 _MAX_PLANS = 256
