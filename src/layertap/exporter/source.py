@@ -123,10 +123,9 @@ class ModelSource:
                 "signatures to its graph (`layertap inspect` lists its tensors)"
             )
         if kind != "kerashub" and (self.with_preprocessor or self.sequence_length is not None):
-            shown = self.path if self.path is not None else "a model in memory"
+            shown = "a model in memory is not one" if self.path is None else f"{self.path} is a model file"
             raise UsageError(
-                f"--with-preprocessor and --sequence-length apply to a KerasHub preset directory; {shown} is "
-                "a model file"
+                f"--with-preprocessor and --sequence-length apply to a KerasHub preset directory; {shown}"
             )
         if kind == "model":
             return self._in_memory(tensorflow_backend)
@@ -187,7 +186,7 @@ class ModelSource:
     def from_json(cls, data: dict[str, Any]) -> ModelSource:
         """The source `to_json` wrote."""
         return cls(
-            model=data["path"],
+            model=Path(data["path"]),
             allow_unsafe=bool(data["allow_unsafe"]),
             input_shape=data["input_shape"],
             custom_objects=data["custom_objects"],
