@@ -90,6 +90,9 @@ def test_sync_and_async_offer_the_same_methods() -> None:
     public = {name for name in dir(LayerClient) if not name.startswith("_")}
     assert public == {name for name in dir(AsyncLayerClient) if not name.startswith("_")}
     for name in public:
+        if isinstance(getattr(LayerClient, name), property):  # `settings`: the same value on both
+            assert isinstance(getattr(AsyncLayerClient, name), property), name
+            continue
         sync_params = inspect.signature(getattr(LayerClient, name)).parameters
         async_params = inspect.signature(getattr(AsyncLayerClient, name)).parameters
         assert list(sync_params) == list(async_params), name

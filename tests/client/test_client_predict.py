@@ -105,7 +105,7 @@ def test_multi_input_dict_and_version_zero_is_sent(target: str, peer: Peer) -> N
     with LayerClient(target, MODEL, version_label="stable") as client:
         np.testing.assert_array_equal(client.predict({"a": a, "b": b}, "pair")["pair"], a + b)
         assert peer.settings.requests[-1].model_spec.version_label == "stable"
-    from layertap.client._requests import model_spec
+    from layertap.client._settings import model_spec
 
     spec = model_spec(MODEL, version=0, version_label=None)
     assert spec.HasField("version") and spec.version.value == 0  # never `if version:`

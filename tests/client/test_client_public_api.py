@@ -70,6 +70,7 @@ def test_public_names_are_exactly_all() -> None:
         "AsyncServingClient",
         "Catalogue",
         "Classification",
+        "ConnectionSettings",
         "Layer",
         "LayerClient",
         "LayerOutputs",
@@ -99,3 +100,53 @@ def test_coexists_with_tensorflow_and_the_official_stubs_in_one_process(target: 
     with LayerClient(target, "toy") as client:
         out = client.predict_layer(x, "dense_1")
     assert out.tolist() == [[1.100000023841858, 0.0, 0.800000011920929]]
+
+
+def test_connection_settings_are_declared_once_and_taken_by_every_client() -> None:
+    import asyncio
+    from dataclasses import fields
+    from typing import get_type_hints
+
+    from layertap.client import (
+        AsyncLayerClient,
+        AsyncServingClient,
+        ConnectionSettings,
+        LayerClient,
+        Retry,
+        ServingClient,
+    )
+    from layertap.client._layer_core import LayerKeywords
+    from layertap.client._settings import SettingsKeywords
+
+    # The TypedDict that types the clients' **settings restates the dataclass: same names, same types.
+    declared = get_type_hints(ConnectionSettings)
+    del declared["target"], declared["model"]
+    assert get_type_hints(SettingsKeywords) == declared
+    assert [field.name for field in fields(ConnectionSettings)][2:] == list(SettingsKeywords.__annotations__)
+    layer_only = set(LayerKeywords.__annotations__) - set(declared)
+    assert layer_only == {"max_batch_size", "max_reply_bytes", "max_concurrency", "validate"}
+
+    given = {
+        "version": 0,
+        "timeout": 2.5,
+        "retry": Retry(attempts=2),
+        "compression": "gzip",
+        "keepalive_seconds": None,
+        "options": {"grpc.primary_user_agent": "settings-test"},
+    }
+    expected = ConnectionSettings("127.0.0.1:1", "m", **given)
+    assert expected.retry == Retry(attempts=2) and expected.tls is None and expected.version == 0
+    for sync_class in (LayerClient, ServingClient):
+        with sync_class("127.0.0.1:1", "m", **given) as client:
+            assert client.settings == expected
+            assert repr(client) == f"{sync_class.__name__}('127.0.0.1:1', 'm')"
+
+    async def open_async() -> list[ConnectionSettings]:
+        seen = []
+        for async_class in (AsyncLayerClient, AsyncServingClient):
+            async with async_class("127.0.0.1:1", "m", **given) as client:
+                seen.append(client.settings)
+        return seen
+
+    assert asyncio.run(open_async()) == [expected, expected]
+    assert ConnectionSettings("h:1", "m").retry == Retry() and ConnectionSettings("h:1", "m").timeout == 10.0

@@ -70,3 +70,18 @@ def test_a_refused_classify_is_the_same_refusal_over_grpc_and_rest(
         {"signature_name": "regress_x_to_y", "examples": EXAMPLES},
     )
     assert rest == (http_status(grpc.StatusCode.INVALID_ARGUMENT), caught.value.details)
+
+
+def test_serving_clients_report_status_and_wait_ready(
+    client: ServingClient, rest_server: LayertapServer
+) -> None:
+    # The status calls are the clients' shared base: ServingClient has them as LayerClient does.
+    ready = client.wait_ready(timeout=30)
+    assert [(v.version, v.state, v.error_code) for v in ready] == [(123, "AVAILABLE", 0)]
+    assert client.status() == ready
+
+    async def status() -> Any:
+        async with AsyncServingClient(f"127.0.0.1:{rest_server.port}", "half_plus_two") as twin:
+            return await twin.wait_ready(timeout=30), await twin.status()
+
+    assert asyncio.run(status()) == (ready, ready)

@@ -18,21 +18,22 @@ Predict on any signature by name.
         client.classify([{"x": 1.0}], signature="classify_x_to_y").scores     # array([[2.5]])
 
 Needs only grpcio, protobuf and numpy: importing it never imports TensorFlow. `AsyncLayerClient`
-and `AsyncServingClient` are the same clients for asyncio. Errors are those of `layertap.errors`.
+and `AsyncServingClient` are the same clients for asyncio. Every client takes the same connection
+keywords (`timeout=`, `retry=`, `tls=`, ...), documented once in `ConnectionSettings`. Errors are
+those of `layertap.errors`.
 """
 
 from __future__ import annotations
 
-from layertap.client._async import AsyncLayerClient
 from layertap.client._catalogue import Catalogue, Layer, Signature, TensorSpec
 from layertap.client._channel import TLS
-from layertap.client._inference import Classification
+from layertap.client._layer_client import AsyncLayerClient, LayerClient
 from layertap.client._outputs import LayerOutputs
 from layertap.client._retry import Retry
-from layertap.client._serving import ServingClient
-from layertap.client._serving_async import AsyncServingClient
+from layertap.client._serving_client import AsyncServingClient, ServingClient
+from layertap.client._serving_core import Classification
+from layertap.client._settings import ConnectionSettings
 from layertap.client._status import VersionStatus
-from layertap.client._sync import LayerClient
 
 __all__ = [
     "TLS",
@@ -40,6 +41,7 @@ __all__ = [
     "AsyncServingClient",
     "Catalogue",
     "Classification",
+    "ConnectionSettings",
     "Layer",
     "LayerClient",
     "LayerOutputs",

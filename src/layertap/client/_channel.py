@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 
 from layertap.errors import UsageError
 
-__all__ = ["TLS", "channel_options", "create_channel", "credentials_for"]
+if TYPE_CHECKING:  # _settings imports this module at run time
+    from layertap.client._settings import ConnectionSettings
+
+__all__ = ["COMPRESSIONS", "TLS", "channel_options", "create_channel", "credentials_for"]
 
 # Layer activations are large: Python gRPC's 4 MB default rejects a ResNet50 conv2_block1_out
 # reply at batch 8 (25.7 MB). -1 lifts the limit; the server's own limit (2 GiB) still holds.
 UNLIMITED = -1
-_COMPRESSIONS = {None: None, "none": None, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
+# The compression names a client accepts, and what gRPC calls them.
+COMPRESSIONS = {None: None, "none": None, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def channel_options(
     *,
     keepalive_seconds: float | None = 60.0,
     server_name: str | None = None,
-    extra: dict[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> list[tuple[str, Any]]:
     """The channel arguments layertap uses; `extra` entries win."""
     options: dict[str, Any] = {
@@ -79,46 +84,24 @@ def channel_options(
     return list(options.items())
 
 
-def create_channel(
-    target: str,
-    *,
-    tls: TLS | bool | None = None,
-    credentials: Any = None,
-    compression: str | None = None,
-    keepalive_seconds: float | None = 60.0,
-    options: dict[str, Any] | None = None,
-    aio: bool = False,
-) -> Any:
-    """A grpc (or grpc.aio) channel to `target`.
-
-    Args:
-        target: "host:port", or "dns:///name:port" / "ipv4:a:p,b:p" to balance over several servers.
-        tls: TLS settings, True for TLS with the system's roots, None/False for plaintext.
-        credentials: ready-made grpc.ChannelCredentials (overrides `tls`).
-        compression: "gzip", "deflate" or None.
-        keepalive_seconds: interval of HTTP/2 keepalive pings, None to send none.
-        options: extra channel arguments.
-        aio: create a grpc.aio channel for AsyncLayerClient.
-
-    Raises:
-        UsageError: an unknown compression name.
-    """
-    if compression not in _COMPRESSIONS:
-        raise UsageError(f"compression {compression!r} is not supported; accepted: gzip, deflate, none")
-    settings = tls if isinstance(tls, TLS) else TLS() if tls is True else None
-    if credentials is None and settings is not None:
-        credentials = credentials_for(settings)
+def create_channel(settings: ConnectionSettings, *, aio: bool) -> Any:
+    """A grpc (or grpc.aio, for the asyncio clients) channel as `settings` describe it."""
+    tls = settings.tls if isinstance(settings.tls, TLS) else TLS() if settings.tls is True else None
+    credentials = settings.credentials
+    if credentials is None and tls is not None:
+        credentials = credentials_for(tls)
     arguments = channel_options(
-        target,
-        keepalive_seconds=keepalive_seconds,
-        server_name=settings.server_name if settings else None,
-        extra=options,
+        settings.target,
+        keepalive_seconds=settings.keepalive_seconds,
+        server_name=tls.server_name if tls else None,
+        extra=settings.options,
     )
     module: Any = grpc.aio if aio else grpc
-    kwargs = {"options": arguments, "compression": _COMPRESSIONS[compression]}
+    # ConnectionSettings has checked the compression's name.
+    kwargs = {"options": arguments, "compression": COMPRESSIONS[settings.compression]}
     if credentials is not None:
-        return module.secure_channel(target, credentials, **kwargs)
-    return module.insecure_channel(target, **kwargs)
+        return module.secure_channel(settings.target, credentials, **kwargs)
+    return module.insecure_channel(settings.target, **kwargs)
 
 
 def _several_addresses(target: str) -> bool:

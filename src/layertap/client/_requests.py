@@ -25,7 +25,6 @@ __all__ = [
     "Plan",
     "assemble",
     "check_inputs",
-    "model_spec",
     "pinned",
     "plan_predict",
     "reply_bytes_per_example",
@@ -84,26 +83,6 @@ class Plan:
 
     calls: list[Call]
     layers: list[str]
-
-
-def model_spec(
-    model: str, *, version: int | None, version_label: str | None, signature: str = ""
-) -> pb.ModelSpec:
-    """A ModelSpec; version 0 is a version like any other (never dropped for being falsy).
-
-    Raises:
-        UsageError: both a version and a label, or a negative version.
-    """
-    if version is not None and version_label is not None:
-        raise UsageError(f"give a version ({version}) or a version_label ({version_label!r}), not both")
-    if version is not None and version < 0:
-        raise UsageError(f"version must be a non-negative integer, got {version}")
-    spec = pb.ModelSpec(name=model, signature_name=signature)
-    if version is not None:
-        spec.version.value = version
-    elif version_label is not None:
-        spec.version_label = version_label
-    return spec
 
 
 def plan_predict(
