@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -199,13 +200,16 @@ def test_failed_export_leaves_the_repository_exactly_as_it_was(
 def test_tensorflow_logs_are_silent_by_default_and_shown_with_verbose(cnn_file: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     command = [sys.executable, "-m", "layertap.cli", "inspect", str(cnn_file)]
-    quiet = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+
+    # Both at once: each spends seconds importing TensorFlow, and there are two cores.
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
+
+    with ThreadPoolExecutor(2) as pool:
+        quiet, loud = pool.map(run, [command, [*command[:3], "-v", *command[3:]]])
     assert quiet.returncode == EXIT_OK, quiet.stderr
     for noise in ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "Warning", "deprecat"):
         assert noise.lower() not in quiet.stderr.lower(), quiet.stderr
-    loud = subprocess.run(
-        [*command[:3], "-v", *command[3:]], capture_output=True, text=True, env=env, timeout=300, check=False
-    )
     assert loud.returncode == EXIT_OK, loud.stderr
     assert "oneDNN" in loud.stderr or "absl" in loud.stderr
     assert quiet.stdout == loud.stdout
