@@ -34,7 +34,7 @@ def _probe(statement: str) -> dict[str, float]:
 
 def run(quick: bool = False) -> Report:
     report = Report("import_cost", "Client import: wall time and peak RSS in a fresh process")
-    runs = 2 if quick else 5
+    runs = 1 if quick else 5  # --quick: one fresh process each (the TensorFlow import is seconds of CPU)
     medians: dict[str, dict[str, float]] = {}
     for label, statement in (("layertap.client", LAYERTAP), ("tensorflow_serving.apis", OFFICIAL)):
         samples = [_probe(statement) for _ in range(runs)]
