@@ -4,6 +4,9 @@ LayerClient answers "what does this layer compute": it reads the model's signatu
 Predict calls by layer. ServingClient is the general TF Serving client for everything else a
 served model offers, signature by signature: classification and regression signatures fed
 tf.Examples, and Predict on any signature by name. Both twins carry out `ServingCore`'s flows.
+
+The asyncio twin restates each public signature (a coroutine method needs its own `async def`, and
+readers and type checkers need the parameters spelled out); each body is one line into the core.
 """
 
 from __future__ import annotations
