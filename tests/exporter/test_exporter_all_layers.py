@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from local_serving import serving
 
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.errors import LayerNotFoundError, UsageError
@@ -164,3 +165,58 @@ def test_cli_all_layers(residual: Any, tmp_path: Path, capsys: pytest.CaptureFix
         "b1_add": {"shape": [None, 8, 8, 4], "dtype": "float32"}
     }
     assert result["verification"]["verified"] is True
+
+
+def test_layer_signatures_share_segments_traced_once(residual_all: Any) -> None:
+    """The 17 layer signatures are built on shared segments (`layertap.exporter.chain`): the stored
+    graphs hold 15 convolutions (serving_default's 4, each segment's, and the few a signature applies
+    itself inside its segment), where a Keras sub-model traced per signature stores 51 (each signature
+    its whole prefix)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((residual_all.path / "saved_model.pb").read_bytes())
+    library = saved.meta_graphs[0].graph_def.library.function
+    assert sum(node.op == "Conv2D" for function in library for node in function.node_def) == 15
+
+
+def test_every_layer_is_exact_through_layertap_serve(residual: Any, residual_all: Any) -> None:
+    import keras
+
+    from layertap.client import LayerClient
+
+    x = np.random.default_rng(5).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    reference = keras.Model(residual.inputs, [residual.get_layer(s).output for s in RESIDUAL_SPECS])
+    expected = dict(zip(RESIDUAL_SPECS, reference(x, training=False), strict=True))
+    with serving(residual_all) as target, LayerClient(target, "residual") as client:
+        client.wait_ready(timeout=60)
+        served = client.predict(x, RESIDUAL_SPECS)
+    assert list(served) == RESIDUAL_SPECS
+    for key in RESIDUAL_SPECS:
+        np.testing.assert_allclose(served[key], np.asarray(expected[key]), rtol=1e-5, atol=1e-6)
+
+
+def test_masked_and_two_input_models_keep_one_sub_model_per_signature() -> None:
+    """The segments cannot carry Keras masks, nor leave out an input a signature does not need."""
+    import keras
+
+    from layertap.exporter.chain import chain_functions
+    from layertap.exporter.specs import resolve
+    from layertap.exporter.truncate import plan_signatures
+
+    tokens = keras.Input((5,), dtype="int32", name="tokens")
+    h = keras.layers.Embedding(10, 4, mask_zero=True, name="embed")(tokens)
+    h = keras.layers.Dense(4, name="d1")(h)
+    h = keras.layers.Dense(4, name="d2")(h)
+    h = keras.layers.Dense(4, name="d3")(h)
+    masked = keras.Model(tokens, keras.layers.GlobalAveragePooling1D(name="pool")(h))
+    left, right = keras.Input((3,), name="left"), keras.Input((3,), name="right")
+    a = keras.layers.Dense(2, name="a1")(left)
+    a = keras.layers.Dense(2, name="a2")(a)
+    b = keras.layers.Dense(2, name="b1")(right)
+    b = keras.layers.Dense(2, name="b2")(b)
+    two = keras.Model([left, right], keras.layers.Concatenate(name="both")([a, b]))
+    for model in (masked, two):
+        specs = [layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"]
+        signatures = plan_signatures(model, [resolve(model, spec) for spec in specs], {})
+        assert len(signatures) == 6
+        assert chain_functions(model, signatures, progress=lambda _: None) == {}

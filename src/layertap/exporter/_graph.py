@@ -20,6 +20,7 @@ __all__ = [
     "is_graph_model",
     "output_names",
     "producing_node",
+    "run_node",
     "tensor_index",
     "unique",
 ]
@@ -169,3 +170,19 @@ def output_names(model: Any) -> list[str]:
         # Keras flattens a dict's values in sorted key order, as model.outputs lists them.
         return sorted(structure)
     return unique(producing_node(tensor)[0].name for tensor in model.outputs)
+
+
+def run_node(node: Any, values: dict[int, Any], *, training: bool = False) -> None:
+    """Call `node`'s operation on concrete tensors and record its outputs in `values`.
+
+    `values` maps id(KerasTensor) -> the tensor computed for it; the node's arguments are read from
+    it and its outputs added to it. `training` reaches the layers that take it the way a Functional
+    model's own call passes it (keras/src/models/functional.py, `operation_fn`).
+    """
+    import keras
+    from keras.src.models.functional import operation_fn
+
+    args, kwargs = node.arguments.fill_in(values)
+    outputs = operation_fn(node.operation, training=training)(*args, **kwargs)
+    for symbolic, computed in zip(node.output_tensors, keras.tree.flatten(outputs), strict=True):
+        values[id(symbolic)] = computed

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from layertap.exporter.chain import chain_functions
 from layertap.exporter.heads import apply_tf
 from layertap.exporter.truncate import Signature
 from layertap.names import is_scope_name, scope_name
@@ -38,7 +39,12 @@ def write_savedmodel(
     archive.w = [variable.value for variable in model.variables]
     concrete: dict[str, Any] = {}
     with scope_safe_names([signature.model for signature in signatures], archive.w):
+        # Layer signatures of one graph share traced segments (linear cost); the rest, below.
+        chained = chain_functions(model, signatures, progress)
         for number, signature in enumerate(signatures, start=1):
+            if signature.key in chained:
+                concrete[signature.key] = chained[signature.key]
+                continue
             progress(f"tracing signature {number}/{len(signatures)}: {signature.key}")
             concrete[signature.key] = _trace(signature).get_concrete_function()
     # State the functions use that is not among the model's variables (e.g. the global seed
