@@ -33,7 +33,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from layertap.exporter import _graph
-from layertap.exporter.truncate import DEFAULT_SIGNATURE, Signature
+from layertap.exporter.truncate import Signature
+from layertap.version_folder import DEFAULT_SIGNATURE
 
 __all__ = ["MIN_SIGNATURES", "chain_functions"]
 
@@ -155,7 +156,12 @@ def _function(nodes: Sequence[Any], inputs: Sequence[Any], outputs: Sequence[Any
     """A concrete function applying `nodes` (in inference mode) to `inputs`, returning `outputs` (lists)."""
     import tensorflow as tf
 
-    specs = [tf.TensorSpec(shape=tuple(tensor.shape), dtype=tf.as_dtype(tensor.dtype)) for tensor in inputs]
+    # The batch stays free, as in the signatures (`Signature.input_specs`): a model built by calling it
+    # on one sample records a batch of 1 that its layers do not need.
+    specs = [
+        tf.TensorSpec(shape=(None, *tuple(tensor.shape)[1:]), dtype=tf.as_dtype(tensor.dtype))
+        for tensor in inputs
+    ]
 
     def run(*arguments: Any) -> list[Any]:
         values = {id(tensor): argument for tensor, argument in zip(inputs, arguments, strict=True)}
