@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from local_serving import serving
 
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.errors import LayerNotFoundError, UsageError
 from layertap.exporter import export
 from layertap.exporter.specs import every_spec
+from tests.exporter.local_serving import serving
 
 # The residual net's layers, as `layertap inspect` lists them (the InputLayer left out).
 RESIDUAL_SPECS = [
@@ -220,3 +220,16 @@ def test_masked_and_two_input_models_keep_one_sub_model_per_signature() -> None:
         signatures = plan_signatures(model, [resolve(model, spec) for spec in specs], {})
         assert len(signatures) == 6
         assert chain_functions(model, signatures, progress=lambda _: None) == {}
+
+
+def test_a_sequential_built_on_one_sample_chains_with_a_free_batch(tmp_path: Path) -> None:
+    """Segments keep the batch free, as signatures do, when Keras recorded a batch of 1."""
+    import keras
+
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential([keras.layers.Dense(3, activation="relu", name=f"d{i}") for i in range(5)])
+    model(np.zeros((1, 4), np.float32))
+    result = export(model, all_layers=True, base_path=tmp_path, name="seq")
+    assert list(result.signatures) == ["serving_default", "d0", "d1", "d2", "d3", "d4"]
+    assert result.signatures["d2"].outputs == {"d2": ((None, 3), "float32")}
+    assert max(result.max_errors.values()) <= 1e-5  # verified on a batch of 3
