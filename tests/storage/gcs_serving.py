@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.storage.tensorflow_gcs import TensorFlowGcs
+from tests.storage.tensorflow_gcs import RelayProcess, TensorFlowGcs
 
 __all__ = ["ServeProcess", "export_scale", "upload_file", "upload_folder", "version_files"]
 
@@ -69,7 +69,7 @@ def upload_folder(endpoint: str, bucket: str, prefix: str, folder: Path, files: 
 class ServeProcess:
     """`layertap serve FLAGS...` in a child process whose gs:// goes to the emulator; its log is collected."""
 
-    def __init__(self, relay: TensorFlowGcs, *flags: str) -> None:
+    def __init__(self, relay: TensorFlowGcs | RelayProcess, *flags: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "layertap.cli", "serve", "--port=0", *flags],
             stdout=subprocess.DEVNULL,

@@ -28,6 +28,8 @@ import asyncio
 import contextlib
 import json
 import ssl
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -36,7 +38,13 @@ from urllib.parse import urlsplit
 
 from tests.certificates import self_signed
 
-__all__ = ["GOOGLE_HOSTS", "TensorFlowGcs", "start_tensorflow_gcs"]
+__all__ = [
+    "GOOGLE_HOSTS",
+    "RelayProcess",
+    "TensorFlowGcs",
+    "start_tensorflow_gcs",
+    "start_tensorflow_gcs_process",
+]
 
 #: The hosts TensorFlow's GCS client talks to; the throwaway certificate names both.
 GOOGLE_HOSTS = ("www.googleapis.com", "storage.googleapis.com")
@@ -244,3 +252,61 @@ def start_tensorflow_gcs(emulator_url: str, *, refuse: int | None = None) -> Ite
         yield relay
     finally:
         relay.stop()
+
+
+class RelayProcess:
+    """The same relay in a child process (`python -m tests.storage.tensorflow_gcs EMULATOR_URL`), for a test
+    whose own process is busy: there, threads calling a server without pause would hold the GIL the relay
+    needs for every byte TensorFlow reads."""
+
+    def __init__(self, emulator_url: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.storage.tensorflow_gcs", emulator_url],
+            cwd=Path(__file__).resolve().parents[2],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            self.stop()
+            raise RuntimeError(
+                f"the relay process exited with code {self.process.returncode} before it started"
+            )
+        self._environment: dict[str, str] = json.loads(line)
+
+    def environment(self) -> dict[str, str]:
+        """As `TensorFlowGcs.environment()`."""
+        return dict(self._environment)
+
+    def stop(self) -> None:
+        """Close its stdin (it stops then); SIGKILL after 10 s."""
+        assert self.process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def start_tensorflow_gcs_process(emulator_url: str) -> Iterator[RelayProcess]:
+    """A relay to the emulator at `emulator_url` in a child process, stopped on exit."""
+    relay = RelayProcess(emulator_url)
+    try:
+        yield relay
+    finally:
+        relay.stop()
+
+
+def _main() -> None:
+    with start_tensorflow_gcs(sys.argv[1]) as relay:
+        print(json.dumps(relay.environment()), flush=True)
+        sys.stdin.read()  # until the parent closes it (or dies)
+
+
+if __name__ == "__main__":
+    _main()
