@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +122,35 @@ def test_the_stamp_leaves_requests_unchanged(target: str) -> None:
     with LayerClient(target, MODEL, version=1) as client:
         served = client.predict(rows, ["out"])["out"]
     np.testing.assert_allclose(served, build_model(1).predict(rows, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_result_names_the_space_of_the_version_that_answered_after_a_rollout(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """The catalogue is cached from version 3; version 4 (another space) replaces it mid-session: the
+    next result is stamped with version 4's space ids, asked once, not with the cached catalogue's."""
+    from layertap.server import ServerOptions, create_server
+
+    base = tmp_path / MODEL
+    base.mkdir()
+    shutil.copytree(repo.version(3), base / "3")
+    options = ServerOptions(
+        port=0, model_name=MODEL, model_base_path=str(base), file_system_poll_wait_seconds=1
+    )
+    server, port = create_server(options)
+    rows = np.random.default_rng(2).standard_normal((2, 8)).astype(np.float32)
+    try:
+        with LayerClient(f"127.0.0.1:{port}", MODEL) as client:
+            before = client.predict(rows, ["vec"])
+            assert (before.version, before.spaces) == (3, {"vec": repo.spaces(3)["vec"]})
+            shutil.copytree(repo.version(4), tmp_path / "4")
+            (tmp_path / "4").rename(base / "4")  # whole, as a publisher does
+            deadline = time.monotonic() + 120
+            while (after := client.predict(rows, ["vec"])).version != 4:
+                assert time.monotonic() < deadline, "version 4 was never served"
+                time.sleep(0.2)
+            assert after.spaces == {"vec": repo.spaces(4)["vec"]}
+            assert client.layers().version == 3  # the cached catalogue is the client's; only the stamp moved
+            assert client.predict(rows, ["vec"]).spaces == {"vec": repo.spaces(4)["vec"]}
+    finally:
+        server.stop(grace=1.0)

@@ -1,21 +1,22 @@
 """LayerClient's decisions, shared by LayerClient and AsyncLayerClient; no I/O happens here.
 
 Each call is a `Flow` (see `_flow`): the catalogue fetched once and cached, the Predict calls of a
-plan (`_requests`), the answers joined by layer, and the redo when a version changed mid-call.
+plan (`_requests`), the answers joined by layer, the redo when a version changed mid-call, and the
+result stamped with the space ids of the version that answered.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Unpack
+from typing import Unpack
 
 from layertap.client import _catalogue, _requests
 from layertap.client._base_core import Core
 from layertap.client._flow import Flow, Send
 from layertap.client._outputs import LayerOutputs
-from layertap.client._settings import SettingsKeywords
-from layertap.errors import ModelNotFoundError, ServingError, UsageError
+from layertap.client._settings import SettingsKeywords, model_spec
+from layertap.errors import LayertapError, ModelNotFoundError, ServingError, UsageError
 from layertap.proto import methods
 from layertap.wire import codec
 
@@ -65,6 +66,9 @@ class LayerCore(Core):
         self.max_concurrency = max_concurrency
         self.validate = validate
         self.catalogue: _catalogue.Catalogue | None = None
+        # The description of the last other version that answered (a label moved, a new version
+        # loaded since the catalogue was cached): its space ids stamp results, not the cached ones.
+        self._answering: _catalogue.Catalogue | None = None
 
     def known_layers(self) -> Sequence[str]:
         return list(self.catalogue.layers) if self.catalogue is not None else []
@@ -103,10 +107,15 @@ class LayerCore(Core):
             except ModelNotFoundError as error:
                 gone = error  # that version is no longer (or not yet) served here: try the next
                 continue
-            return self._results(plan, results, (version, redone))
-        if gone is not None:
-            raise gone
-        return self._results(plan, results)
+            merged = self._merged(results, (version, redone))
+            break
+        else:
+            if gone is not None:
+                raise gone
+            merged = list(results)
+        answered = next((v for r in merged if (v := _answered_version(r)) is not None), None)
+        describing = yield from self._describing(answered, deadline)
+        return _stamped(plan, merged, answered, describing)
 
     def _send(
         self, calls: Sequence[_requests.Call], deadline: float | None
@@ -151,42 +160,57 @@ class LayerCore(Core):
             for target in known
         ]
 
-    def _results(
-        self,
-        plan: _requests.Plan,
-        results: Sequence[codec.PredictResult],
-        redone: tuple[int, Sequence[codec.PredictResult]] | None = None,
-    ) -> LayerOutputs:
-        """Join decoded answers by layer; `redone` = (version, answers of `_redo`'s calls).
-
-        The result names the version that answered and each layer's space id (from the cached catalogue).
+    def _merged(
+        self, results: Sequence[codec.PredictResult], redone: tuple[int, Sequence[codec.PredictResult]]
+    ) -> list[codec.PredictResult]:
+        """The answers with those `_redo` asked again replaced; `redone` = (version, their answers).
 
         Raises:
             ServingError: the answers still come from more than one version.
         """
         merged = list(results)
-        if redone is not None:
-            version, again = redone
-            stale = [i for i, result in enumerate(results) if _answered_version(result) != version]
-            for index, result in zip(stale, again, strict=True):
-                if _answered_version(result) != version:
-                    raise ServingError(
-                        f"model {self.settings.model!r}: asked for version {version}, answered by "
-                        f"{_answered_version(result)}; refusing to join outputs of two versions"
-                    )
-                merged[index] = result
-        return self._stamped(plan, merged, _requests.assemble(plan, merged))
+        version, again = redone
+        stale = [i for i, result in enumerate(results) if _answered_version(result) != version]
+        for index, result in zip(stale, again, strict=True):
+            if _answered_version(result) != version:
+                raise ServingError(
+                    f"model {self.settings.model!r}: asked for version {version}, answered by "
+                    f"{_answered_version(result)}; refusing to join outputs of two versions"
+                )
+            merged[index] = result
+        return merged
 
-    def _stamped(
-        self, plan: _requests.Plan, merged: Sequence[codec.PredictResult], arrays: dict[str, Any]
-    ) -> LayerOutputs:
-        version = next((v for r in merged if (v := _answered_version(r)) is not None), None)
-        catalogue = self.catalogue
-        spaces: dict[str, str | None] = dict.fromkeys(arrays)
-        # The catalogue describes one version; another version's signatures may compute another space.
-        if catalogue is not None and catalogue.version in (None, version):
-            for call in plan.calls:
-                signature = catalogue.signatures.get(call.signature)
-                for name in call.layers.values():
-                    spaces[name] = signature.space if signature is not None else None
-        return LayerOutputs(arrays, version=version, spaces=spaces)
+    def _describing(self, version: int | None, deadline: float | None) -> Flow[_catalogue.Catalogue | None]:
+        """The catalogue of the version that answered: the cached one when it is that version (no
+        request per predict), else that version's GetModelMetadata, asked once. None when it cannot
+        be had (the version was unloaded meanwhile): the result then names no spaces."""
+        for known in (self.catalogue, self._answering):
+            if known is not None and known.version in (None, version):
+                return known
+        if version is None:
+            return None
+        spec = model_spec(self.settings.model, version=version, version_label=None)
+        try:
+            replies = yield Send(methods.GET_MODEL_METADATA, [_catalogue.metadata_request(spec)], deadline)
+        except LayertapError as error:
+            logger.info("no space ids for version %s of %s: %s", version, self.settings.model, error)
+            return None
+        self._answering = _catalogue.parse_metadata(replies[0], self.settings.model)
+        return self._answering
+
+
+def _stamped(
+    plan: _requests.Plan,
+    merged: Sequence[codec.PredictResult],
+    version: int | None,
+    catalogue: _catalogue.Catalogue | None,
+) -> LayerOutputs:
+    """The joined arrays, named with the version that answered and each layer's space id in it."""
+    arrays = _requests.assemble(plan, merged)
+    spaces: dict[str, str | None] = dict.fromkeys(arrays)
+    if catalogue is not None:
+        for call in plan.calls:
+            signature = catalogue.signatures.get(call.signature)
+            for name in call.layers.values():
+                spaces[name] = signature.space if signature is not None else None
+    return LayerOutputs(arrays, version=version, spaces=spaces)
