@@ -27,6 +27,10 @@ claims, and by `layertap repo repair`) settles each stale claim: a version whose
 claim's recorded file list is complete (its publisher died after the commit point) and is marked published;
 anything else loses saved_model.pb first, then its other objects and staging copies, and the claim is marked
 abandoned, so its number is never reused and the next publish gets a NEW one.
+
+Why one module of ~480 lines: upload, commit and repair are one protocol over the same object layout, and
+each step's safety rests on the others' order (repair may delete only what a commit never completed; the
+sweep may touch only settled numbers), so they are kept where they can be read together.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ Two kinds of graph, told apart by the MetaGraph's object graph (TF2's `tf.saved_
 TF Serving's session loader runs a fetch by pruning the graph to what it needs, so a signature for an early
 tensor computes only its prefix. Tensor names are the graph's node names, `:K` for output K > 0; inside
 functions the `StatefulPartitionedCall/` scopes of the inlined calls are dropped (`functional_1/d1_1/Relu`).
+
+Why one module of ~490 lines: listing, resolving and writing share the private `_Graph` (the inlined graph
+and the variables it captures) and its naming rules; split, the halves would pass that structure across a
+module boundary for no reader's benefit.
 """
 
 from __future__ import annotations
