@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from layertap.exporter import _graph
-from layertap.exporter.truncate import Signature
+from layertap.exporter.truncate import Signature, free_batch
 from layertap.version_folder import DEFAULT_SIGNATURE
 
 __all__ = ["MIN_SIGNATURES", "chain_functions"]
@@ -138,10 +138,7 @@ class _Chain:
         tail = _function(own, self.frontiers[start], list(node.output_tensors))
         before = self.segments[:segment]
         aliases = signature.output_aliases
-        specs = [
-            tf.TensorSpec(shape=shape, dtype=tf.as_dtype(dtype), name=alias)
-            for alias, shape, dtype in signature.input_specs
-        ]
+        specs = signature.tensor_specs()
 
         def run(inputs: Any) -> dict[str, Any]:
             values = [inputs]
@@ -156,10 +153,9 @@ def _function(nodes: Sequence[Any], inputs: Sequence[Any], outputs: Sequence[Any
     """A concrete function applying `nodes` (in inference mode) to `inputs`, returning `outputs` (lists)."""
     import tensorflow as tf
 
-    # The batch stays free, as in the signatures (`Signature.input_specs`): a model built by calling it
-    # on one sample records a batch of 1 that its layers do not need.
+    # The batch stays free, as in the signatures (`Signature.input_specs`).
     specs = [
-        tf.TensorSpec(shape=(None, *tuple(tensor.shape)[1:]), dtype=tf.as_dtype(tensor.dtype))
+        tf.TensorSpec(shape=free_batch(tuple(tensor.shape)), dtype=tf.as_dtype(tensor.dtype))
         for tensor in inputs
     ]
 

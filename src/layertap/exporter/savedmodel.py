@@ -126,10 +126,7 @@ def captured_resources(model: Any, functions: Iterable[Any]) -> list[Any]:
 def _trace(signature: Signature) -> Any:
     import tensorflow as tf
 
-    specs = [
-        tf.TensorSpec(shape=shape, dtype=tf.as_dtype(dtype), name=alias)
-        for alias, shape, dtype in signature.input_specs
-    ]
+    specs = signature.tensor_specs()
     sub_model = signature.model
     aliases = signature.output_aliases
 

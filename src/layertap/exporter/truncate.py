@@ -70,8 +70,17 @@ class Signature:
         sample (a Sequential without an Input) records a batch of 1 that its layers do not need.
         """
         return [
-            (alias, _free_batch(tuple(tensor.shape)), str(tensor.dtype))
+            (alias, free_batch(tuple(tensor.shape)), str(tensor.dtype))
             for alias, tensor in zip(self.input_aliases, self.model.inputs, strict=True)
+        ]
+
+    def tensor_specs(self) -> list[Any]:
+        """`input_specs` as the `tf.TensorSpec`s a signature function is traced with."""
+        import tensorflow as tf
+
+        return [
+            tf.TensorSpec(shape=shape, dtype=tf.as_dtype(dtype), name=alias)
+            for alias, shape, dtype in self.input_specs
         ]
 
     @property
@@ -84,11 +93,12 @@ class Signature:
                 specs.append((alias, head.shape, head.dtype))
             else:
                 tensor = self.model.outputs[position]
-                specs.append((alias, _free_batch(tuple(tensor.shape)), str(tensor.dtype)))
+                specs.append((alias, free_batch(tuple(tensor.shape)), str(tensor.dtype)))
         return specs
 
 
-def _free_batch(shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+def free_batch(shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+    """`shape` with its batch (first) dimension free: see `Signature.input_specs`."""
     return (None, *shape[1:]) if shape else shape
 
 
