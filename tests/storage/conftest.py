@@ -31,11 +31,7 @@ def moto_s3() -> Iterator[MotoS3]:
 @pytest.fixture
 def gcs_bucket(fake_gcs: FakeGcs, monkeypatch: pytest.MonkeyPatch) -> str:
     """A new, empty bucket on the session's fake-gcs-server; STORAGE_EMULATOR_HOST points at it."""
-    for key, value in fake_gcs.env().items():
-        monkeypatch.setenv(key, value)
-    name = unique_bucket("gcs")
-    fake_gcs.create_bucket(name)
-    return name
+    return fake_gcs.fresh_bucket(monkeypatch, "gcs")
 
 
 @pytest.fixture

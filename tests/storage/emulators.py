@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 __all__ = ["FakeGcs", "MotoS3", "free_port", "start_fake_gcs", "start_moto_s3", "unique_bucket"]
 
 _START_ATTEMPTS = 3
@@ -86,6 +88,14 @@ class FakeGcs:
     def env(self) -> dict[str, str]:
         """The variables that point Google's client libraries (and so every layertap command) at it."""
         return {"STORAGE_EMULATOR_HOST": self.endpoint, "GOOGLE_CLOUD_PROJECT": "layertap-test"}
+
+    def fresh_bucket(self, monkeypatch: pytest.MonkeyPatch, prefix: str) -> str:
+        """A new, empty bucket, with this process's environment pointing Google's clients here."""
+        for key, value in self.env().items():
+            monkeypatch.setenv(key, value)
+        name = unique_bucket(prefix)
+        self.create_bucket(name)
+        return name
 
     def create_bucket(self, name: str) -> None:
         request = urllib.request.Request(

@@ -42,7 +42,7 @@ from layertap.errors import LayertapError
 from layertap.storage.claims import read_claims
 from layertap.storage.publish import RemoteRepository
 from layertap.storage.uri import ObjectLocation
-from tests.storage.emulators import FakeGcs, start_fake_gcs, unique_bucket
+from tests.storage.emulators import FakeGcs, start_fake_gcs
 from tests.storage.gcs_serving import ServeProcess
 from tests.storage.kill_checks import expected_objects, loadable_versions_are_complete, push, wait_for_claims
 from tests.storage.tensorflow_gcs import RelayProcess, start_tensorflow_gcs_process
@@ -123,11 +123,7 @@ def memory_relay(memory_gcs: FakeGcs) -> Iterator[RelayProcess]:
 
 @pytest.fixture
 def bucket(memory_gcs: FakeGcs, monkeypatch: pytest.MonkeyPatch) -> str:
-    for key, value in memory_gcs.env().items():
-        monkeypatch.setenv(key, value)
-    name = unique_bucket("kill")
-    memory_gcs.create_bucket(name)
-    return name
+    return memory_gcs.fresh_bucket(monkeypatch, "kill")
 
 
 def _objects(endpoint: str, bucket: str, prefix: str) -> dict[str, int]:
