@@ -77,7 +77,8 @@ def test_predict_path_is_transport_plane_checks_session(
     session = ["runtime/session.py:run", "runtime/session.py:_run"]
     checks_onwards = ["dataplane/plane.py:predict", "dataplane/predict.py:predict", *session]
     assert paths == [
-        ["grpc/servicer.py:predict", *checks_onwards],
+        # `answer` is the wrapper that turns any method's StatusError into the call's status.
+        ["grpc/servicer.py:answer", "grpc/servicer.py:predict", *checks_onwards],
         [
             "rest/server.py:<lambda>",
             "rest/endpoints.py:answer",

@@ -3,8 +3,9 @@
 Method paths are TF Serving's (layertap.proto.methods), so the official stubs and layertap.client
 both talk to it. Each inference method reads in a straight line: open the data plane's call
 (admission, deadline, metrics), decode the request, run it on the data plane, encode the answer. A
-`StatusError` becomes the call's status in one place (`_abort`), its message cut at 1024 characters
-plus `...TRUNCATED` as TF Serving's ToGRPCStatus does.
+`StatusError` from any method becomes the call's status in one place (the wrapper `_unary` puts
+around every method, then `_abort`), its message cut at 1024 characters plus `...TRUNCATED` as TF
+Serving's ToGRPCStatus does.
 """
 
 from __future__ import annotations
@@ -76,22 +77,16 @@ class _Services:
     # --------------------------------------------------------------- PredictionService
 
     def predict(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        try:
-            with self._plane.call("Predict", "GRPC", _deadline(context)) as call:
-                query = _decode_predict(request)
-                result = self._plane.predict(call, query)
-                return _encode_predict(result, self._tensor_content)
-        except StatusError as error:
-            _abort(context, error)
+        with self._plane.call("Predict", "GRPC", _deadline(context)) as call:
+            query = _decode_predict(request)
+            result = self._plane.predict(call, query)
+            return _encode_predict(result, self._tensor_content)
 
     def get_model_metadata(
         self, request: pb.GetModelMetadataRequest, context: grpc.ServicerContext
     ) -> pb.GetModelMetadataResponse:
         spec = request.model_spec if request.HasField("model_spec") else None
-        try:
-            return self._plane.metadata(spec, list(request.metadata_field))
-        except StatusError as error:
-            _abort(context, error)
+        return self._plane.metadata(spec, list(request.metadata_field))
 
     def classify(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         return self._infer("Classify", pb.ClassificationRequest, request, context)
@@ -106,12 +101,9 @@ class _Services:
         self, api: str, message_type: type[Request], request: bytes, context: grpc.ServicerContext
     ) -> bytes:
         # The message is parsed once admitted, so at most the admitted requests are decoded at once.
-        try:
-            with self._plane.call(api, "GRPC", _deadline(context)) as call:
-                message = _parse(message_type, request)
-                return self._plane.infer(call, message).SerializeToString()
-        except StatusError as error:
-            _abort(context, error)
+        with self._plane.call(api, "GRPC", _deadline(context)) as call:
+            message = _parse(message_type, request)
+            return self._plane.infer(call, message).SerializeToString()
 
     # --------------------------------------------------------------- ModelService
 
@@ -119,18 +111,12 @@ class _Services:
         self, request: pb.GetModelStatusRequest, context: grpc.ServicerContext
     ) -> pb.GetModelStatusResponse:
         spec = request.model_spec if request.HasField("model_spec") else None
-        try:
-            return pb.GetModelStatusResponse(model_version_status=self._plane.status(spec))
-        except StatusError as error:
-            _abort(context, error)
+        return pb.GetModelStatusResponse(model_version_status=self._plane.status(spec))
 
     def reload_config(
         self, request: pb.ReloadConfigRequest, context: grpc.ServicerContext
     ) -> pb.ReloadConfigResponse:
-        try:
-            self._plane.reload(request.config)
-        except StatusError as error:
-            _abort(context, error)
+        self._plane.reload(request.config)
         response = pb.ReloadConfigResponse()
         response.status.SetInParent()
         return response
@@ -139,8 +125,15 @@ class _Services:
 def _unary(
     behaviour: Callable[[Any, grpc.ServicerContext], Any], request_type: type[Any] | None
 ) -> grpc.RpcMethodHandler:
+    def answer(request: Any, context: grpc.ServicerContext) -> Any:
+        # Every method's StatusError becomes the call's status here, so no method repeats the mapping.
+        try:
+            return behaviour(request, context)
+        except StatusError as error:
+            _abort(context, error)
+
     return grpc.unary_unary_rpc_method_handler(
-        behaviour,
+        answer,
         request_deserializer=request_type.FromString if request_type is not None else None,
         response_serializer=None if request_type is None else (lambda message: message.SerializeToString()),
     )
