@@ -127,30 +127,30 @@ class JsonWriter:
     key = string
 
     def start_object(self) -> None:
-        if self._room():
-            self._prefix()
-            self._put(b"{")
-            self._levels.append([0, 0])
+        self._open(b"{", in_array=0)
 
     def end_object(self) -> None:
-        if self._room():
-            empty = self._levels.pop()[1] == 0
-            if not empty:
-                self._put(b"\n" + _INDENT * len(self._levels))
-            self._put(b"}")
+        self._close(b"}", break_line=True)
 
     def start_array(self) -> None:
-        if self._room():
-            self._prefix()
-            self._put(b"[")
-            self._levels.append([1, 0])
+        self._open(b"[", in_array=1)
 
     def end_array(self) -> None:
+        self._close(b"]", break_line=not self.single_line_arrays)
+
+    def _open(self, bracket: bytes, in_array: int) -> None:
+        if self._room():
+            self._prefix()
+            self._put(bracket)
+            self._levels.append([in_array, 0])
+
+    def _close(self, bracket: bytes, break_line: bool) -> None:
+        # A non-empty container closes on its own line, at its parent's indent (unless single-line).
         if self._room():
             empty = self._levels.pop()[1] == 0
-            if not empty and not self.single_line_arrays:
+            if not empty and break_line:
                 self._put(b"\n" + _INDENT * len(self._levels))
-            self._put(b"]")
+            self._put(bracket)
 
     def value(self, value: Any) -> None:
         """Any parsed JSON value (dicts, lists, str, numbers, bools, None)."""
