@@ -79,25 +79,32 @@ class Metrics:
 
     def __init__(self) -> None:
         instruments = CollectorRegistry(auto_describe=True)
+
+        def latency(name: str, documentation: str, last_label: str) -> Histogram:
+            # TF Serving's latency histograms share their unit (microseconds), buckets and first labels.
+            return Histogram(
+                name,
+                documentation,
+                ["model_name", "API", last_label],
+                buckets=LATENCY_BUCKETS,
+                registry=instruments,
+            )
+
         self.request_count = Counter(
             ":tensorflow:serving:request_count",
             "The total number of requests.",
             ["model_name", "status"],
             registry=instruments,
         )
-        self.request_latency = Histogram(
+        self.request_latency = latency(
             ":tensorflow:serving:request_latency",
             "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
-            ["model_name", "API", "entrypoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=instruments,
+            "entrypoint",
         )
-        self.runtime_latency = Histogram(
+        self.runtime_latency = latency(
             ":tensorflow:serving:runtime_latency",
             "Distribution of wall time (in microseconds) for Tensorflow runtime.",
-            ["model_name", "API", "runtime"],
-            buckets=LATENCY_BUCKETS,
-            registry=instruments,
+            "runtime",
         )
         self.load_attempts = Counter(
             ":tensorflow:cc:saved_model:load_attempt_count",
