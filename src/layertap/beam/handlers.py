@@ -11,18 +11,9 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, Remote
 from layertap.errors import DeadlineExceededError, ServerUnavailableError, UsageError
 from layertap.extract.images import ImagePreprocessing, decode_image
 from layertap.extract.records import InputSpec
-from layertap.extract.runners import InProcessRunner, RemoteRunner
+from layertap.extract.runners import InProcessRunner, RemoteRunner, Runner
 
 __all__ = ["LayerServingHandler", "SavedModelHandler", "as_row", "decode_image_file"]
-
-
-def _results(
-    batch: Sequence[Any], features: Mapping[str, np.ndarray], model_id: str
-) -> list[PredictionResult]:
-    return [
-        PredictionResult(example, {name: array[index] for name, array in features.items()}, model_id)
-        for index, example in enumerate(batch)
-    ]
 
 
 def _stack(batch: Sequence[Any], spec: InputSpec) -> np.ndarray:
@@ -31,6 +22,16 @@ def _stack(batch: Sequence[Any], spec: InputSpec) -> np.ndarray:
         array[:] = list(batch)
         return array
     return np.stack([np.asarray(example, dtype=spec.dtype) for example in batch])
+
+
+def _predict(batch: Sequence[Any], runner: Runner) -> list[PredictionResult]:
+    """What both handlers answer for a batch: one result per example, model_id `model/version`."""
+    features = runner.run(_stack(batch, runner.input))
+    model_id = f"{runner.model}/{runner.version}"
+    return [
+        PredictionResult(example, {name: array[index] for name, array in features.items()}, model_id)
+        for index, example in enumerate(batch)
+    ]
 
 
 def _retryable(error: Exception) -> bool:
@@ -96,8 +97,7 @@ class LayerServingHandler(RemoteModelHandler[Any, PredictionResult, RemoteRunner
         model: RemoteRunner,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
-        features = model.run(_stack(batch, model.input))
-        return _results(batch, features, f"{model.model}/{model.version}")
+        return _predict(batch, model)
 
     def batch_elements_kwargs(self) -> Mapping[str, Any]:
         return self._batching
@@ -145,8 +145,7 @@ class SavedModelHandler(ModelHandler[Any, PredictionResult, InProcessRunner]):  
         model: InProcessRunner,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
-        features = model.run(_stack(batch, model.input))
-        return _results(batch, features, f"{model.model}/{model.version}")
+        return _predict(batch, model)
 
     def get_metrics_namespace(self) -> str:
         return "layertap"
