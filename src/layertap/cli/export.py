@@ -6,17 +6,22 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from layertap.cli.display import shape_text
 from layertap.cli.framework import non_negative_int, positive_int
 from layertap.cli.validate import add_batch_argument, batch_from_args
 from layertap.errors import UsageError
 
+if TYPE_CHECKING:
+    from layertap.exporter.source import LoadingKeywords
+
 __all__ = [
     "EXTRAS",
     "add_arguments",
     "add_model_arguments",
     "base_path_argument",
+    "loading_keywords",
     "parse_group",
     "parse_head_argument",
     "parse_shape",
@@ -121,6 +126,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="KerasHub preset with --with-preprocessor: tokens per example (default: the preprocessor's, "
         "at most the backbone's maximum)",
     )
+
+
+def loading_keywords(args: argparse.Namespace) -> LoadingKeywords:
+    """What `add_model_arguments` parsed, as the keywords `export()` and `inspect_model()` load with."""
+    return {
+        "input_shape": args.input_shape,
+        "allow_unsafe": args.allow_unsafe,
+        "custom_objects": args.custom_objects,
+        "with_preprocessor": args.with_preprocessor,
+        "sequence_length": args.sequence_length,
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
@@ -263,9 +279,6 @@ def run(args: argparse.Namespace) -> int:
         layers_matching=args.layers_matching,
         groups=groups,
         heads=heads,
-        input_shape=args.input_shape,
-        allow_unsafe=args.allow_unsafe,
-        custom_objects=args.custom_objects,
         parity_backend=args.parity_backend,
         verify=args.verify,
         seed=args.seed,
@@ -275,8 +288,7 @@ def run(args: argparse.Namespace) -> int:
         validate_batch=batch_from_args(args),
         compare_with=args.compare_with,
         transfer=transfer,
-        with_preprocessor=args.with_preprocessor,
-        sequence_length=args.sequence_length,
+        **loading_keywords(args),
     )
     if args.json:
         print(json.dumps(result.to_json(), indent=2))

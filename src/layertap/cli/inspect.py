@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from layertap.cli.display import shape_text
-from layertap.cli.export import add_model_arguments
+from layertap.cli.export import add_model_arguments, loading_keywords
 
 __all__ = ["EXTRAS", "add_arguments", "run"]
 
@@ -37,15 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if is_graph_savedmodel(args.model):
         return _print_tensors(inspect_savedmodel(args.model), as_json=args.json)
     _announce_loading(args.model)
-    rows = inspect_model(
-        args.model,
-        input_shape=args.input_shape,
-        allow_unsafe=args.allow_unsafe,
-        head=args.head,
-        custom_objects=args.custom_objects,
-        with_preprocessor=args.with_preprocessor,
-        sequence_length=args.sequence_length,
-    )
+    rows = inspect_model(args.model, head=args.head, **loading_keywords(args))
     if args.json:
         print(
             json.dumps(

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from layertap.exporter.inspecting import LayerInfo, inspect_model
 from layertap.exporter.request import ExportRequest, parse_heads
 from layertap.exporter.result import ExportResult, SignatureInfo, Sizes
-from layertap.exporter.source import ModelSource
+from layertap.exporter.source import LoadingKeywords, ModelSource
 from layertap.exporter.stages import ExportRun, ProgressCallback, run_stages
 from layertap.exporter.validate import DEFAULT_BATCH
 from layertap.storage.publish import TransferCallback
@@ -40,9 +40,6 @@ def export(
     layers_matching: str | None = None,
     groups: Mapping[str, Sequence[str | int]] | None = None,
     heads: Mapping[str, tuple[str | int, Sequence[str] | str]] | None = None,
-    input_shape: Sequence[int] | None = None,
-    allow_unsafe: bool = False,
-    custom_objects: Sequence[str | Path] = (),
     verify: bool = True,
     seed: int = 0,
     progress: ProgressCallback | None = None,
@@ -52,8 +49,7 @@ def export(
     parity_backend: str | None = None,
     compare_with: int | str | None = None,
     transfer: TransferCallback | None = None,
-    with_preprocessor: bool = False,
-    sequence_length: int | None = None,
+    **loading: Unpack[LoadingKeywords],
 ) -> ExportResult:
     """Export layers of a Keras model as one SavedModel version of `<base_path>/<name>`.
 
@@ -129,14 +125,7 @@ def export(
         ConfigError: `server` is not a release layertap knows; nothing is written.
         ExportError: TensorFlow failed to trace or save the model.
     """
-    source = ModelSource(
-        model_or_path,
-        allow_unsafe=allow_unsafe,
-        input_shape=input_shape,
-        custom_objects=custom_objects,
-        with_preprocessor=with_preprocessor,
-        sequence_length=sequence_length,
-    )
+    source = ModelSource(model_or_path, **loading)
     request = ExportRequest(
         source=source,
         base_path=base_path,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from layertap.errors import UsageError
 from layertap.exporter import _graph, specs
 from layertap.exporter import heads as head_ops
 from layertap.exporter.flops import graph_flops
-from layertap.exporter.source import ModelSource
+from layertap.exporter.source import LoadingKeywords, ModelSource
 
 __all__ = ["LayerInfo", "inspect_model"]
 
@@ -51,34 +50,22 @@ class LayerInfo:
 def inspect_model(
     model_or_path: Any,
     *,
-    input_shape: Sequence[int] | None = None,
-    allow_unsafe: bool = False,
-    custom_objects: Sequence[str | Path] = (),
     head: Sequence[str] | str | None = None,
-    with_preprocessor: bool = False,
-    sequence_length: int | None = None,
+    **loading: Unpack[LoadingKeywords],
 ) -> list[LayerInfo]:
     """Every layer (nested ones too) with its spec, output shape, bytes, parameters and compute share.
 
     Args:
         head: head ops (e.g. "gap,float16"): each row also says what that head would output at
             the layer and weigh per example, where it fits.
-        custom_objects: modules or `.py` files to import before loading a file (see `export`).
-        with_preprocessor: for a KerasHub preset directory (see `export`).
-        sequence_length: for a KerasHub preset directory (see `export`).
+        loading: how the model loads, as `export` takes it: `input_shape`, `allow_unsafe`,
+            `custom_objects`, `with_preprocessor`, `sequence_length` (`LoadingKeywords`).
 
     Raises:
         UsageError: an unknown head op.
     """
     ops = head_ops.parse_ops(head) if head is not None else None
-    model = ModelSource(
-        model_or_path,
-        allow_unsafe=allow_unsafe,
-        input_shape=input_shape,
-        custom_objects=custom_objects,
-        with_preprocessor=with_preprocessor,
-        sequence_length=sequence_length,
-    ).load()
+    model = ModelSource(model_or_path, **loading).load()
     specs.ensure_graph_model(model)
     total = graph_flops(list(model.outputs)) or 1
     rows: list[LayerInfo] = []

@@ -23,7 +23,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from layertap.errors import UsageError
 from layertap.exporter import keras2
@@ -37,11 +37,25 @@ from layertap.exporter.loading import (
 )
 from layertap.exporter.sources import kerashub
 
-__all__ = ["ModelSource", "SourceKind"]
+__all__ = ["LoadingKeywords", "ModelSource", "SourceKind"]
 
 logger = logging.getLogger(__name__)
 
 SourceKind = Literal["model", "keras", "keras2", "kerashub", "savedmodel"]
+
+
+class LoadingKeywords(TypedDict, total=False):
+    """`ModelSource`'s fields after `model`, as keyword arguments (see there).
+
+    `export()` and `inspect_model()` take them as `**loading: Unpack[LoadingKeywords]` and hand them to
+    `ModelSource` as they are, so an option added here reaches both without being spelled out twice.
+    """
+
+    allow_unsafe: bool
+    input_shape: Sequence[int] | None
+    custom_objects: Sequence[str | Path]
+    with_preprocessor: bool
+    sequence_length: int | None
 
 
 @dataclass(frozen=True)
