@@ -9,9 +9,13 @@ import os
 import sys
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layertap.cli.framework import positive_int, require_extras
 from layertap.errors import UsageError
+
+if TYPE_CHECKING:
+    from layertap.extract.sources import ReadingKeywords
 
 __all__ = ["add_arguments", "run"]
 
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from layertap.extract import ImagePreprocessing, Progress, extract, open_source
 
     preprocessing = ImagePreprocessing(scale=args.scale, offset=args.offset, function=args.preprocess)
-    reading = {
+    reading: ReadingKeywords = {
         "format": args.format,
         "columns": args.column,
         "id_column": args.id_column,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from layertap.errors import UsageError
 from layertap.extract.images import ImagePreprocessing
@@ -28,7 +28,7 @@ from layertap.extract.job import OUTPUT_FORMATS, ExtractSummary, run_job
 from layertap.extract.progress import Progress
 from layertap.extract.records import InputSpec, Pending, Reject
 from layertap.extract.runners import InProcessRunner, OutputSpec, RemoteRunner, Runner
-from layertap.extract.sources import FORMATS, Source, open_source
+from layertap.extract.sources import FORMATS, ReadingKeywords, Source, open_source
 
 __all__ = [
     "FORMATS",
@@ -58,18 +58,13 @@ def extract(
     version_dir: str | Path | None = None,
     targets: Sequence[str] = (),
     model: str | None = None,
-    format: str | None = None,
-    columns: Sequence[str] = (),
-    id_column: str | None = None,
-    feature: str | None = None,
-    npz_key: str | None = None,
-    preprocessing: ImagePreprocessing | None = None,
     output_format: str = "parquet",
     batch_size: int = 64,
     shard_rows: int = 4096,
     strict: bool = False,
     progress: Progress | None = None,
     client_options: Mapping[str, Any] | None = None,
+    **reading: Unpack[ReadingKeywords],
 ) -> ExtractSummary:
     """Extract `layers` for every record of `inputs` into `output`.
 
@@ -80,7 +75,8 @@ def extract(
         version_dir: compute in this process from this SavedModel version directory...
         targets: ... or ask these servers ("host:port", or one "dns:///name:port") for `model`.
         model: the served model's name (remote); overrides the manifest's name (in-process).
-        format, columns, id_column, feature, npz_key, preprocessing: how to read inputs (`open_source`).
+        format, columns, id_column, feature, npz_key, preprocessing: how to read inputs (`open_source`;
+            `ReadingKeywords`).
         output_format: "parquet" (sharded, resumable) or "npy" (one array per layer, small jobs).
         batch_size: records per call (the server's max_batch_size, remotely).
         shard_rows: records per Parquet shard.
@@ -97,15 +93,7 @@ def extract(
             "give either a version directory to run in-process (version_dir) or servers to ask "
             f"(targets), not {'both' if targets else 'neither'}"
         )
-    source = open_source(
-        [inputs] if isinstance(inputs, str | Path) else list(inputs),
-        format=format,
-        columns=columns,
-        id_column=id_column,
-        feature=feature,
-        npz_key=npz_key,
-        preprocessing=preprocessing,
-    )
+    source = open_source([inputs] if isinstance(inputs, str | Path) else list(inputs), **reading)
     if targets and not model:
         raise UsageError("remote extraction needs the served model's name (model=..., --model)")
     runner: Runner = (

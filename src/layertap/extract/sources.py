@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from layertap.errors import InvalidInputError, UsageError
 from layertap.extract.images import IMAGE_SUFFIXES, ImagePreprocessing, decode_image
 from layertap.extract.records import InputSpec, Pending
 
-__all__ = ["FORMATS", "Source", "open_source"]
+__all__ = ["FORMATS", "ReadingKeywords", "Source", "open_source"]
 
 FORMATS = ("images", "npy", "npz", "text", "parquet", "csv", "tfrecord")
 _SUFFIXES = {
@@ -210,6 +210,17 @@ def _row_loader(columns: Sequence[str], record: dict[str, Any]) -> Callable[[Inp
         return [record[name] for name in columns]
 
     return load
+
+
+class ReadingKeywords(TypedDict, total=False):
+    """`open_source`'s keywords (see there), as `extract()` takes and hands them on."""
+
+    format: str | None
+    columns: Sequence[str]
+    id_column: str | None
+    feature: str | None
+    npz_key: str | None
+    preprocessing: ImagePreprocessing | None
 
 
 def open_source(
