@@ -13,6 +13,8 @@ hierarchy's `code` (the status name) and `details` (the message).
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from layertap.errors import (
@@ -44,11 +46,23 @@ __all__ = [
 QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
 
 
-class StatusError(ServingError):
-    """A request or load failed with `status` and `message` (TF Serving's words)."""
+_BY_STATUS: dict[grpc.StatusCode, type[StatusError]] = {}
 
-    #: The status of this class; `status_error` picks the class for a code.
+
+class StatusError(ServingError):
+    """A request or load failed with `status` and `message` (TF Serving's words).
+
+    A subclass names its status in its header, `class NotFound(StatusError, status=NOT_FOUND)`: the
+    status it carries by default, and the code `status_error` answers with it.
+    """
+
     default_status = grpc.StatusCode.UNKNOWN
+
+    def __init_subclass__(cls, status: grpc.StatusCode | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.default_status = status
+            _BY_STATUS[status] = cls
 
     def __init__(self, message: str, status: grpc.StatusCode | None = None) -> None:
         self.status: grpc.StatusCode = status or self.default_status
@@ -59,57 +73,36 @@ class StatusError(ServingError):
         return (type(self), (self.message, self.status))
 
 
-class InvalidArgument(StatusError, InvalidArgumentError):
+class InvalidArgument(StatusError, InvalidArgumentError, status=grpc.StatusCode.INVALID_ARGUMENT):
     """INVALID_ARGUMENT: the request cannot be served as sent."""
 
-    default_status = grpc.StatusCode.INVALID_ARGUMENT
 
-
-class NotFound(StatusError, ModelNotFoundError):
+class NotFound(StatusError, ModelNotFoundError, status=grpc.StatusCode.NOT_FOUND):
     """NOT_FOUND: no such model, version or file."""
 
-    default_status = grpc.StatusCode.NOT_FOUND
 
-
-class FailedPrecondition(StatusError):
+class FailedPrecondition(StatusError, status=grpc.StatusCode.FAILED_PRECONDITION):
     """FAILED_PRECONDITION: the request is valid but the server's state refuses it."""
-
-    default_status = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class SignatureNotFound(FailedPrecondition, SignatureNotFoundError):
     """FAILED_PRECONDITION: `Serving signature key "x" not found.`"""
 
 
-class Unavailable(StatusError, ServerUnavailableError):
+class Unavailable(StatusError, ServerUnavailableError, status=grpc.StatusCode.UNAVAILABLE):
     """UNAVAILABLE: full queue, unloaded version, stopping server; retryable."""
 
-    default_status = grpc.StatusCode.UNAVAILABLE
 
-
-class DeadlineExceeded(StatusError, DeadlineExceededError):
+class DeadlineExceeded(StatusError, DeadlineExceededError, status=grpc.StatusCode.DEADLINE_EXCEEDED):
     """DEADLINE_EXCEEDED: the request's deadline passed."""
 
-    default_status = grpc.StatusCode.DEADLINE_EXCEEDED
 
-
-class Internal(StatusError):
+class Internal(StatusError, status=grpc.StatusCode.INTERNAL):
     """INTERNAL: the server failed in a way the request did not cause."""
 
-    default_status = grpc.StatusCode.INTERNAL
 
-
-class Unimplemented(StatusError):
+class Unimplemented(StatusError, status=grpc.StatusCode.UNIMPLEMENTED):
     """UNIMPLEMENTED: the server does not offer this call."""
-
-    default_status = grpc.StatusCode.UNIMPLEMENTED
-
-
-_BY_STATUS: dict[grpc.StatusCode, type[StatusError]] = {
-    cls.default_status: cls
-    for cls in (InvalidArgument, NotFound, FailedPrecondition, Unavailable, DeadlineExceeded, Internal)
-}
-_BY_STATUS[grpc.StatusCode.UNIMPLEMENTED] = Unimplemented
 
 
 def status_error(status: grpc.StatusCode | int, message: str) -> StatusError:
