@@ -3,7 +3,8 @@
 Each subcommand lives in its own module with `add_arguments(parser, name)` and `run(args) -> int`,
 and is imported only when invoked, so `layertap predict` never pays for TensorFlow. A module whose
 command needs TensorFlow declares `EXTRAS = ("tf",)`: the command then checks it is installed, runs
-Keras on the TensorFlow backend and keeps TensorFlow's start-up logs quiet (shown with `-v`).
+Keras on the TensorFlow backend and keeps TensorFlow's start-up logs quiet (shown with `-v`). A module
+may declare `DESCRIPTION`, the paragraph its `--help` shows (the one-line help otherwise).
 
 Exit codes (scripts rely on them): 0 success; 1 the operation failed (export, verification, a
 missing extra, an unexpected error); 2 bad input or a refused request (unknown layer, bad flag,
@@ -64,6 +65,7 @@ def _build_parser(command: str | None, *, json_errors: bool) -> argparse.Argumen
         # Only the invoked command's module is imported (and with it, maybe, TensorFlow).
         if name == command:
             module = importlib.import_module(f"layertap.cli.{module_name}")
+            sub.description = getattr(module, "DESCRIPTION", help_text)
             module.add_arguments(sub, name)
             # `layertap export -v` as well as `layertap -v export`, unless the command uses -v itself.
             if not any(flag in sub._option_string_actions for flag in _VERBOSE_FLAGS):

@@ -16,16 +16,18 @@ from typing import Any
 from layertap.cli.framework import EXIT_FAILURE, EXIT_OK, non_negative_int, positive_int, require_extras
 from layertap.errors import UsageError
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
+
+#: What `layertap compare --help` says under the usage line.
+DESCRIPTION = (
+    "Run the same rows through every signature two versions share and say, with the numbers, whether "
+    "each is identical, compatible (same space, moved a little) or changed. Exit 0 when no shared "
+    "signature changed, 1 when one did, 2 on a usage error."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     """Arguments of `layertap compare`."""
-    parser.description = (
-        "Run the same rows through every signature two versions share and say, with the numbers, whether "
-        "each is identical, compatible (same space, moved a little) or changed. Exit 0 when no shared "
-        "signature changed, 1 when one did, 2 on a usage error."
-    )
     parser.add_argument("old", metavar="OLD", help="version directory (or, with --target, version number)")
     parser.add_argument("new", metavar="NEW", help="version directory (or, with --target, version number)")
     parser.add_argument("--target", metavar="HOST:PORT", help="compare versions this server serves")

@@ -7,7 +7,13 @@ import json
 
 from layertap.config import compat, servers
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["DESCRIPTION", "add_arguments", "run"]
+
+#: What `layertap compat --help` says under the usage line.
+DESCRIPTION = (
+    "Check a SavedModel version against a TF Serving release's op registry, without TensorFlow. "
+    "Exit 0 when that server would load it, 2 when not; each problem on a line."
+)
 
 
 def add_server_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -23,10 +29,6 @@ def add_server_argument(parser: argparse.ArgumentParser, help_text: str) -> None
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     """Arguments of `layertap compat`."""
-    parser.description = (
-        "Check a SavedModel version against a TF Serving release's op registry, without TensorFlow. "
-        "Exit 0 when that server would load it, 2 when not; each problem on a line."
-    )
     parser.add_argument("version_dir", metavar="VERSION_DIR", help="a SavedModel version directory")
     add_server_argument(parser, "the TF Serving release to check against")
     parser.add_argument(

@@ -14,9 +14,16 @@ from layertap.cli.framework import positive_int
 if TYPE_CHECKING:
     from layertap.exporter.validate import ValidationReport
 
-__all__ = ["EXTRAS", "add_arguments", "add_batch_argument", "batch_from_args", "run"]
+__all__ = ["DESCRIPTION", "EXTRAS", "add_arguments", "add_batch_argument", "batch_from_args", "run"]
 
 EXTRAS = ("tf",)
+
+#: What `layertap validate --help` says under the usage line.
+DESCRIPTION = (
+    "Load a SavedModel version through TF Serving's session loader, replay its warmup records, run every "
+    "signature on inputs built from its metadata, measure latency, memory and reply sizes, and check it "
+    "against a TF Serving release's op registry. Exit 0 when every check passes, 2 when one fails."
+)
 
 
 def add_batch_argument(parser: argparse.ArgumentParser) -> None:
@@ -55,11 +62,6 @@ def batch_from_args(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser, command_name: str) -> None:
     """Arguments of `layertap validate`."""
-    parser.description = (
-        "Load a SavedModel version through TF Serving's session loader, replay its warmup records, run every "
-        "signature on inputs built from its metadata, measure latency, memory and reply sizes, and check it "
-        "against a TF Serving release's op registry. Exit 0 when every check passes, 2 when one fails."
-    )
     parser.add_argument("version_dir", metavar="VERSION_DIR", help="a SavedModel version directory")
     add_server_argument(parser, "the TF Serving release to check against")
     add_batch_argument(parser)
