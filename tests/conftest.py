@@ -1,4 +1,5 @@
-"""Shared test set-up. Fixtures that build models live in the conftest of the package they test."""
+"""Shared test set-up. Fixtures one package uses live in its conftest; those several packages use live in
+tests/fixtures/ (registered here as plugins), half_plus_two and the old TensorFlow below."""
 
 import os
 from pathlib import Path
@@ -11,6 +12,17 @@ from tests.oldtf import old_tensorflow as create_old_tensorflow
 # Quiet TensorFlow's C++ logging and keep Keras on the TensorFlow backend in every test process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+# Session fixtures shared across packages (each module's docstring says what it builds and who uses it).
+# They import TensorFlow, Keras and layertap's server lazily: loading them costs a TF-free test nothing.
+pytest_plugins = [
+    "tests.fixtures.client_peer",
+    "tests.fixtures.config_repos",
+    "tests.fixtures.gate_repo",
+    "tests.fixtures.server_repos",
+    "tests.fixtures.tutorial_cnn",
+    "tests.fixtures.wide_export",
+]
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 
 from layertap import errors
 from layertap.client import AsyncLayerClient, LayerClient, Retry
-from tests.client.client_peer import MODEL, Peer, dense_1, dense_2, scores
+from tests.fixtures.client_peer import MODEL, Peer, dense_1, dense_2, scores
 
 X = np.array([[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 2.0, 0.0]], dtype=np.float32)
 
@@ -20,9 +20,9 @@ def run(coroutine: object) -> object:
     return asyncio.run(coroutine)  # type: ignore[arg-type]
 
 
-def test_async_predictions_match(target: str, peer: Peer) -> None:
+def test_async_predictions_match(peer_target: str, peer: Peer) -> None:
     async def main() -> dict[str, np.ndarray]:
-        async with AsyncLayerClient(target, MODEL) as client:
+        async with AsyncLayerClient(peer_target, MODEL) as client:
             catalogue = await client.layers()
             assert catalogue.layers["scores"].signature == "heads"
             one = await client.predict_layer(X, "dense_1")
@@ -37,11 +37,11 @@ def test_async_predictions_match(target: str, peer: Peer) -> None:
     assert peer.count("GetModelMetadata") == 1 and peer.count("Predict") == 3
 
 
-def test_async_concurrent_calls_and_splitting(target: str, peer: Peer) -> None:
+def test_async_concurrent_calls_and_splitting(peer_target: str, peer: Peer) -> None:
     x = np.random.default_rng(2).normal(size=(11, 4)).astype(np.float32)
 
     async def main() -> list[np.ndarray]:
-        async with AsyncLayerClient(target, MODEL, max_batch_size=4, max_concurrency=2) as client:
+        async with AsyncLayerClient(peer_target, MODEL, max_batch_size=4, max_concurrency=2) as client:
             return list(
                 await asyncio.gather(*(client.predict_layer(x[: i + 6], "dense_1") for i in range(6)))
             )
@@ -53,10 +53,10 @@ def test_async_concurrent_calls_and_splitting(target: str, peer: Peer) -> None:
     assert peer.count("GetModelMetadata") == 1  # the catalogue is fetched once for all of them
 
 
-def test_async_errors_retries_and_deadlines(target: str, peer: Peer) -> None:
+def test_async_errors_retries_and_deadlines(peer_target: str, peer: Peer) -> None:
     async def main() -> None:
         fast = Retry(attempts=3, initial_backoff=0.01, max_backoff=0.02)
-        async with AsyncLayerClient(target, MODEL, retry=fast) as client:
+        async with AsyncLayerClient(peer_target, MODEL, retry=fast) as client:
             await client.layers()
             peer.fail_next(grpc.StatusCode.UNAVAILABLE, "queue full", times=2)
             np.testing.assert_allclose(await client.predict_layer(X, "dense_1"), dense_1(X), rtol=1e-6)
@@ -74,11 +74,11 @@ def test_async_errors_retries_and_deadlines(target: str, peer: Peer) -> None:
     assert peer.count("Predict") == 5
 
 
-def test_async_status_and_wait_ready(target: str, peer: Peer) -> None:
+def test_async_status_and_wait_ready(peer_target: str, peer: Peer) -> None:
     peer.settings.loading_polls = 2
 
     async def main() -> list[str]:
-        async with AsyncLayerClient(target, MODEL) as client:
+        async with AsyncLayerClient(peer_target, MODEL) as client:
             first = await client.status()
             ready = await client.wait_ready(timeout=10, poll_interval=0.01)
             return [first[0].state, ready[0].state]

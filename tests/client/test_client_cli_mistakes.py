@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from layertap.cli import EXIT_FAILURE, EXIT_OK, EXIT_SERVING, EXIT_USAGE, main
-from tests.client.client_peer import MODEL, Peer
+from tests.fixtures.client_peer import MODEL, Peer
 
 X = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
 
@@ -30,10 +30,10 @@ def _predict(target: str, tmp_path: Path, *extra: str) -> list[str]:
 
 
 def test_bad_argument_is_one_line_exit_2_and_a_json_object(
-    target: str, peer: Peer, capsys: pytest.CaptureFixture[str]
+    peer_target: str, peer: Peer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as caught:
-        main(["layers", "--target", target, "--model", MODEL, "--timeout", "soon"])
+        main(["layers", "--target", peer_target, "--model", MODEL, "--timeout", "soon"])
     assert caught.value.code == EXIT_USAGE
     captured = capsys.readouterr()
     line = _one_error_line(captured.err, "layers")
@@ -41,7 +41,7 @@ def test_bad_argument_is_one_line_exit_2_and_a_json_object(
     assert "see 'layertap layers --help'" in line
     assert captured.out == ""
     with pytest.raises(SystemExit):
-        main(["layers", "--target", target, "--model", MODEL, "--timeout", "soon", "--json"])
+        main(["layers", "--target", peer_target, "--model", MODEL, "--timeout", "soon", "--json"])
     error = json.loads(capsys.readouterr().out)["error"]
     assert error["exit_code"] == EXIT_USAGE
     assert error["meaning"] == "bad input or refused request"
@@ -49,9 +49,9 @@ def test_bad_argument_is_one_line_exit_2_and_a_json_object(
 
 
 def test_json_failure_prints_an_error_object_with_the_exit_code_meaning(
-    target: str, peer: Peer, capsys: pytest.CaptureFixture[str]
+    peer_target: str, peer: Peer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["layers", "--target", target, "--model", "other", "--json"]) == EXIT_SERVING
+    assert main(["layers", "--target", peer_target, "--model", "other", "--json"]) == EXIT_SERVING
     captured = capsys.readouterr()
     assert "Servable not found" in _one_error_line(captured.err, "layers")
     error = json.loads(captured.out)["error"]
@@ -75,14 +75,14 @@ def test_json_failure_prints_an_error_object_with_the_exit_code_meaning(
     ],
 )
 def test_output_path_is_checked_before_the_request(
-    target: str,
+    peer_target: str,
     peer: Peer,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     case: tuple[str, str, str],
 ) -> None:
     output, layers, expected = case
-    argv = _predict(target, tmp_path, "--layer", layers, "-o", str(tmp_path / output))
+    argv = _predict(peer_target, tmp_path, "--layer", layers, "-o", str(tmp_path / output))
     assert main(argv) == EXIT_USAGE
     assert expected in _one_error_line(capsys.readouterr().err, "predict")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]  # nothing written
@@ -90,17 +90,29 @@ def test_output_path_is_checked_before_the_request(
 
 
 def test_output_file_is_written_exactly_as_named(
-    target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    peer_target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(_predict(target, tmp_path, "--layer", "dense_1", "-o", str(tmp_path / "d.npy"))) == EXIT_OK
+    assert (
+        main(_predict(peer_target, tmp_path, "--layer", "dense_1", "-o", str(tmp_path / "d.npy"))) == EXIT_OK
+    )
     assert "wrote " + str(tmp_path / "d.npy") in capsys.readouterr().err
     assert np.load(tmp_path / "d.npy").shape == (1, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npy", "x.npy"]
 
 
-def test_closed_stdout_ends_quietly(target: str, peer: Peer) -> None:
+def test_closed_stdout_ends_quietly(peer_target: str, peer: Peer) -> None:
     # The reader is gone before the command writes: what `layertap ... --json | head -c0` does.
-    command = [sys.executable, "-m", "layertap.cli", "layers", "--target", target, "--model", MODEL, "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "layertap.cli",
+        "layers",
+        "--target",
+        peer_target,
+        "--model",
+        MODEL,
+        "--json",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
     process.stdout.close()
@@ -143,19 +155,19 @@ def test_unreadable_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_predict_accepts_a_group_name_that_layers_lists(
-    target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    peer_target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["layers", "--target", target, "--model", MODEL]) == EXIT_OK
+    assert main(["layers", "--target", peer_target, "--model", MODEL]) == EXIT_OK
     assert "group features: dense_1, dense_2" in capsys.readouterr().out
-    assert main(_predict(target, tmp_path, "--layer", "features", "--json")) == EXIT_OK
+    assert main(_predict(peer_target, tmp_path, "--layer", "features", "--json")) == EXIT_OK
     assert sorted(json.loads(capsys.readouterr().out)) == ["dense_1", "dense_2"]
     assert peer.count("Predict") == 1  # the group's own signature answers both
 
 
 def test_layers_table_columns_are_separated(
-    target: str, peer: Peer, capsys: pytest.CaptureFixture[str]
+    peer_target: str, peer: Peer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["layers", "--target", target, "--model", MODEL]) == EXIT_OK
+    assert main(["layers", "--target", peer_target, "--model", MODEL]) == EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     header = lines[1]
     assert header.split() == ["LAYER", "SIGNATURE", "OUTPUT", "SPACE", "INPUTS"]

@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 
 from layertap.cli import EXIT_OK, EXIT_SERVING, EXIT_USAGE, main
-from tests.client.client_peer import MODEL, Peer, dense_1, scores
+from tests.fixtures.client_peer import MODEL, Peer, dense_1, scores
 
 X = np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 0.0, -1.0]], dtype=np.float32)
 
 
-def test_layers_table_and_json(target: str, peer: Peer, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["layers", "--target", target, "--model", MODEL]) == EXIT_OK
+def test_layers_table_and_json(peer_target: str, peer: Peer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["layers", "--target", peer_target, "--model", MODEL]) == EXIT_OK
     table = capsys.readouterr().out
     assert "model 'toy' version 1" in table
     assert any(line.split()[:3] == ["scores", "heads", "float64[?,"] for line in table.splitlines())
     assert "group features: dense_1, dense_2" in table
-    assert main(["layers", "--target", target, "--model", MODEL, "--json"]) == EXIT_OK
+    assert main(["layers", "--target", peer_target, "--model", MODEL, "--json"]) == EXIT_OK
     listing = json.loads(capsys.readouterr().out)
     assert listing["layers"]["dense_1"] == {
         "signature": "dense_1",
@@ -38,14 +38,14 @@ def test_layers_table_and_json(target: str, peer: Peer, capsys: pytest.CaptureFi
 
 
 def test_predict_npy_to_npz(
-    target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    peer_target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     np.save(tmp_path / "x.npy", X)
     out = tmp_path / "out.npz"
     argv = [
         "predict",
         "--target",
-        target,
+        peer_target,
         "--model",
         MODEL,
         "--layer",
@@ -64,13 +64,13 @@ def test_predict_npy_to_npz(
 
 
 def test_predict_npz_inputs_json(
-    target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    peer_target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     np.savez(tmp_path / "in.npz", a=np.ones((1, 2), np.float32), b=np.full((1, 2), 2, np.float32))
     argv = [
         "predict",
         "--target",
-        target,
+        peer_target,
         "--model",
         MODEL,
         "--layer",
@@ -84,21 +84,21 @@ def test_predict_npz_inputs_json(
     }
 
 
-def test_exit_codes(target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exit_codes(peer_target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     np.save(tmp_path / "x.npy", X)
-    base = ["predict", "--target", target, "--model", MODEL]
+    base = ["predict", "--target", peer_target, "--model", MODEL]
     assert main([*base, "--layer", "dense1", str(tmp_path / "x.npy")]) == EXIT_USAGE
     assert "Nearest: dense_1" in capsys.readouterr().err
     assert main([*base, "--layer", "dense_1", str(tmp_path / "missing.npy")]) == EXIT_USAGE
     assert main([*base, "--layer", "dense_1", str(tmp_path / "x.txt")]) == EXIT_USAGE
-    assert main(["layers", "--target", target, "--model", "other"]) == EXIT_SERVING
+    assert main(["layers", "--target", peer_target, "--model", "other"]) == EXIT_SERVING
     assert "Servable not found" in capsys.readouterr().err
 
 
-def test_entry_point_runs_without_tensorflow(target: str, peer: Peer) -> None:
+def test_entry_point_runs_without_tensorflow(peer_target: str, peer: Peer) -> None:
     code = (
         "import sys; sys.modules['tensorflow'] = None; from layertap.cli import main; "
-        f"sys.exit(main(['layers', '--target', '{target}', '--model', '{MODEL}', '--json']))"
+        f"sys.exit(main(['layers', '--target', '{peer_target}', '--model', '{MODEL}', '--json']))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

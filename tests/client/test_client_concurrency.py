@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from layertap.client import AsyncLayerClient, LayerClient
-from tests.client.client_peer import MODEL, Peer, dense_1
+from tests.fixtures.client_peer import MODEL, Peer, dense_1
 
 X = np.random.default_rng(3).normal(size=(6, 4)).astype(np.float32)
 
@@ -30,20 +30,22 @@ def _one_call(target: str, flavour: str, limit: int) -> np.ndarray:
 @pytest.mark.parametrize("flavour", ["sync", "async"])
 @pytest.mark.parametrize("limit", [1, 3])
 def test_one_call_keeps_at_most_max_concurrency_in_flight(
-    target: str, peer: Peer, flavour: str, limit: int
+    peer_target: str, peer: Peer, flavour: str, limit: int
 ) -> None:
     peer.settings.delay = 0.3  # long enough for the chunks to overlap on the server
-    np.testing.assert_allclose(_one_call(target, flavour, limit), dense_1(X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_one_call(peer_target, flavour, limit), dense_1(X), rtol=1e-5, atol=1e-6)
     assert peer.count("Predict") == 6
     assert peer.settings.most_in_flight == limit
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])
-def test_calls_sharing_a_client_are_not_throttled_client_wide(target: str, peer: Peer, flavour: str) -> None:
+def test_calls_sharing_a_client_are_not_throttled_client_wide(
+    peer_target: str, peer: Peer, flavour: str
+) -> None:
     peer.settings.delay = 0.3
     callers = 5
     if flavour == "sync":
-        with LayerClient(target, MODEL, max_concurrency=1) as client:
+        with LayerClient(peer_target, MODEL, max_concurrency=1) as client:
             client.layers()
             results: list[np.ndarray] = []
             threads = [
@@ -57,7 +59,7 @@ def test_calls_sharing_a_client_are_not_throttled_client_wide(target: str, peer:
     else:
 
         async def main() -> list[np.ndarray]:
-            async with AsyncLayerClient(target, MODEL, max_concurrency=1) as client:
+            async with AsyncLayerClient(peer_target, MODEL, max_concurrency=1) as client:
                 await client.layers()
                 return list(
                     await asyncio.gather(*(client.predict_layer(X, "dense_1") for _ in range(callers)))

@@ -12,7 +12,7 @@ import pytest
 from layertap import errors
 from layertap.client import LayerClient, Retry
 from layertap.client._retry import Attempts
-from tests.client.client_peer import MODEL, Peer, PeerSettings, dense_1, start_server
+from tests.fixtures.client_peer import MODEL, Peer, PeerSettings, dense_1, start_server
 
 X = np.ones((1, 4), np.float32)
 FAST = Retry(attempts=4, initial_backoff=0.01, max_backoff=0.05)
@@ -41,20 +41,20 @@ FAST = Retry(attempts=4, initial_backoff=0.01, max_backoff=0.05)
     ],
 )
 def test_status_codes_map_to_one_hierarchy_keeping_the_message(
-    target: str, peer: Peer, code: grpc.StatusCode, message: str, expected: type[errors.ServingError]
+    peer_target: str, peer: Peer, code: grpc.StatusCode, message: str, expected: type[errors.ServingError]
 ) -> None:
-    with LayerClient(target, MODEL, retry=None) as client:
+    with LayerClient(peer_target, MODEL, retry=None) as client:
         client.layers()
         peer.fail_next(code, message)
         with pytest.raises(errors.ServingError) as raised:
             client.predict_layer(X, "dense_1")
     assert type(raised.value) is expected
     assert raised.value.code == code.name and raised.value.details == message
-    assert message in str(raised.value) and target in str(raised.value)
+    assert message in str(raised.value) and peer_target in str(raised.value)
 
 
-def test_signature_not_found_lists_the_layers(target: str, peer: Peer) -> None:
-    with LayerClient(target, MODEL, retry=None) as client:
+def test_signature_not_found_lists_the_layers(peer_target: str, peer: Peer) -> None:
+    with LayerClient(peer_target, MODEL, retry=None) as client:
         client.layers()
         peer.fail_next(grpc.StatusCode.FAILED_PRECONDITION, 'Serving signature key "dense1" not found.')
         with pytest.raises(errors.SignatureNotFoundError) as raised:
@@ -62,42 +62,42 @@ def test_signature_not_found_lists_the_layers(target: str, peer: Peer) -> None:
     assert "dense_1, dense_2" in str(raised.value) and "Nearest: dense_1" in str(raised.value)
 
 
-def test_real_answers_of_the_peer_are_mapped(target: str, peer: Peer) -> None:
+def test_real_answers_of_the_peer_are_mapped(peer_target: str, peer: Peer) -> None:
     with (
-        LayerClient(target, "nope", retry=None) as client,
+        LayerClient(peer_target, "nope", retry=None) as client,
         pytest.raises(errors.ModelNotFoundError) as missing,
     ):
         client.layers()
     assert "Servable not found for request: Latest(nope)" in str(missing.value)
     with (
-        LayerClient(target, MODEL, version=7, retry=None) as client,
+        LayerClient(peer_target, MODEL, version=7, retry=None) as client,
         pytest.raises(errors.ModelNotFoundError),
     ):
         client.layers()
     with (
-        LayerClient(target, MODEL, version_label="canary", retry=None) as client,
+        LayerClient(peer_target, MODEL, version_label="canary", retry=None) as client,
         pytest.raises(errors.ModelNotFoundError) as label,
     ):
         client.layers()
     assert label.value.code == "INVALID_ARGUMENT" and "version label: canary" in str(label.value)
     with (
-        LayerClient(target, MODEL, retry=None, validate=False) as client,
+        LayerClient(peer_target, MODEL, retry=None, validate=False) as client,
         pytest.raises(errors.InvalidArgumentError) as extra,
     ):
         client.predict({"a": np.ones((1, 2), np.float32)}, "dense_1")
     assert "Missing but required: ['image']" in str(extra.value)
 
 
-def test_unavailable_is_retried_until_it_recovers(target: str, peer: Peer) -> None:
-    with LayerClient(target, MODEL, retry=FAST) as client:
+def test_unavailable_is_retried_until_it_recovers(peer_target: str, peer: Peer) -> None:
+    with LayerClient(peer_target, MODEL, retry=FAST) as client:
         client.layers()
         peer.fail_next(grpc.StatusCode.UNAVAILABLE, "queue full", times=3)
         np.testing.assert_allclose(client.predict_layer(X, "dense_1"), dense_1(X), rtol=1e-6)
     assert peer.count("Predict") == 4
 
 
-def test_retries_stop_after_the_configured_attempts(target: str, peer: Peer) -> None:
-    with LayerClient(target, MODEL, retry=FAST) as client:
+def test_retries_stop_after_the_configured_attempts(peer_target: str, peer: Peer) -> None:
+    with LayerClient(peer_target, MODEL, retry=FAST) as client:
         client.layers()
         peer.fail_next(grpc.StatusCode.UNAVAILABLE, "down", times=10)
         with pytest.raises(errors.ServerUnavailableError):
@@ -108,8 +108,8 @@ def test_retries_stop_after_the_configured_attempts(target: str, peer: Peer) -> 
 @pytest.mark.parametrize(
     "code", [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL, grpc.StatusCode.NOT_FOUND]
 )
-def test_other_codes_are_never_retried(target: str, peer: Peer, code: grpc.StatusCode) -> None:
-    with LayerClient(target, MODEL, retry=FAST) as client:
+def test_other_codes_are_never_retried(peer_target: str, peer: Peer, code: grpc.StatusCode) -> None:
+    with LayerClient(peer_target, MODEL, retry=FAST) as client:
         client.layers()
         peer.fail_next(code, "no", times=5)
         with pytest.raises(errors.ServingError):
@@ -117,8 +117,8 @@ def test_other_codes_are_never_retried(target: str, peer: Peer, code: grpc.Statu
     assert peer.count("Predict") == 1
 
 
-def test_retry_none_disables_retries(target: str, peer: Peer) -> None:
-    with LayerClient(target, MODEL, retry=None) as client:
+def test_retry_none_disables_retries(peer_target: str, peer: Peer) -> None:
+    with LayerClient(peer_target, MODEL, retry=None) as client:
         client.layers()
         peer.fail_next(grpc.StatusCode.UNAVAILABLE, "down", times=1)
         with pytest.raises(errors.ServerUnavailableError):
@@ -126,8 +126,8 @@ def test_retry_none_disables_retries(target: str, peer: Peer) -> None:
     assert peer.count("Predict") == 1
 
 
-def test_deadline_exceeded(target: str, peer: Peer) -> None:
-    with LayerClient(target, MODEL, timeout=5.0) as client:
+def test_deadline_exceeded(peer_target: str, peer: Peer) -> None:
+    with LayerClient(peer_target, MODEL, timeout=5.0) as client:
         client.layers()
         peer.settings.delay = 1.0
         with pytest.raises(errors.DeadlineExceededError) as raised:
@@ -135,9 +135,9 @@ def test_deadline_exceeded(target: str, peer: Peer) -> None:
     assert raised.value.code == "DEADLINE_EXCEEDED"
 
 
-def test_retries_never_run_past_the_deadline(target: str, peer: Peer) -> None:
+def test_retries_never_run_past_the_deadline(peer_target: str, peer: Peer) -> None:
     patient = Retry(attempts=1000, initial_backoff=0.05, max_backoff=0.05, jitter=0.0)
-    with LayerClient(target, MODEL, retry=patient) as client:
+    with LayerClient(peer_target, MODEL, retry=patient) as client:
         client.layers()
         peer.fail_next(grpc.StatusCode.UNAVAILABLE, "down", times=1000)
         with pytest.raises(errors.ServerUnavailableError):
@@ -211,30 +211,30 @@ def test_server_down_is_unavailable(peer: Peer) -> None:
     assert raised.value.code == "UNAVAILABLE"
 
 
-def test_status_and_wait_ready(target: str, peer: Peer) -> None:
+def test_status_and_wait_ready(peer_target: str, peer: Peer) -> None:
     peer.settings.loading_polls = 3
-    with LayerClient(target, MODEL) as client:
+    with LayerClient(peer_target, MODEL) as client:
         assert [(v.version, v.state) for v in client.status()] == [(1, "LOADING")]
         ready = client.wait_ready(timeout=10, poll_interval=0.01)
         assert [(v.version, v.state, v.available) for v in ready] == [(1, "AVAILABLE", True)]
         assert peer.count("GetModelStatus") == 4
     with (
-        LayerClient(target, MODEL, version=3) as client,
+        LayerClient(peer_target, MODEL, version=3) as client,
         pytest.raises(errors.DeadlineExceededError) as raised,
     ):
         client.wait_ready(timeout=2.0, poll_interval=0.05)
     assert "version 3 not AVAILABLE" in str(raised.value) and "Could not find version 3" in str(raised.value)
 
 
-def test_settings_are_checked(target: str) -> None:
+def test_settings_are_checked(peer_target: str) -> None:
     with pytest.raises(errors.UsageError, match="not both"):
-        LayerClient(target, MODEL, version=1, version_label="stable")
+        LayerClient(peer_target, MODEL, version=1, version_label="stable")
     with pytest.raises(errors.UsageError, match="timeout"):
-        LayerClient(target, MODEL, timeout=0)
+        LayerClient(peer_target, MODEL, timeout=0)
     with pytest.raises(errors.UsageError, match="compression"):
-        LayerClient(target, MODEL, compression="brotli")
+        LayerClient(peer_target, MODEL, compression="brotli")
     with pytest.raises(errors.UsageError, match="non-empty"):
-        LayerClient(target, "")
+        LayerClient(peer_target, "")
 
 
 def test_peer_settings_reset_between_tests(peer: Peer) -> None:

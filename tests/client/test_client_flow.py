@@ -12,7 +12,7 @@ from layertap.client._flow import Flow, Send, Sleep
 from layertap.client._status import parse_status, status_request
 from layertap.client._transport import AsyncTransport, Transport
 from layertap.proto import methods
-from tests.client.client_peer import MODEL, Peer
+from tests.fixtures.client_peer import MODEL, Peer
 
 
 def _recovering(core: Core, seen: list[object]) -> Flow[str]:
@@ -30,8 +30,8 @@ def _recovering(core: Core, seen: list[object]) -> Flow[str]:
     return "done"
 
 
-def test_errors_go_back_into_the_flow_and_replies_come_out_of_yield(target: str, peer: Peer) -> None:
-    core = Core(target, MODEL)
+def test_errors_go_back_into_the_flow_and_replies_come_out_of_yield(peer_target: str, peer: Peer) -> None:
+    core = Core(peer_target, MODEL)
     seen: list[object] = []
     transport = Transport(core.settings, core.error)
     try:

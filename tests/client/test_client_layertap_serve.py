@@ -13,19 +13,19 @@ import pytest
 
 from layertap import errors
 from layertap.client import AsyncLayerClient, LayerClient
-from tests.client.client_peer import ECHO_DTYPES, MODEL, dense_1, dense_2, scores
+from tests.fixtures.client_peer import ECHO_DTYPES, MODEL, dense_1, dense_2, scores
 
 X = np.array([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.0, 2.0]], dtype=np.float32)
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["typed", "tensor_content"])
 def served(
-    request: pytest.FixtureRequest, saved_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, toy_saved_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     from layertap.server import ServerOptions, create_server
 
     base = tmp_path_factory.mktemp("repository") / MODEL
-    shutil.copytree(saved_model_dir, base / "1")
+    shutil.copytree(toy_saved_model, base / "1")
     options = ServerOptions(
         port=0,
         model_name=MODEL,

@@ -11,7 +11,7 @@ import pytest
 
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.plot import plot_outputs
-from tests.client.client_peer import MODEL, Peer
+from tests.fixtures.client_peer import MODEL, Peer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -31,13 +31,13 @@ def test_every_kind_of_output_is_drawn(tmp_path: Path) -> None:
 
 
 def test_predict_plot_and_its_mistakes(
-    target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    peer_target: str, peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     np.save(tmp_path / "x.npy", np.ones((2, 4), np.float32))
     argv = [
         "predict",
         "--target",
-        target,
+        peer_target,
         "--model",
         MODEL,
         "--layer",

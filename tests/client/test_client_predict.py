@@ -9,14 +9,14 @@ import pytest
 
 from layertap.client import LayerClient, TensorSpec
 from layertap.errors import InvalidInputError, LayerNotFoundError, UsageError
-from tests.client.client_peer import ECHO_DTYPES, MODEL, Peer, dense_1, dense_2, scores
+from tests.fixtures.client_peer import ECHO_DTYPES, MODEL, Peer, dense_1, dense_2, scores
 
 X = np.array([[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
 
 
 @pytest.fixture
-def client(target: str) -> LayerClient:
-    with LayerClient(target, MODEL) as client:
+def client(peer_target: str) -> LayerClient:
+    with LayerClient(peer_target, MODEL) as client:
         yield client
 
 
@@ -96,13 +96,13 @@ def test_layers_without_a_common_group_go_concurrently(client: LayerClient, peer
     np.testing.assert_allclose(out["dense_2"], dense_2(X), rtol=1e-6)
 
 
-def test_multi_input_dict_and_version_zero_is_sent(target: str, peer: Peer) -> None:
+def test_multi_input_dict_and_version_zero_is_sent(peer_target: str, peer: Peer) -> None:
     a = np.ones((2, 2), np.float32)
     b = np.arange(4, dtype=np.float32).reshape(2, 2)
-    with LayerClient(target, MODEL, version=1) as client:
+    with LayerClient(peer_target, MODEL, version=1) as client:
         np.testing.assert_array_equal(client.predict_layer({"a": a, "b": b}, "pair"), a + b)
         assert peer.settings.requests[-1].model_spec.version.value == 1
-    with LayerClient(target, MODEL, version_label="stable") as client:
+    with LayerClient(peer_target, MODEL, version_label="stable") as client:
         np.testing.assert_array_equal(client.predict({"a": a, "b": b}, "pair")["pair"], a + b)
         assert peer.settings.requests[-1].model_spec.version_label == "stable"
     from layertap.client._settings import model_spec
@@ -182,10 +182,10 @@ def test_unknown_layer_lists_layers_and_nearest(client: LayerClient, peer: Peer)
 
 
 @pytest.mark.parametrize("tensor_content", [False, True], ids=["typed", "tensor_content"])
-def test_batch_splitting_reassembles_in_order(target: str, peer: Peer, tensor_content: bool) -> None:
+def test_batch_splitting_reassembles_in_order(peer_target: str, peer: Peer, tensor_content: bool) -> None:
     peer.settings.tensor_content = tensor_content
     x = np.random.default_rng(0).normal(size=(23, 4)).astype(np.float32)
-    with LayerClient(target, MODEL, max_batch_size=5, max_concurrency=3) as client:
+    with LayerClient(peer_target, MODEL, max_batch_size=5, max_concurrency=3) as client:
         out = client.predict(x, ["dense_1", "dense_2"])
     np.testing.assert_allclose(out["dense_1"], dense_1(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["dense_2"], dense_2(x), rtol=1e-5, atol=1e-5)
@@ -217,8 +217,8 @@ def test_one_client_shared_by_many_threads(client: LayerClient, peer: Peer) -> N
     assert peer.count("Predict") == 16
 
 
-def test_results_are_arrays_usable_after_the_client_closes(target: str, peer: Peer) -> None:
-    with LayerClient(target, MODEL) as client:
+def test_results_are_arrays_usable_after_the_client_closes(peer_target: str, peer: Peer) -> None:
+    with LayerClient(peer_target, MODEL) as client:
         out = client.predict_layer(X, "dense_1")
     assert float(out.sum()) == pytest.approx(float(dense_1(X).sum()), rel=1e-6)
 
@@ -245,10 +245,10 @@ def test_each_signature_gets_only_the_inputs_it_takes(client: LayerClient, peer:
 
 
 @pytest.mark.parametrize("limit", [1, 3])
-def test_split_requests_run_concurrently_within_the_limit(target: str, peer: Peer, limit: int) -> None:
+def test_split_requests_run_concurrently_within_the_limit(peer_target: str, peer: Peer, limit: int) -> None:
     peer.settings.delay = 0.3  # long enough for the chunks to overlap on the server
     x = np.random.default_rng(3).normal(size=(6, 4)).astype(np.float32)
-    with LayerClient(target, MODEL, max_batch_size=1, max_concurrency=limit) as client:
+    with LayerClient(peer_target, MODEL, max_batch_size=1, max_concurrency=limit) as client:
         np.testing.assert_allclose(client.predict_layer(x, "dense_1"), dense_1(x), rtol=1e-5, atol=1e-6)
     assert peer.count("Predict") == 6
     assert peer.settings.most_in_flight == limit

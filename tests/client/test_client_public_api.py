@@ -87,7 +87,7 @@ def test_public_names_are_exactly_all() -> None:
         assert getattr(layertap.client, name).__module__.startswith("layertap.client._")
 
 
-def test_coexists_with_tensorflow_and_the_official_stubs_in_one_process(target: str) -> None:
+def test_coexists_with_tensorflow_and_the_official_stubs_in_one_process(peer_target: str) -> None:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
@@ -97,7 +97,7 @@ def test_coexists_with_tensorflow_and_the_official_stubs_in_one_process(target: 
     assert predict_pb2.PredictRequest.DESCRIPTOR.full_name == "tensorflow.serving.PredictRequest"
     assert serving_pb2.PredictRequest.DESCRIPTOR.full_name == "layertap.serving.PredictRequest"
     x = tf.constant([[1.0, 0.0, 0.0, 0.0]]).numpy()
-    with LayerClient(target, "toy") as client:
+    with LayerClient(peer_target, "toy") as client:
         out = client.predict_layer(x, "dense_1")
     assert out.tolist() == [[1.100000023841858, 0.0, 0.800000011920929]]
 

@@ -12,7 +12,8 @@ import pytest
 from layertap import errors
 from layertap.client import TLS, LayerClient
 from layertap.client._channel import channel_options
-from tests.client.client_peer import MODEL, Certificates, Peer, dense_1, start_server
+from tests.certificates import Certificates
+from tests.fixtures.client_peer import MODEL, Peer, dense_1, start_server
 
 X = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
 
@@ -125,8 +126,8 @@ class CountingProxy:
 
 
 @pytest.mark.parametrize("compression", [None, "gzip"])
-def test_gzip_compresses_requests_on_the_wire(target: str, peer: Peer, compression: str | None) -> None:
-    proxy = CountingProxy(int(target.rsplit(":", 1)[1]))
+def test_gzip_compresses_requests_on_the_wire(peer_target: str, peer: Peer, compression: str | None) -> None:
+    proxy = CountingProxy(int(peer_target.rsplit(":", 1)[1]))
     x = np.zeros((65536, 4), np.float32)  # 1 MiB of zeros: gzip shrinks it a hundredfold
     try:
         with LayerClient(f"127.0.0.1:{proxy.port}", MODEL, compression=compression) as client:
@@ -168,25 +169,25 @@ def test_channel_options() -> None:
     assert '"round_robin"' in balanced["grpc.service_config"] and "grpc.keepalive_time_ms" not in balanced
 
 
-def test_replies_larger_than_grpc_default_limit(target: str, peer: Peer) -> None:
+def test_replies_larger_than_grpc_default_limit(peer_target: str, peer: Peer) -> None:
     peer.settings.tensor_content = True
     x = np.arange(8 * 1024 * 1024, dtype=np.float32)  # 32 MB each way, past Python gRPC's 4 MB default
-    with LayerClient(target, MODEL, timeout=60) as client:
+    with LayerClient(peer_target, MODEL, timeout=60) as client:
         out = client.predict_layer(x, "echo_float32")
     assert out.shape == x.shape and out[-1] == x[-1] and np.array_equal(out, x)
 
 
-def test_a_reply_over_a_lowered_limit_is_message_too_large(target: str, peer: Peer) -> None:
+def test_a_reply_over_a_lowered_limit_is_message_too_large(peer_target: str, peer: Peer) -> None:
     options = {"grpc.max_receive_message_length": 4096}
-    with LayerClient(target, MODEL, options=options, retry=None) as client:
+    with LayerClient(peer_target, MODEL, options=options, retry=None) as client:
         client.layers()
         with pytest.raises(errors.MessageTooLargeError) as raised:
             client.predict_layer(np.zeros(10_000, np.float32), "echo_float32")
     assert raised.value.code == "RESOURCE_EXHAUSTED" and "larger than max" in str(raised.value)
 
 
-def test_an_injected_channel_is_used_and_left_open(target: str, peer: Peer) -> None:
-    channel = grpc.insecure_channel(target)
+def test_an_injected_channel_is_used_and_left_open(peer_target: str, peer: Peer) -> None:
+    channel = grpc.insecure_channel(peer_target)
     try:
         with LayerClient("ignored:1", MODEL, channel=channel) as client:
             np.testing.assert_allclose(client.predict_layer(X, "dense_1"), dense_1(X), rtol=1e-6)

@@ -12,7 +12,7 @@ import pytest
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.config import decide_label_move
 from layertap.errors import ConfigError
-from tests.compare.conftest import MODEL, Repo
+from tests.fixtures.gate_repo import MODEL, Repo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,9 +35,9 @@ def _label(config: Path, version: int, *flags: str) -> list[str]:
 
 
 def test_a_changed_space_is_refused_and_the_config_is_untouched(
-    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    gate_repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = _config(tmp_path, repo)
+    config = _config(tmp_path, gate_repo)
     before = config.read_bytes()
     assert main(_label(config, 4, "--step", "2", "--json")) == EXIT_USAGE
     captured = capsys.readouterr()
@@ -57,15 +57,15 @@ def test_a_changed_space_is_refused_and_the_config_is_untouched(
 
 
 def test_identical_and_compatible_versions_pass_from_the_manifests(
-    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    gate_repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = _config(tmp_path, repo)
+    config = _config(tmp_path, gate_repo)
     assert main(_label(config, 2, "--json")) == EXIT_OK
     decision = json.loads(capsys.readouterr().out)
     assert (decision["allowed"], decision["source"]) == (True, "space ids")
     assert {v["verdict"] for v in decision["verdicts"].values()} == {"identical"}
 
-    config = _config(tmp_path, repo)
+    config = _config(tmp_path, gate_repo)
     assert main(_label(config, 3, "--json")) == EXIT_OK
     decision = json.loads(capsys.readouterr().out)
     assert (decision["allowed"], decision["source"]) == (True, "recorded at export")
@@ -73,21 +73,21 @@ def test_identical_and_compatible_versions_pass_from_the_manifests(
     assert "value: 3" in config.read_text(encoding="utf-8")
 
 
-def test_only_the_signature_whose_layer_changed_blocks(repo: Repo) -> None:
-    decision = decide_label_move(MODEL, "stable", 1, 5, base_path=repo.path, compare=_verdicts_now)
+def test_only_the_signature_whose_layer_changed_blocks(gate_repo: Repo) -> None:
+    decision = decide_label_move(MODEL, "stable", 1, 5, base_path=gate_repo.path, compare=_verdicts_now)
     assert (decision.allowed, decision.source, sorted(decision.blocking)) == (False, "compared now", ["vec"])
-    dropped = decide_label_move(MODEL, "stable", 1, 6, base_path=repo.path, compare=_verdicts_now)
+    dropped = decide_label_move(MODEL, "stable", 1, 6, base_path=gate_repo.path, compare=_verdicts_now)
     assert dropped.blocking == {"vec": "only the old version has this signature"}
-    added = decide_label_move(MODEL, "stable", 6, 1, base_path=repo.path, compare=_verdicts_now)
+    added = decide_label_move(MODEL, "stable", 6, 1, base_path=gate_repo.path, compare=_verdicts_now)
     assert (added.allowed, added.blocking) == (True, {})  # a new signature breaks no stored vector
 
 
-def test_without_manifests_or_a_comparison_the_gate_says_what_to_run(repo: Repo) -> None:
+def test_without_manifests_or_a_comparison_the_gate_says_what_to_run(gate_repo: Repo) -> None:
     with pytest.raises(
         ConfigError, match=r"run `layertap compare .*/1 .*/4`, or export with --compare-with 1"
     ):
-        decide_label_move(MODEL, "stable", 1, 4, base_path=repo.path)
-    assert decide_label_move(MODEL, "fresh", None, 4, base_path=repo.path).source == "new label"
+        decide_label_move(MODEL, "stable", 1, 4, base_path=gate_repo.path)
+    assert decide_label_move(MODEL, "fresh", None, 4, base_path=gate_repo.path).source == "new label"
 
 
 def _verdicts_now(old: Path, new: Path) -> dict[str, tuple[str, str]]:
@@ -107,8 +107,8 @@ print(code, sorted(n for n, m in sys.modules.items() if m is not None and n.spli
 """
 
 
-def test_recorded_verdicts_need_no_tensorflow(repo: Repo, tmp_path: Path) -> None:
-    config = _config(tmp_path, repo)
+def test_recorded_verdicts_need_no_tensorflow(gate_repo: Repo, tmp_path: Path) -> None:
+    config = _config(tmp_path, gate_repo)
     # 1 -> 2: equal space ids. 2 -> 3: 3 recorded its comparison with 1, whose ids 2 shares.
     for version in ("2", "3"):
         result = subprocess.run(

@@ -15,19 +15,19 @@ import pytest
 from layertap.cli import EXIT_FAILURE, EXIT_OK, main
 from layertap.client import LayerClient
 from layertap.compare import ServedVersion, compare_versions, open_version
-from tests.compare.conftest import MODEL, ROWS, Repo
+from tests.fixtures.gate_repo import MODEL, ROWS, Repo
 
 SERVED = (1, 3, 4)
 
 
 @pytest.fixture(scope="module")
-def target(repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def target(gate_repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from layertap.server import ServerOptions, create_server
 
     config = tmp_path_factory.mktemp("served") / "models.config"
     config.write_text(
         "model_config_list { config {\n"
-        f'  name: "{MODEL}" base_path: "{repo.path}" model_platform: "tensorflow"\n'
+        f'  name: "{MODEL}" base_path: "{gate_repo.path}" model_platform: "tensorflow"\n'
         f"  model_version_policy {{ specific {{ versions: {list(SERVED)} }} }}\n"
         "} }\n",
         encoding="utf-8",
@@ -47,8 +47,10 @@ def _verdicts(comparison: object) -> dict[str, tuple[str, tuple[float | None, ..
 
 
 @pytest.mark.parametrize("new", [3, 4])
-def test_a_served_comparison_equals_the_one_on_disk(repo: Repo, target: str, new: int) -> None:
-    on_disk = compare_versions(open_version(repo.version(1)), open_version(repo.version(new)), rows=ROWS)
+def test_a_served_comparison_equals_the_one_on_disk(gate_repo: Repo, target: str, new: int) -> None:
+    on_disk = compare_versions(
+        open_version(gate_repo.version(1)), open_version(gate_repo.version(new)), rows=ROWS
+    )
     old_served, new_served = ServedVersion(target, MODEL, 1), ServedVersion(target, MODEL, new)
     try:
         served = compare_versions(old_served, new_served, rows=ROWS)
@@ -60,7 +62,10 @@ def test_a_served_comparison_equals_the_one_on_disk(repo: Repo, target: str, new
     }
     assert served.changed == on_disk.changed
     for key, signature in served.signatures.items():
-        assert (signature.old_space, signature.new_space) == (repo.spaces(1)[key], repo.spaces(new)[key])
+        assert (signature.old_space, signature.new_space) == (
+            gate_repo.spaces(1)[key],
+            gate_repo.spaces(new)[key],
+        )
         for mine, theirs in zip(signature.outputs, on_disk.signatures[key].outputs, strict=True):
             for metric in ("mean_cosine", "neighbour_overlap", "cka", "max_abs_difference"):
                 assert getattr(mine, metric) == pytest.approx(getattr(theirs, metric), abs=1e-6), (
@@ -79,44 +84,46 @@ def test_the_served_cli_exits_1_on_a_changed_space(target: str, capsys: pytest.C
     assert report["new"] == {"location": f"{target} {MODEL} version 4", "version": 4}
 
 
-def test_every_result_carries_its_version_and_space_without_another_request(repo: Repo, target: str) -> None:
+def test_every_result_carries_its_version_and_space_without_another_request(
+    gate_repo: Repo, target: str
+) -> None:
     rows = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
     with LayerClient(target, MODEL, version=3) as client:
         catalogue = client.layers()
-        assert {key: sig.space for key, sig in catalogue.signatures.items()} == repo.spaces(3)
-        assert catalogue.space_of("vec") == repo.spaces(3)["vec"]
+        assert {key: sig.space for key, sig in catalogue.signatures.items()} == gate_repo.spaces(3)
+        assert catalogue.space_of("vec") == gate_repo.spaces(3)["vec"]
         outputs = client.predict(rows, ["a", "vec"])
         assert outputs.version == 3
-        assert outputs.spaces == {"a": repo.spaces(3)["a"], "vec": repo.spaces(3)["vec"]}
+        assert outputs.spaces == {"a": gate_repo.spaces(3)["a"], "vec": gate_repo.spaces(3)["vec"]}
         assert sorted(outputs) == ["a", "vec"] and outputs["vec"].shape == (4, 16)
         # The space is the catalogue's: no GetModelMetadata per predict.
         assert client.layers() is catalogue
 
 
 def test_layers_lists_the_space_of_each_layer(
-    repo: Repo, target: str, capsys: pytest.CaptureFixture[str]
+    gate_repo: Repo, target: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["layers", "--target", target, "--model", MODEL, "--model-version", "4"]
     assert main([*argv, "--json"]) == EXIT_OK
     listing = json.loads(capsys.readouterr().out)
     assert {name: entry["space"] for name, entry in listing["layers"].items()} == {
-        "a": repo.spaces(4)["a"],
-        "b": repo.spaces(4)["b"],
-        "out": repo.spaces(4)["serving_default"],
-        "vec": repo.spaces(4)["vec"],
+        "a": gate_repo.spaces(4)["a"],
+        "b": gate_repo.spaces(4)["b"],
+        "out": gate_repo.spaces(4)["serving_default"],
+        "vec": gate_repo.spaces(4)["vec"],
     }
     assert main(argv) == EXIT_OK
     table = capsys.readouterr().out.splitlines()
     assert table[1].split() == ["LAYER", "SIGNATURE", "OUTPUT", "SPACE", "INPUTS"]
     row = next(line for line in table if line.startswith("vec "))
-    short = repo.spaces(4)["vec"].removeprefix("sha256:")[:12]
+    short = gate_repo.spaces(4)["vec"].removeprefix("sha256:")[:12]
     assert row.index(short) == table[1].index("SPACE")
 
 
 def test_the_stamp_leaves_requests_unchanged(target: str) -> None:
     # The space id sits in the SignatureDef's `defaults` under a key no input has: a request without it
     # is complete, and the full model answers as Keras does.
-    from tests.compare.conftest import build_model
+    from tests.fixtures.gate_repo import build_model
 
     rows = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
     with LayerClient(target, MODEL, version=1) as client:
@@ -125,7 +132,7 @@ def test_the_stamp_leaves_requests_unchanged(target: str) -> None:
 
 
 def test_a_result_names_the_space_of_the_version_that_answered_after_a_rollout(
-    repo: Repo, tmp_path: Path
+    gate_repo: Repo, tmp_path: Path
 ) -> None:
     """The catalogue is cached from version 3; version 4 (another space) replaces it mid-session: the
     next result is stamped with version 4's space ids, asked once, not with the cached catalogue's."""
@@ -133,7 +140,7 @@ def test_a_result_names_the_space_of_the_version_that_answered_after_a_rollout(
 
     base = tmp_path / MODEL
     base.mkdir()
-    shutil.copytree(repo.version(3), base / "3")
+    shutil.copytree(gate_repo.version(3), base / "3")
     options = ServerOptions(
         port=0, model_name=MODEL, model_base_path=str(base), file_system_poll_wait_seconds=1
     )
@@ -142,15 +149,15 @@ def test_a_result_names_the_space_of_the_version_that_answered_after_a_rollout(
     try:
         with LayerClient(f"127.0.0.1:{port}", MODEL) as client:
             before = client.predict(rows, ["vec"])
-            assert (before.version, before.spaces) == (3, {"vec": repo.spaces(3)["vec"]})
-            shutil.copytree(repo.version(4), tmp_path / "4")
+            assert (before.version, before.spaces) == (3, {"vec": gate_repo.spaces(3)["vec"]})
+            shutil.copytree(gate_repo.version(4), tmp_path / "4")
             (tmp_path / "4").rename(base / "4")  # whole, as a publisher does
             deadline = time.monotonic() + 120
             while (after := client.predict(rows, ["vec"])).version != 4:
                 assert time.monotonic() < deadline, "version 4 was never served"
                 time.sleep(0.2)
-            assert after.spaces == {"vec": repo.spaces(4)["vec"]}
+            assert after.spaces == {"vec": gate_repo.spaces(4)["vec"]}
             assert client.layers().version == 3  # the cached catalogue is the client's; only the stamp moved
-            assert client.predict(rows, ["vec"]).spaces == {"vec": repo.spaces(4)["vec"]}
+            assert client.predict(rows, ["vec"]).spaces == {"vec": gate_repo.spaces(4)["vec"]}
     finally:
         server.stop(grace=1.0)

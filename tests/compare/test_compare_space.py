@@ -8,7 +8,7 @@ from layertap.exporter import specs
 from layertap.exporter.heads import parse_ops
 from layertap.exporter.space import space_identities
 from layertap.exporter.truncate import HeadRef, plan_signatures
-from tests.compare.conftest import build_model
+from tests.fixtures.gate_repo import build_model
 
 
 def _spaces(model: Any, suffix: str = "", head_ops: str = "l2") -> list[str]:

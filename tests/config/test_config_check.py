@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from layertap.config import check, labels, models
@@ -10,8 +9,7 @@ from layertap.config.compat import is_newer, parse_version
 from layertap.config.gate import GateDecision
 from layertap.proto import serving_pb2 as pb
 from tests.config.graphedit import edit_graph, use_op
-
-VersionWriter = Callable[..., Path]
+from tests.fixtures.config_repos import VersionWriter
 
 
 def _config(

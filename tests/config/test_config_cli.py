@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -12,10 +10,9 @@ import pytest
 from layertap.cli import EXIT_FAILURE, EXIT_OK, EXIT_SERVING, EXIT_USAGE, main
 from layertap.config import demo_files, models
 from tests.config.graphedit import edit_graph, use_op
+from tests.fixtures.config_repos import RestStatusServer, VersionWriter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VersionWriter = Callable[..., Path]
-RestStatusServer = Callable[[dict[str, dict[int, str]]], AbstractContextManager[str]]
 
 
 def test_committed_serving_config_is_current() -> None:

@@ -25,12 +25,12 @@ Edit = Callable[[Any], None]
 
 
 @pytest.fixture
-def edited(tmp_path: Path, saved_model_dir: Path) -> Callable[[Edit], Path]:
+def edited(tmp_path: Path, layer_signatures_saved_model: Path) -> Callable[[Edit], Path]:
     """A copy of the session's SavedModel with `edit(meta_graph)` applied to its `serve` MetaGraph."""
 
     def make(edit: Edit) -> Path:
         target = tmp_path / f"v{len(list(tmp_path.iterdir())) + 1}"
-        shutil.copytree(saved_model_dir, target)
+        shutil.copytree(layer_signatures_saved_model, target)
         return edit_graph(target, edit)
 
     return make
@@ -42,9 +42,9 @@ def _set_attr(node: Any, name: str, **value: Any) -> None:
         setattr(entry, field, content)
 
 
-def test_a_plain_export_is_compatible_with_every_release(saved_model_dir: Path) -> None:
+def test_a_plain_export_is_compatible_with_every_release(layer_signatures_saved_model: Path) -> None:
     for server in ("2.16.1", "2.17.1", "2.20.0", compat.SERVING_VERSION):
-        report = compat.check_compat(saved_model_dir, server)
+        report = compat.check_compat(layer_signatures_saved_model, server)
         assert report.problems == (), server
         assert report.compatible
         assert report.exported_with.startswith("2.21")
@@ -150,11 +150,11 @@ def test_custom_ops_are_warnings(edited: Callable[[Edit], Path]) -> None:
     assert "is in no TensorFlow's or TF Text's registry: a custom op" in problem.message
 
 
-def test_bad_arguments(tmp_path: Path, saved_model_dir: Path) -> None:
+def test_bad_arguments(tmp_path: Path, layer_signatures_saved_model: Path) -> None:
     with pytest.raises(
         ConfigError, match=r"unknown TF Serving release '2\.15\.0'; layertap has profiles for 2\.16\.1"
     ):
-        compat.check_compat(saved_model_dir, "2.15.0")
+        compat.check_compat(layer_signatures_saved_model, "2.15.0")
     with pytest.raises(ConfigError, match="cannot read"):
         compat.check_compat(tmp_path, "2.16.1")
     (tmp_path / "saved_model.pb").write_bytes(b"\xff\xff\xff")
@@ -163,9 +163,9 @@ def test_bad_arguments(tmp_path: Path, saved_model_dir: Path) -> None:
 
 
 def test_cli(
-    edited: Callable[[Edit], Path], saved_model_dir: Path, capsys: pytest.CaptureFixture[str]
+    edited: Callable[[Edit], Path], layer_signatures_saved_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["compat", str(saved_model_dir), "--server", "2.16.1"]) == EXIT_OK
+    assert main(["compat", str(layer_signatures_saved_model), "--server", "2.16.1"]) == EXIT_OK
     assert "compatible with TF Serving 2.16.1 (TensorFlow 2.16.1)" in capsys.readouterr().out
     version = edited(use_op("DecodeWebP"))
     assert main(["compat", str(version), "--server", "2.16.1"]) == EXIT_USAGE

@@ -25,9 +25,9 @@ from layertap.errors import LayertapError
 from layertap.proto import methods
 from layertap.proto import serving_pb2 as pb
 from layertap.wire.tensors import array_to_proto
+from tests.fixtures.config_repos import VersionWriter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VersionWriter = Callable[..., Path]
 
 
 def _free_port() -> int:

@@ -30,9 +30,11 @@ print(code, loaded)
 """
 
 
-def test_config_runs_with_tensorflow_blocked(tmp_path: Path, saved_model_dir: Path) -> None:
+def test_config_runs_with_tensorflow_blocked(tmp_path: Path, layer_signatures_saved_model: Path) -> None:
     (tmp_path / "repo" / "tutorial_cnn").mkdir(parents=True)
-    (tmp_path / "repo" / "tutorial_cnn" / "1").symlink_to(saved_model_dir, target_is_directory=True)
+    (tmp_path / "repo" / "tutorial_cnn" / "1").symlink_to(
+        layer_signatures_saved_model, target_is_directory=True
+    )
     result = subprocess.run(
         [
             sys.executable,

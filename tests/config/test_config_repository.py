@@ -4,14 +4,12 @@ What one version folder holds is tested in test_version_folder.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from layertap.config import models, repository
-
-VersionWriter = Callable[..., Path]
+from tests.fixtures.config_repos import VersionWriter
 
 
 def test_versions_and_completeness(tmp_path: Path, write_version: VersionWriter) -> None:

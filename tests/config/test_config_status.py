@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 
 import pytest
 
 from layertap.config.status import fetch_version_states
 from layertap.errors import ModelNotFoundError, ServerUnavailableError, ServingError
-
-RestStatusServer = Callable[[dict[str, dict[int, str]]], AbstractContextManager[str]]
+from tests.fixtures.config_repos import RestStatusServer
 
 
 def test_states_by_version(rest_status_server: RestStatusServer) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ from layertap import version_folder
 from layertap.errors import ConfigError
 from layertap.proto import graph_pb2
 from layertap.proto import serving_pb2 as pb
-
-VersionWriter = Callable[..., Path]
+from tests.fixtures.config_repos import VersionWriter
 
 
 def test_saved_model_summary(write_version: VersionWriter) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.serving import Replica
+from tests.fixtures.tutorial_cnn import UNTRAINED_CNN_LAYERS
 
 BIN = Path(sys.executable).parent
 
@@ -57,22 +58,16 @@ def prometheus_tools() -> tuple[str, str]:
     return ensure_prometheus()
 
 
-#: The tutorial CNN's layers every replica export carries.
-LAYERS = ["conv_1", "pool_1", "flatten"]
-
-
 @pytest.fixture(scope="session")
-def cnn_versions(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    """Two exports of the tutorial CNN with different weights (seeds), as version directories 1 and 2."""
+def cnn_versions(untrained_cnn_version: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Two exports of the tutorial CNN with different weights, as version directories 1 and 2: the shared
+    `untrained_cnn_version` (seed 3) and the same layers of the seed-4 CNN."""
     from layertap.demo.tutorial_cnn import build_tutorial_cnn
     from layertap.exporter import export
 
-    versions = {}
-    for version, seed in ((1, 3), (2, 4)):
-        root = tmp_path_factory.mktemp(f"cnn_seed{seed}")
-        export(build_tutorial_cnn(seed=seed), LAYERS, base_path=root, name="cnn", verify=False)
-        versions[version] = root / "cnn" / "1"
-    return versions
+    root = tmp_path_factory.mktemp("cnn_seed4")
+    export(build_tutorial_cnn(seed=4), UNTRAINED_CNN_LAYERS, base_path=root, name="cnn", verify=False)
+    return {1: untrained_cnn_version, 2: root / "cnn" / "1"}
 
 
 @pytest.fixture(scope="module")

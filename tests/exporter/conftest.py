@@ -1,4 +1,5 @@
-"""Models and exports shared by the exporter tests (built once per session).
+"""Models and exports of the exporter tests (built once per session; the tutorial CNN they train is
+`trained_tutorial_cnn`, tests/fixtures/tutorial_cnn.py).
 
 `run_in_session` is the tests' own, independent copy of what TF Serving does with a version: load
 it with the TF1 session loader in a fresh graph and run a signature by its tensor names.
@@ -44,16 +45,6 @@ def digits() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def cnn() -> Any:
-    """The tutorial CNN (Sequential with Input), trained briefly on generated digits."""
-    from layertap.demo.tutorial_cnn import build_tutorial_cnn, train_briefly
-
-    model = build_tutorial_cnn()
-    train_briefly(model, samples=512, epochs=1)
-    return model
-
-
-@pytest.fixture(scope="session")
 def cnn_bn() -> Any:
     """The tutorial CNN with BatchNormalization after conv_1, trained so its moving statistics moved."""
     from layertap.demo.tutorial_cnn import build_tutorial_cnn, train_briefly
@@ -64,13 +55,18 @@ def cnn_bn() -> Any:
 
 
 @pytest.fixture(scope="session")
-def cnn_export(cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """conv_1 by name, conv_2 by index 2, flatten by name, and a group, as version 1 of `mnist`."""
+def cnn_export(trained_tutorial_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The trained tutorial CNN's conv_1 by name, conv_2 by index 2, flatten by name, and a group, as
+    version 1 of `mnist`."""
     from layertap.exporter import export
 
     base = tmp_path_factory.mktemp("cnn_repo")
     return export(
-        cnn, ["conv_1", 2, "flatten"], base_path=base, name="mnist", groups={"early": ["conv_1", "pool_1"]}
+        trained_tutorial_cnn,
+        ["conv_1", 2, "flatten"],
+        base_path=base,
+        name="mnist",
+        groups={"early": ["conv_1", "pool_1"]},
     )
 
 

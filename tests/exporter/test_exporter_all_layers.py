@@ -15,7 +15,7 @@ from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.errors import LayerNotFoundError, UsageError
 from layertap.exporter import export
 from layertap.exporter.specs import every_spec
-from tests.exporter.local_serving import serving
+from tests.fixtures.local_serving import serving
 
 # The residual net's layers, as `layertap inspect` lists them (the InputLayer left out).
 RESIDUAL_SPECS = [

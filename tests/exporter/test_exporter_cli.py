@@ -15,9 +15,9 @@ from layertap.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 
 
 @pytest.fixture(scope="module")
-def cnn_file(cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cnn_file(trained_tutorial_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cli") / "cnn.keras"
-    cnn.save(path)
+    trained_tutorial_cnn.save(path)
     return path
 
 

@@ -56,27 +56,33 @@ def test_signatures_have_true_shapes_and_names(cnn_export: Any) -> None:
 
 
 def test_every_signature_through_the_session_loader_matches_keras(
-    cnn: Any, cnn_export: Any, digits: np.ndarray, run_in_session: SessionRunner
+    trained_tutorial_cnn: Any, cnn_export: Any, digits: np.ndarray, run_in_session: SessionRunner
 ) -> None:
     for key, layer in [("conv_1", "conv_1"), ("conv_2", "conv_2"), ("flatten", "flatten")]:
         got = run_in_session(cnn_export.path, key, {"image": digits})
-        np.testing.assert_allclose(got[layer], _keras_output(cnn, layer, digits), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            got[layer], _keras_output(trained_tutorial_cnn, layer, digits), rtol=0, atol=1e-5
+        )
     group = run_in_session(cnn_export.path, "early", {"image": digits})
-    np.testing.assert_allclose(group["pool_1"], _keras_output(cnn, "pool_1", digits), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        group["pool_1"], _keras_output(trained_tutorial_cnn, "pool_1", digits), rtol=0, atol=1e-5
+    )
     full = run_in_session(cnn_export.path, "serving_default", {"image": digits})
-    np.testing.assert_allclose(full["output_layer"], np.asarray(cnn(digits, training=False)), atol=1e-6)
+    np.testing.assert_allclose(
+        full["output_layer"], np.asarray(trained_tutorial_cnn(digits, training=False)), atol=1e-6
+    )
     # batch dimension is free: one image works as well as eight
     one = run_in_session(cnn_export.path, "conv_2", {"image": digits[:1]})
     assert one["conv_2"].shape == (1, 11, 11, 64)
 
 
-def test_weights_stored_once_for_one_and_ten_signatures(cnn: Any, tmp_path: Path) -> None:
-    one = export(cnn, ["conv_2"], base_path=tmp_path, name="one")
+def test_weights_stored_once_for_one_and_ten_signatures(trained_tutorial_cnn: Any, tmp_path: Path) -> None:
+    one = export(trained_tutorial_cnn, ["conv_2"], base_path=tmp_path, name="one")
     specs = ["conv_1", "pool_1", "conv_2", "pool_2", "flatten", "output_layer"]
     groups = {f"g{i}": specs[i : i + 2] for i in range(4)}
-    ten = export(cnn, specs, base_path=tmp_path, name="ten", groups=groups, verify=False)
+    ten = export(trained_tutorial_cnn, specs, base_path=tmp_path, name="ten", groups=groups, verify=False)
     assert len(one.signatures) == 2 and len(ten.signatures) == 11
-    parameter_bytes = 4 * cnn.count_params()
+    parameter_bytes = 4 * trained_tutorial_cnn.count_params()
     for result in (one, ten):
         files = sum(f.stat().st_size for f in (result.path / "variables").iterdir())
         assert result.sizes.variables_bytes == files
@@ -102,7 +108,7 @@ def test_warmup_has_one_batch1_request_per_signature(cnn_export: Any) -> None:
         assert tf.make_ndarray(request.inputs["image"]).shape == (1, 28, 28, 1)
 
 
-def test_manifest(cnn: Any, cnn_export: Any) -> None:
+def test_manifest(trained_tutorial_cnn: Any, cnn_export: Any) -> None:
     import keras
     import tensorflow as tf
 
@@ -122,7 +128,7 @@ def test_manifest(cnn: Any, cnn_export: Any) -> None:
     conv_2_flops = 2 * 18432 * 121 + 7744
     assert manifest["signatures"]["conv_1"]["flops"] == conv_1_flops
     assert conv_2["flops"] == conv_1_flops + 5408 + conv_2_flops
-    assert manifest["model"]["parameters"] == cnn.count_params() == 34826
+    assert manifest["model"]["parameters"] == trained_tutorial_cnn.count_params() == 34826
     assert manifest["signatures"]["serving_default"]["outputs"] == {
         "output_layer": {"shape": [None, 10], "dtype": "float32"}
     }
@@ -179,31 +185,31 @@ def test_batch_norm_variant_conv_before_normalisation(
     np.testing.assert_allclose(normalised, expected, atol=1e-4)
 
 
-def test_versions_increment_and_are_never_overwritten(cnn: Any, tmp_path: Path) -> None:
+def test_versions_increment_and_are_never_overwritten(trained_tutorial_cnn: Any, tmp_path: Path) -> None:
     from layertap.errors import PublishError
 
-    first = export(cnn, ["conv_1"], base_path=tmp_path, name="m", verify=False)
-    second = export(cnn, ["conv_1"], base_path=tmp_path, name="m", verify=False)
-    explicit = export(cnn, ["conv_1"], base_path=tmp_path, name="m", version=7, verify=False)
-    after = export(cnn, ["conv_1"], base_path=tmp_path, name="m", verify=False)
+    first = export(trained_tutorial_cnn, ["conv_1"], base_path=tmp_path, name="m", verify=False)
+    second = export(trained_tutorial_cnn, ["conv_1"], base_path=tmp_path, name="m", verify=False)
+    explicit = export(trained_tutorial_cnn, ["conv_1"], base_path=tmp_path, name="m", version=7, verify=False)
+    after = export(trained_tutorial_cnn, ["conv_1"], base_path=tmp_path, name="m", verify=False)
     assert [first.version, second.version, explicit.version, after.version] == [1, 2, 7, 8]
     before = (tmp_path / "m" / "7" / "saved_model.pb").read_bytes()
     with pytest.raises(PublishError, match=r"version 7 of 'm' already exists .* the next free one is 9"):
-        export(cnn, ["conv_2"], base_path=tmp_path, name="m", version=7, verify=False)
+        export(trained_tutorial_cnn, ["conv_2"], base_path=tmp_path, name="m", version=7, verify=False)
     assert (tmp_path / "m" / "7" / "saved_model.pb").read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [".layertap.lock", "1", "2", "7", "8"]
 
 
-def test_signature_key_collisions_fail_before_writing(cnn: Any, tmp_path: Path) -> None:
+def test_signature_key_collisions_fail_before_writing(trained_tutorial_cnn: Any, tmp_path: Path) -> None:
     from layertap.errors import UsageError
 
     with pytest.raises(UsageError, match=r"group name 'conv_1' is already a signature key"):
-        export(cnn, ["conv_1"], base_path=tmp_path, name="m", groups={"conv_1": ["conv_2"]})
+        export(trained_tutorial_cnn, ["conv_1"], base_path=tmp_path, name="m", groups={"conv_1": ["conv_2"]})
     with pytest.raises(UsageError, match="group name 'serving_default'"):
-        export(cnn, [], base_path=tmp_path, name="m", groups={"serving_default": ["conv_2"]})
+        export(trained_tutorial_cnn, [], base_path=tmp_path, name="m", groups={"serving_default": ["conv_2"]})
     with pytest.raises(UsageError, match="lists a layer twice"):
-        export(cnn, [], base_path=tmp_path, name="m", groups={"g": ["conv_2", 2]})
+        export(trained_tutorial_cnn, [], base_path=tmp_path, name="m", groups={"g": ["conv_2", 2]})
     assert not (tmp_path / "m").exists()
     # the same layer by name and by index is one signature
-    result = export(cnn, ["conv_1", 0], base_path=tmp_path, name="m", verify=False)
+    result = export(trained_tutorial_cnn, ["conv_1", 0], base_path=tmp_path, name="m", verify=False)
     assert list(result.signatures) == ["serving_default", "conv_1"]

@@ -19,7 +19,7 @@ import pytest
 
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from tests.exporter.graph_savedmodels import INNER_OP, INPUT, ORIGINAL, build, inner
-from tests.exporter.local_serving import serving
+from tests.fixtures.local_serving import serving
 
 X = np.linspace(-2.0, 2.0, 20, dtype=np.float32).reshape(5, 4)
 

@@ -59,15 +59,17 @@ def masked_sequence() -> Any:
         ({"conv_1": ("conv_1", ["gap"])}, r"head name 'conv_1' is already a signature key"),
     ],
 )
-def test_refused_heads_write_nothing(cnn: Any, tmp_path: Path, heads: dict[str, Any], message: str) -> None:
+def test_refused_heads_write_nothing(
+    trained_tutorial_cnn: Any, tmp_path: Path, heads: dict[str, Any], message: str
+) -> None:
     with pytest.raises(UsageError, match=message):
-        export(cnn, ["conv_1"], heads=heads, base_path=tmp_path, name="refused")
+        export(trained_tutorial_cnn, ["conv_1"], heads=heads, base_path=tmp_path, name="refused")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_head_on_unknown_layer_writes_nothing(cnn: Any, tmp_path: Path) -> None:
+def test_head_on_unknown_layer_writes_nothing(trained_tutorial_cnn: Any, tmp_path: Path) -> None:
     with pytest.raises(LayerNotFoundError, match="no layer named 'conv_9'"):
-        export(cnn, [], heads={"h": ("conv_9", ["gap"])}, base_path=tmp_path, name="refused")
+        export(trained_tutorial_cnn, [], heads={"h": ("conv_9", ["gap"])}, base_path=tmp_path, name="refused")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -123,10 +125,10 @@ def test_parse_head_syntax() -> None:
 
 
 def test_cli_export_heads_and_inspect_preview(
-    cnn: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_tutorial_cnn: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model_file = tmp_path / "cnn.keras"
-    cnn.save(model_file)
+    trained_tutorial_cnn.save(model_file)
     base = tmp_path / "models"
     common = ["export", str(model_file), "--base-path", str(base), "--name", "cnn"]
     assert main([*common, "--head", "pooled=conv_2:gap,float16", "--json"]) == EXIT_OK

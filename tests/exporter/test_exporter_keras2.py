@@ -19,7 +19,7 @@ import pytest
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.errors import UnsafeModelError, UsageError
 from layertap.exporter.loading import load_model
-from tests.exporter.local_serving import serving
+from tests.fixtures.local_serving import serving
 
 tf_keras = pytest.importorskip("tf_keras", reason="the keras2 extra (tf_keras) is not installed")
 

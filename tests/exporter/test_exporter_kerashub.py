@@ -17,7 +17,7 @@ import pytest
 from layertap.cli import EXIT_OK, main
 from layertap.errors import UsageError
 from tests.exporter.kerashub_presets import SENTENCES, Preset, build_preset, reference_features
-from tests.exporter.local_serving import serving
+from tests.fixtures.local_serving import serving
 
 # Tokenizers in the graph make these exports slower to trace than a plain model's (~45 s for both families
 # on a quiet 2-core machine).

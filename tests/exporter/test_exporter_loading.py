@@ -21,23 +21,24 @@ def lambda_model() -> Any:
     return keras.Model(x, keras.layers.Lambda(lambda t: t * 2.0, name="double")(x))
 
 
-def test_keras_file_round_trip(cnn: Any, tmp_path: Path) -> None:
+def test_keras_file_round_trip(trained_tutorial_cnn: Any, tmp_path: Path) -> None:
     path = tmp_path / "cnn.keras"
-    cnn.save(path)
+    trained_tutorial_cnn.save(path)
     loaded = load_model(path)
-    assert [layer.name for layer in loaded.layers] == [layer.name for layer in cnn.layers]
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in trained_tutorial_cnn.layers]
     result = export(path, ["conv_2"], base_path=tmp_path / "repo", name="cnn")
     assert result.signatures["conv_2"].outputs == {"conv_2": ((None, 11, 11, 64), "float32")}
 
 
-def test_legacy_h5(cnn: Any, tmp_path: Path) -> None:
+def test_legacy_h5(trained_tutorial_cnn: Any, tmp_path: Path) -> None:
     path = tmp_path / "cnn.h5"
-    cnn.save(path)
+    trained_tutorial_cnn.save(path)
     rows = inspect_model(path)
     assert [row.spec for row in rows] == ["conv_1", "pool_1", "conv_2", "pool_2", "flatten", "output_layer"]
     loaded = load_model(path)
     np.testing.assert_array_equal(
-        np.asarray(loaded.get_layer("conv_2").kernel), np.asarray(cnn.get_layer("conv_2").kernel)
+        np.asarray(loaded.get_layer("conv_2").kernel),
+        np.asarray(trained_tutorial_cnn.get_layer("conv_2").kernel),
     )
 
 

@@ -23,9 +23,9 @@ from layertap.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 
 
 @pytest.fixture(scope="module")
-def cnn_file(cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cnn_file(trained_tutorial_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("mistakes") / "cnn.keras"
-    cnn.save(path)
+    trained_tutorial_cnn.save(path)
     return path
 
 
@@ -117,10 +117,10 @@ def test_broken_model_files_are_one_line_exit_2_repository_unchanged(
 
 
 def test_legacy_h5_truncated(
-    cnn: Any, tmp_path: Path, repository: Path, capsys: pytest.CaptureFixture[str]
+    trained_tutorial_cnn: Any, tmp_path: Path, repository: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good = tmp_path / "cnn.h5"
-    cnn.save(good)
+    trained_tutorial_cnn.save(good)
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     before = snapshot(repository)

@@ -17,7 +17,7 @@ import pytest
 from layertap.cli import EXIT_OK, main
 from layertap.cli.framework import run_guarded
 from layertap.names import is_tensorflow_name, original_name, tensorflow_name
-from tests.exporter.local_serving import serving
+from tests.fixtures.local_serving import serving
 
 NAMES = ["block 2", "café_ü", "层"]
 

@@ -16,9 +16,9 @@ from layertap.exporter import export
 
 
 @pytest.fixture(scope="module")
-def cnn_file(cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cnn_file(trained_tutorial_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("server") / "cnn.keras"
-    cnn.save(path)
+    trained_tutorial_cnn.save(path)
     return path
 
 
@@ -77,9 +77,9 @@ def test_a_server_that_cannot_load_the_export_gets_nothing(new_op_model: Path, t
     assert result.version == 1 and (base / "m" / "1" / "saved_model.pb").is_file()
 
 
-def test_an_unknown_server_is_refused_before_any_work(tmp_path: Path, cnn: Any) -> None:
+def test_an_unknown_server_is_refused_before_any_work(tmp_path: Path, trained_tutorial_cnn: Any) -> None:
     with pytest.raises(ConfigError, match=r"unknown TF Serving release '2\.99\.0'"):
-        export(cnn, ["conv_2"], base_path=tmp_path, name="m", server="2.99.0")
+        export(trained_tutorial_cnn, ["conv_2"], base_path=tmp_path, name="m", server="2.99.0")
     assert not (tmp_path / "m").exists()
 
 

@@ -13,10 +13,10 @@ from layertap.exporter.source import ModelSource
 from layertap.exporter.stages import STAGES
 
 
-def test_kind_is_found_without_loading(cnn: Any, cnn_export: Any, tmp_path: Path) -> None:
+def test_kind_is_found_without_loading(trained_tutorial_cnn: Any, cnn_export: Any, tmp_path: Path) -> None:
     model_file = tmp_path / "cnn.keras"
-    cnn.save(model_file)
-    assert ModelSource(cnn).kind() == "model"
+    trained_tutorial_cnn.save(model_file)
+    assert ModelSource(trained_tutorial_cnn).kind() == "model"
     assert ModelSource(model_file).kind() == "keras"
     assert ModelSource(str(model_file)).path == model_file
     assert ModelSource(cnn_export.path).kind() == "savedmodel"
@@ -41,12 +41,12 @@ def test_a_source_travels_to_another_process_as_json(tmp_path: Path) -> None:
         ModelSource(object()).to_json()
 
 
-def test_preset_options_are_refused_for_other_models(cnn: Any, tmp_path: Path) -> None:
+def test_preset_options_are_refused_for_other_models(trained_tutorial_cnn: Any, tmp_path: Path) -> None:
     preset_only = r"--with-preprocessor and --sequence-length apply to a KerasHub preset directory; "
     with pytest.raises(UsageError, match=preset_only + "a model in memory is not one"):
-        ModelSource(cnn, with_preprocessor=True).load()
+        ModelSource(trained_tutorial_cnn, with_preprocessor=True).load()
     model_file = tmp_path / "cnn.keras"
-    cnn.save(model_file)
+    trained_tutorial_cnn.save(model_file)
     with pytest.raises(UsageError, match=preset_only + r".*cnn\.keras is a model file"):
         ModelSource(model_file, sequence_length=8).load()
 

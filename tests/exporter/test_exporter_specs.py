@@ -33,19 +33,19 @@ def nested_model() -> Any:
     return keras.Model(inputs, outputs)
 
 
-def test_name_and_index_resolve_to_the_same_layer(cnn: Any) -> None:
-    by_name = resolve(cnn, "conv_2")
-    by_index = resolve(cnn, 2)
-    by_text_index = resolve(cnn, "2")
-    assert by_name.layer is by_index.layer is by_text_index.layer is cnn.get_layer("conv_2")
+def test_name_and_index_resolve_to_the_same_layer(trained_tutorial_cnn: Any) -> None:
+    by_name = resolve(trained_tutorial_cnn, "conv_2")
+    by_index = resolve(trained_tutorial_cnn, 2)
+    by_text_index = resolve(trained_tutorial_cnn, "2")
+    assert by_name.layer is by_index.layer is by_text_index.layer is trained_tutorial_cnn.get_layer("conv_2")
     assert by_name.key == by_index.key == "conv_2"
 
 
-def test_keras3_index_semantics_sequential_excludes_the_input_layer(cnn: Any) -> None:
+def test_keras3_index_semantics_sequential_excludes_the_input_layer(trained_tutorial_cnn: Any) -> None:
     # The tutorial's layers[3] is NOT the 64-filter conv in Keras 3: it is pool_2.
-    assert resolve(cnn, 3).key == "pool_2"
-    assert resolve(cnn, 0).key == "conv_1"
-    assert resolve(cnn, -1).key == "output_layer"
+    assert resolve(trained_tutorial_cnn, 3).key == "pool_2"
+    assert resolve(trained_tutorial_cnn, 0).key == "conv_1"
+    assert resolve(trained_tutorial_cnn, -1).key == "output_layer"
 
 
 def test_functional_index_includes_the_input_layer(shared_model: Any) -> None:
@@ -54,9 +54,9 @@ def test_functional_index_includes_the_input_layer(shared_model: Any) -> None:
     assert resolve(shared_model, 2).key == "out"
 
 
-def test_unknown_name_lists_layers_and_nearest_before_anything_happens(cnn: Any) -> None:
+def test_unknown_name_lists_layers_and_nearest_before_anything_happens(trained_tutorial_cnn: Any) -> None:
     with pytest.raises(LayerNotFoundError) as caught:
-        resolve(cnn, "conv2")
+        resolve(trained_tutorial_cnn, "conv2")
     message = str(caught.value)
     assert "no layer named 'conv2'" in message
     assert "Nearest: conv_2, conv_1" in message
@@ -64,9 +64,9 @@ def test_unknown_name_lists_layers_and_nearest_before_anything_happens(cnn: Any)
     assert isinstance(caught.value, UsageError)
 
 
-def test_index_out_of_range(cnn: Any) -> None:
+def test_index_out_of_range(trained_tutorial_cnn: Any) -> None:
     with pytest.raises(LayerNotFoundError, match=r"layer index 6 is out of range: the model has 6 layers"):
-        resolve(cnn, 6)
+        resolve(trained_tutorial_cnn, 6)
 
 
 def test_nested_path(nested_model: Any) -> None:
@@ -102,9 +102,9 @@ def test_shared_layer_needs_a_call_choice(shared_model: Any) -> None:
         resolve(shared_model, "shared@2")
 
 
-def test_malformed_spec(cnn: Any) -> None:
+def test_malformed_spec(trained_tutorial_cnn: Any) -> None:
     with pytest.raises(LayerNotFoundError, match="malformed"):
-        resolve(cnn, "conv_1@x")
+        resolve(trained_tutorial_cnn, "conv_1@x")
 
 
 def test_subclassed_model_is_refused_with_what_to_do() -> None:

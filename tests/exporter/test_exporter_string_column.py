@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
-from tests.exporter.local_serving import serving
+from tests.fixtures.local_serving import serving
 
 VOCABULARY = ["red", "green", "blue"]
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from layertap.cli import EXIT_OK, main
-from tests.exporter.local_serving import serving
 from tests.exporter.lookup_models import TEXT_LAYERS, build_text_model, text_inputs
+from tests.fixtures.local_serving import serving
 
 SessionRunner = Callable[[Path, str, dict[str, np.ndarray]], dict[str, np.ndarray]]
 

@@ -22,10 +22,17 @@ from tests.exporter.test_exporter_server import WEBP_1X1
 
 
 @pytest.fixture(scope="module")
-def good_version(cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def good_version(trained_tutorial_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tutorial CNN's conv_2 and pool_2, exported and validated before publication."""
     base = tmp_path_factory.mktemp("validate")
-    result = export(cnn, ["conv_2", "pool_2"], base_path=base, name="cnn", validate=True, validate_batch=8)
+    result = export(
+        trained_tutorial_cnn,
+        ["conv_2", "pool_2"],
+        base_path=base,
+        name="cnn",
+        validate=True,
+        validate_batch=8,
+    )
     return Path(result.path)
 
 

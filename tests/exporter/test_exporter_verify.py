@@ -42,11 +42,11 @@ def _functions_only_savedmodel(signatures: Any, path: Path) -> None:
 
 
 def test_functions_only_export_loads_in_tf2_but_fails_verification(
-    cnn: Any, digits: np.ndarray, tmp_path: Path
+    trained_tutorial_cnn: Any, digits: np.ndarray, tmp_path: Path
 ) -> None:
     import tensorflow as tf
 
-    signatures = plan_signatures(cnn, [resolve(cnn, "conv_2")], {})
+    signatures = plan_signatures(trained_tutorial_cnn, [resolve(trained_tutorial_cnn, "conv_2")], {})
     _functions_only_savedmodel(signatures, tmp_path / "trap")
     # tf.saved_model.load is happy with it ...
     loaded = tf.saved_model.load(str(tmp_path / "trap"))

@@ -7,13 +7,12 @@ the asked layers and called eagerly, independent of the exporter and of the sess
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.exporter.local_serving import serving
+from tests.fixtures.local_serving import serving
 
 CNN_LAYERS = ["conv_2", "flatten"]
 SENTENCES = ["the cat sat", "a dog ate the mat", "unknown words here", "", "the the the"]
@@ -36,20 +35,15 @@ def column(table: Any, name: str, shape: Sequence[int]) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def cnn() -> Any:
-    """The tutorial CNN with its initial (seeded) weights: training adds nothing to what is tested."""
-    from layertap.demo.tutorial_cnn import build_tutorial_cnn
-
-    return build_tutorial_cnn(seed=3)
-
-
-@pytest.fixture(scope="session")
-def cnn_export(cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """conv_2 and flatten of the CNN as version 1 of `digits` (tests compare with Keras themselves)."""
+def cnn_export(untrained_tutorial_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """conv_2 and flatten of the untrained tutorial CNN (tests/fixtures/tutorial_cnn.py) as version 1 of
+    `digits` (tests compare with Keras themselves)."""
     from layertap.exporter import export
 
     base = tmp_path_factory.mktemp("extract_repo") / "digits"
-    return export(cnn, CNN_LAYERS, base_path=base.parent, name="digits", version=1, verify=False)
+    return export(
+        untrained_tutorial_cnn, CNN_LAYERS, base_path=base.parent, name="digits", version=1, verify=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -88,27 +82,3 @@ def text_export(text_model: Any, tmp_path_factory: pytest.TempPathFactory) -> An
 
     base = tmp_path_factory.mktemp("extract_text_repo")
     return export(text_model, ["text_pool"], base_path=base, name="sentences", version=1, verify=False)
-
-
-@pytest.fixture(scope="session")
-def wide_export(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """8 numbers -> `wide` (4096 floats = 16 KiB per record): big rows from a cheap model."""
-    import keras
-
-    from layertap.exporter import export
-
-    keras.utils.set_random_seed(4)
-    inputs = keras.Input((8,), name="x")
-    model = keras.Model(inputs, keras.layers.Dense(4096, name="wide")(inputs), name="wide_model")
-    base = tmp_path_factory.mktemp("extract_wide_repo")
-    return export(model, ["wide"], base_path=base, name="wide", version=1, verify=False)
-
-
-@pytest.fixture(scope="session")
-def wide_target(wide_export: Any) -> Iterator[str]:
-    with serving(wide_export) as target:
-        yield target
-
-
-def version_dir(result: Any) -> str:
-    return str(Path(result.path))

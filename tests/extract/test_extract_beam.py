@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.extract.conftest import CNN_LAYERS, column, keras_features, version_dir
+from tests.extract.conftest import CNN_LAYERS, column, keras_features
+from tests.fixtures.local_serving import version_dir
 
 
 def run_pipeline(handler: Any, digits: np.ndarray, output: Path) -> Any:
@@ -45,8 +46,8 @@ def run_pipeline(handler: Any, digits: np.ndarray, output: Path) -> Any:
 
 
 @pytest.fixture(scope="module")
-def reference(cnn: Any, digits: np.ndarray) -> dict[str, np.ndarray]:
-    return keras_features(cnn, digits, CNN_LAYERS)
+def reference(untrained_tutorial_cnn: Any, digits: np.ndarray) -> dict[str, np.ndarray]:
+    return keras_features(untrained_tutorial_cnn, digits, CNN_LAYERS)
 
 
 @pytest.mark.slow

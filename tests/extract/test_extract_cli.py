@@ -16,7 +16,7 @@ import pytest
 
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.extract import Progress
-from tests.extract.conftest import version_dir
+from tests.fixtures.local_serving import version_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from layertap.extract import ImagePreprocessing, extract
-from tests.extract.conftest import CNN_LAYERS, SENTENCES, column, keras_features, version_dir
+from tests.extract.conftest import CNN_LAYERS, SENTENCES, column, keras_features
+from tests.fixtures.local_serving import version_dir
 
 SHAPES = {"conv_2": (11, 11, 64), "flatten": (1600,)}
 # The session path and eager Keras compute the same convolutions with different kernels/orders.
@@ -46,10 +47,12 @@ def check_cnn(table: Any, cnn: Any, images: np.ndarray, ids: list[str]) -> None:
         np.testing.assert_allclose(column(table, name, SHAPES[name]), expected[name], atol=TOLERANCE)
 
 
-def test_npy(tmp_path: Path, cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray) -> None:
+def test_npy(
+    tmp_path: Path, untrained_tutorial_cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray
+) -> None:
     np.save(tmp_path / "digits.npy", digits)
     local, remote = both(tmp_path, tmp_path / "digits.npy", cnn_export, cnn_target, CNN_LAYERS)
-    check_cnn(local, cnn, digits, [f"digits.npy:{i}" for i in range(40)])
+    check_cnn(local, untrained_tutorial_cnn, digits, [f"digits.npy:{i}" for i in range(40)])
     metadata = json.loads(local.schema.metadata[b"layertap"])
     assert metadata["model"] == "digits" and metadata["version"] == 1
     # The space ids the exporter stamped, read in-process and from the server alike.
@@ -61,7 +64,7 @@ def test_npy(tmp_path: Path, cnn: Any, cnn_export: Any, cnn_target: str, digits:
 
 
 def test_npz_of_two_files(
-    tmp_path: Path, cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray
+    tmp_path: Path, untrained_tutorial_cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray
 ) -> None:
     np.savez(tmp_path / "a.npz", images=digits[:25])
     np.savez(tmp_path / "b.npz", images=digits[25:])
@@ -75,10 +78,12 @@ def test_npz_of_two_files(
     )
     # Files are read in sorted order, whatever order they were given in.
     ids = [f"a.npz:{i}" for i in range(25)] + [f"b.npz:{i}" for i in range(15)]
-    check_cnn(local, cnn, digits, ids)
+    check_cnn(local, untrained_tutorial_cnn, digits, ids)
 
 
-def test_image_folder(tmp_path: Path, cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray) -> None:
+def test_image_folder(
+    tmp_path: Path, untrained_tutorial_cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray
+) -> None:
     from PIL import Image
 
     folder = tmp_path / "images"
@@ -104,11 +109,11 @@ def test_image_folder(tmp_path: Path, cnn: Any, cnn_export: Any, cnn_target: str
             if gray.size != (28, 28):
                 gray = gray.resize((28, 28), Image.Resampling.BILINEAR)
             expected_images.append(np.asarray(gray, dtype=np.float32)[:, :, None] * np.float32(1 / 255))
-    check_cnn(local, cnn, np.stack(expected_images), sorted(names))
+    check_cnn(local, untrained_tutorial_cnn, np.stack(expected_images), sorted(names))
 
 
 def test_parquet_columns(
-    tmp_path: Path, cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray
+    tmp_path: Path, untrained_tutorial_cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray
 ) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -126,10 +131,12 @@ def test_parquet_columns(
         columns=["pixels"],
         id_column="key",
     )
-    check_cnn(local, cnn, digits, [f"digit-{i}" for i in range(40)])
+    check_cnn(local, untrained_tutorial_cnn, digits, [f"digit-{i}" for i in range(40)])
 
 
-def test_csv_column(tmp_path: Path, cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray) -> None:
+def test_csv_column(
+    tmp_path: Path, untrained_tutorial_cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray
+) -> None:
     lines = ["name,pixels"] + [
         f"d{i}," + " ".join(format(float(v), ".9g") for v in row.reshape(-1)) for i, row in enumerate(digits)
     ]
@@ -143,11 +150,11 @@ def test_csv_column(tmp_path: Path, cnn: Any, cnn_export: Any, cnn_target: str, 
         columns=["pixels"],
         id_column="name",
     )
-    check_cnn(local, cnn, digits, [f"d{i}" for i in range(40)])
+    check_cnn(local, untrained_tutorial_cnn, digits, [f"d{i}" for i in range(40)])
 
 
 def test_tfrecord_feature(
-    tmp_path: Path, cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray
+    tmp_path: Path, untrained_tutorial_cnn: Any, cnn_export: Any, cnn_target: str, digits: np.ndarray
 ) -> None:
     import tensorflow as tf
 
@@ -159,11 +166,11 @@ def test_tfrecord_feature(
     local, _ = both(
         tmp_path, tmp_path / "digits.tfrecord", cnn_export, cnn_target, CNN_LAYERS, feature="image"
     )
-    check_cnn(local, cnn, digits, [f"digits.tfrecord:{i}" for i in range(40)])
+    check_cnn(local, untrained_tutorial_cnn, digits, [f"digits.tfrecord:{i}" for i in range(40)])
 
 
 def test_text_lines(tmp_path: Path, text_model: Any, text_export: Any) -> None:
-    from tests.exporter.local_serving import serving
+    from tests.fixtures.local_serving import serving
 
     (tmp_path / "sentences.txt").write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
     with serving(text_export) as target:
@@ -182,9 +189,13 @@ def check_npy_output(tmp_path: Path, cnn: Any, digits: np.ndarray, **runner: Any
     assert (tmp_path / "out" / "ids.txt").read_text().split() == [f"digits.npy:{i}" for i in range(10)]
 
 
-def test_npy_output_in_process(tmp_path: Path, cnn: Any, cnn_export: Any, digits: np.ndarray) -> None:
-    check_npy_output(tmp_path, cnn, digits, version_dir=version_dir(cnn_export))
+def test_npy_output_in_process(
+    tmp_path: Path, untrained_tutorial_cnn: Any, cnn_export: Any, digits: np.ndarray
+) -> None:
+    check_npy_output(tmp_path, untrained_tutorial_cnn, digits, version_dir=version_dir(cnn_export))
 
 
-def test_npy_output_remote(tmp_path: Path, cnn: Any, cnn_target: str, digits: np.ndarray) -> None:
-    check_npy_output(tmp_path, cnn, digits, targets=[cnn_target], model="digits")
+def test_npy_output_remote(
+    tmp_path: Path, untrained_tutorial_cnn: Any, cnn_target: str, digits: np.ndarray
+) -> None:
+    check_npy_output(tmp_path, untrained_tutorial_cnn, digits, targets=[cnn_target], model="digits")

@@ -12,7 +12,8 @@ import pytest
 
 from layertap.errors import InvalidInputError
 from layertap.extract import ImagePreprocessing, extract
-from tests.extract.conftest import column, keras_features, version_dir
+from tests.extract.conftest import column, keras_features
+from tests.fixtures.local_serving import version_dir
 
 
 def rejects(output: Path) -> dict[str, str]:
@@ -20,7 +21,9 @@ def rejects(output: Path) -> dict[str, str]:
     return {item["id"]: item["reason"] for item in map(json.loads, lines)}
 
 
-def test_bad_images_are_rejected_by_id(tmp_path: Path, cnn: Any, cnn_export: Any, digits: np.ndarray) -> None:
+def test_bad_images_are_rejected_by_id(
+    tmp_path: Path, untrained_tutorial_cnn: Any, cnn_export: Any, digits: np.ndarray
+) -> None:
     from PIL import Image
 
     folder = tmp_path / "images"
@@ -42,7 +45,9 @@ def test_bad_images_are_rejected_by_id(tmp_path: Path, cnn: Any, cnn_export: Any
 
     table = pq.read_table(tmp_path / "out")
     assert table.column("id").to_pylist() == ["0.png", "1.png", "2.png"]
-    expected = keras_features(cnn, np.round(digits[:3] * 255) / 255, ["flatten"])["flatten"]
+    expected = keras_features(untrained_tutorial_cnn, np.round(digits[:3] * 255) / 255, ["flatten"])[
+        "flatten"
+    ]
     np.testing.assert_allclose(column(table, "flatten", (1600,)), expected, atol=2e-5)
 
 

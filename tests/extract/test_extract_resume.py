@@ -23,7 +23,7 @@ import pytest
 
 from layertap.errors import UsageError
 from layertap.extract import extract
-from tests.extract.conftest import version_dir
+from tests.fixtures.local_serving import version_dir
 
 RECORDS = 3000  # 120 shards: room for 12 kills even on a fast, quiet machine
 KILLS = 12

@@ -1,7 +1,8 @@
-"""Session fixtures for the reliability tests: one tutorial-CNN export and in-process servers on loopback.
+"""Fixtures for the reliability tests: model base paths and in-process servers on loopback.
 
-The export is built once (layertap.exporter.export of layertap.demo.tutorial_cnn) and copied into each test's
-own model base path, so tests that publish, break or remove versions never disturb each other.
+The export is the shared `untrained_cnn_version` (tests/fixtures/tutorial_cnn.py), built once per session and
+copied into each test's own model base path, so tests that publish, break or remove versions never disturb
+each other.
 """
 
 from __future__ import annotations
@@ -17,36 +18,16 @@ import pytest
 from layertap.server import ServerOptions, create_server
 from layertap.server.app import LayertapServer
 
-#: The layers of the tutorial CNN every reliability export carries.
-LAYERS = ["conv_1", "pool_1", "flatten"]
-
-
-@pytest.fixture(scope="session")
-def tutorial_cnn() -> Any:
-    from layertap.demo.tutorial_cnn import build_tutorial_cnn
-
-    return build_tutorial_cnn(seed=3)
-
-
-@pytest.fixture(scope="session")
-def published(tutorial_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A complete exported version directory (`<root>/cnn/1`) to copy from."""
-    from layertap.exporter import export
-
-    root = tmp_path_factory.mktemp("published")
-    export(tutorial_cnn, LAYERS, base_path=root, name="cnn", verify=False)
-    return root / "cnn" / "1"
-
 
 @pytest.fixture
-def model_base(tmp_path: Path, published: Path) -> Callable[..., Path]:
+def model_base(tmp_path: Path, untrained_cnn_version: Path) -> Callable[..., Path]:
     """model_base(versions=(1,)) copies the session export into <tmp>/cnn/<v> for each version."""
 
     def make(versions: tuple[int, ...] = (1,)) -> Path:
         base = tmp_path / "cnn"
         base.mkdir(exist_ok=True)
         for version in versions:
-            shutil.copytree(published, base / str(version))
+            shutil.copytree(untrained_cnn_version, base / str(version))
         return base
 
     return make

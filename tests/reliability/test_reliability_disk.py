@@ -58,16 +58,20 @@ def _fill(volume: Path, leave: int) -> None:
 
 
 def test_disk_full_is_a_clear_error_and_leaves_nothing(
-    small_volume: Path, published: Path, tutorial_cnn: Any
+    small_volume: Path, untrained_cnn_version: Path, untrained_tutorial_cnn: Any
 ) -> None:
     model = small_volume / "cnn"
     model.mkdir()
-    shutil.copytree(published, model / "1")
+    shutil.copytree(untrained_cnn_version, model / "1")
     before = _digest(model / "1")
     _fill(small_volume, leave=64 * 1024)  # far less than one version needs
     with pytest.raises(LayertapError) as caught:
         export(
-            tutorial_cnn, ["conv_1", "pool_1", "flatten"], base_path=small_volume, name="cnn", verify=False
+            untrained_tutorial_cnn,
+            ["conv_1", "pool_1", "flatten"],
+            base_path=small_volume,
+            name="cnn",
+            verify=False,
         )
     message = str(caught.value)
     assert "No space left on device" in message or "ENOSPC" in message or "space" in message.lower(), message
@@ -77,21 +81,21 @@ def test_disk_full_is_a_clear_error_and_leaves_nothing(
     assert _digest(model / "1") == before
     # Once there is room again, the next export succeeds as version 2.
     (small_volume / "filler").unlink()
-    result = export(tutorial_cnn, ["conv_1"], base_path=small_volume, name="cnn", verify=False)
+    result = export(untrained_tutorial_cnn, ["conv_1"], base_path=small_volume, name="cnn", verify=False)
     assert result.version == 2
     assert not [p for p in model.iterdir() if p.name.startswith(TEMP_PREFIX)]
 
 
 def test_read_only_destination_is_a_clear_error_and_touches_nothing(
-    small_volume: Path, published: Path, tutorial_cnn: Any
+    small_volume: Path, untrained_cnn_version: Path, untrained_tutorial_cnn: Any
 ) -> None:
     model = small_volume / "cnn"
     model.mkdir()
-    shutil.copytree(published, model / "1")
+    shutil.copytree(untrained_cnn_version, model / "1")
     before = _digest(model / "1")
     subprocess.run(["mount", "-o", "remount,ro", str(small_volume)], check=True)
     with pytest.raises(LayertapError) as caught:
-        export(tutorial_cnn, ["conv_1"], base_path=small_volume, name="cnn", verify=False)
+        export(untrained_tutorial_cnn, ["conv_1"], base_path=small_volume, name="cnn", verify=False)
     assert "Read-only file system" in str(caught.value), str(caught.value)
     assert sorted(p.name for p in model.iterdir()) == ["1"]
     assert _digest(model / "1") == before

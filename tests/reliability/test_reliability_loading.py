@@ -16,10 +16,10 @@ from layertap.exporter.loading import load_model
 from layertap.exporter.publish import Repository
 
 
-def test_symlinked_versions_may_not_leave_the_base_path(tmp_path: Path, published: Path) -> None:
+def test_symlinked_versions_may_not_leave_the_base_path(tmp_path: Path, untrained_cnn_version: Path) -> None:
     base = tmp_path / "cnn"
     base.mkdir()
-    (base / "1").symlink_to(published)  # elsewhere on disk: ignored
+    (base / "1").symlink_to(untrained_cnn_version)  # elsewhere on disk: ignored
     (base / "real").mkdir()
     (base / "2").symlink_to(base / "real")  # inside the base path: kept
     assert {version: found.path for version, found in list_versions(base, contained=True).items()} == {

@@ -116,7 +116,10 @@ def test_soak_32_callers_for_60_seconds(
 
 
 def test_hot_swap_under_16_callers_three_versions_and_a_broken_one(
-    model_base: Callable[..., Path], published: Path, serve: Callable[..., LayertapServer], tmp_path: Path
+    model_base: Callable[..., Path],
+    untrained_cnn_version: Path,
+    serve: Callable[..., LayertapServer],
+    tmp_path: Path,
 ) -> None:
     base = model_base((1,))
     broken = tmp_path / "broken"
@@ -152,7 +155,12 @@ def test_hot_swap_under_16_callers_three_versions_and_a_broken_one(
     try:
         for caller in callers:
             caller.start()
-        for version, source in ((2, published), (3, published), (4, broken), (5, published)):
+        for version, source in (
+            (2, untrained_cnn_version),
+            (3, untrained_cnn_version),
+            (4, broken),
+            (5, untrained_cnn_version),
+        ):
             _publish(base, version, source)
             if version == 4:
                 _wait(lambda: _state(server, 4) == "END", "the broken version to be refused")

@@ -159,12 +159,12 @@ def _kill_at(prefix: str, delay: float, pid: int, lines: queue.Queue[str]) -> No
 
 @pytest.mark.slow
 def test_sigkill_at_22_moments_never_exposes_a_partial_version(
-    tutorial_cnn: Any, tmp_path: Path, serve: Callable[..., LayertapServer]
+    untrained_tutorial_cnn: Any, tmp_path: Path, serve: Callable[..., LayertapServer]
 ) -> None:
     model_path = tmp_path / "cnn.keras"
-    tutorial_cnn.save(model_path)
+    untrained_tutorial_cnn.save(model_path)
     base = tmp_path / "repo"
-    first = export(tutorial_cnn, ["conv_1"], base_path=base, name="cnn", verify=False)
+    first = export(untrained_tutorial_cnn, ["conv_1"], base_path=base, name="cnn", verify=False)
     folder = first.path.parent
     version_1 = _snapshot(first.path)
     poller = Poller(folder)
@@ -214,6 +214,6 @@ def test_sigkill_at_22_moments_never_exposes_a_partial_version(
         with LayerClient(server.address, "cnn", version=version, timeout=30) as client:
             assert client.predict(image, ["conv_1"])["conv_1"].shape == (1, 26, 26, 32)
 
-    final = export(tutorial_cnn, ["conv_1"], base_path=base, name="cnn", verify=False)
+    final = export(untrained_tutorial_cnn, ["conv_1"], base_path=base, name="cnn", verify=False)
     assert final.version == versions[-1] + 1
     assert [entry.name for entry in folder.iterdir() if entry.name.startswith(TEMP_PREFIX)] == []

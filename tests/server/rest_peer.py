@@ -55,14 +55,14 @@ def serve_rest(half_plus_two: Path, m_export: Path, root: Path, **flags: Any) ->
 
 @pytest.fixture(scope="session")
 def rest_server(
-    half_plus_two: Path, saved_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+    half_plus_two: Path, generation_exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LayertapServer]:
     """One server for the REST test modules (import this fixture): half_plus_two and m, a 3 s REST
     deadline, and a small admission bound (2 running, 2 queued) so it is easy to reach."""
     root = tmp_path_factory.mktemp("rest")
     with serve_rest(
         half_plus_two,
-        saved_models["1"],
+        generation_exports["1"],
         root,
         rest_api_timeout_in_ms=REST_TIMEOUT_MS,
         grpc_max_threads=2,

@@ -91,14 +91,14 @@ class AsyncSwapAfterFirstReply(grpc.aio.UnaryUnaryClientInterceptor):  # type: i
 def test_split_call_during_hot_swap_returns_one_version(
     flavour: str,
     make_repo: Callable[..., Path],
-    saved_models: dict[str, Path],
+    generation_exports: dict[str, Path],
     publish: Callable[..., None],
     start_server: Callable[..., tuple[Any, grpc.Channel]],
 ) -> None:
     base = make_repo("m", {1: "1"})
     server, _ = start_server(model_name="m", model_base_path=str(base), file_system_poll_wait_seconds=1)
     target = f"127.0.0.1:{server.port}"
-    swap = _swapper(base, saved_models, publish, target)
+    swap = _swapper(base, generation_exports, publish, target)
     x = np.arange(ROWS * 2, dtype=np.float32).reshape(ROWS, 2)
     # max_concurrency=1: the chunks go one after the other, so the first meets version 1 and the
     # others version 2; the client must notice and ask version 2 for the first chunk again.
@@ -148,13 +148,13 @@ class SwapThenWithdraw(SwapAfterFirstReply):
 
 def test_redo_falls_back_when_the_newest_version_is_gone(
     tmp_path: Path,
-    saved_models: dict[str, Path],
+    generation_exports: dict[str, Path],
     publish: Callable[..., None],
     start_server: Callable[..., Any],
 ) -> None:
     base = tmp_path / "m"
     base.mkdir()
-    publish(base, 1, saved_models["1"])
+    publish(base, 1, generation_exports["1"])
     config = tmp_path / "models.config"
     config.write_text(
         f'model_config_list {{ config {{ name: "m" base_path: "{base}" model_platform: "tensorflow" '
@@ -167,7 +167,7 @@ def test_redo_falls_back_when_the_newest_version_is_gone(
         shutil.rmtree(base / "2")
         _wait_for(target, lambda states: states.get(2) in (None, pb.ModelVersionStatus.END))
 
-    interceptor = SwapThenWithdraw(_swapper(base, saved_models, publish, target), withdraw)
+    interceptor = SwapThenWithdraw(_swapper(base, generation_exports, publish, target), withdraw)
     x = np.arange(ROWS * 2, dtype=np.float32).reshape(ROWS, 2)
     with grpc.insecure_channel(target) as plain:
         channel = grpc.intercept_channel(plain, interceptor)

@@ -63,7 +63,7 @@ def _config(tmp_path: Path, body: str, name: str = "models.config") -> Path:
 def test_new_version_under_load_fails_no_request_and_answers_switch(
     make_repo: Callable[..., Path],
     start_server: StartServer,
-    saved_models: dict[str, Path],
+    generation_exports: dict[str, Path],
     publish: Callable[[Path, int, Path], None],
 ) -> None:
     base = make_repo("m", {1: "1"})
@@ -85,7 +85,7 @@ def test_new_version_under_load_fails_no_request_and_answers_switch(
     for client in clients:
         client.start()
     _wait_for(lambda: len(answers) >= 20, "answers from version 1")
-    publish(base, 2, saved_models["2"])
+    publish(base, 2, generation_exports["2"])
     _wait_for(lambda: bool(answers) and answers[-1][0] == 2, "answers from version 2")
     count = len(answers)
     _wait_for(lambda: len(answers) >= count + 20, "more answers from version 2")
@@ -107,12 +107,12 @@ def test_new_version_under_load_fails_no_request_and_answers_switch(
 def test_broken_version_is_reported_and_previous_keeps_serving(
     make_repo: Callable[..., Path],
     start_server: StartServer,
-    saved_models: dict[str, Path],
+    generation_exports: dict[str, Path],
     publish: Callable[[Path, int, Path], None],
 ) -> None:
     base = make_repo("m", {1: "1"})
     _, channel = start_server(model_name="m", model_base_path=str(base), file_system_poll_wait_seconds=1)
-    publish(base, 2, saved_models["broken"])
+    publish(base, 2, generation_exports["broken"])
     _wait_for(lambda: _states(channel)[0][:2] == (2, Status.END), "version 2 to fail")
     states = _states(channel)
     assert states[0][2] == grpc.StatusCode.DATA_LOSS.value[0]
@@ -121,7 +121,7 @@ def test_broken_version_is_reported_and_previous_keeps_serving(
     prediction = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     assert prediction.Predict(_request(), timeout=10).model_spec.version.value == 1
     # A good version 3 replaces version 1; the broken 2 stays reported as failed.
-    publish(base, 3, saved_models["3"])
+    publish(base, 3, generation_exports["3"])
     _wait_for(lambda: _states(channel)[0][:2] == (3, Status.AVAILABLE), "version 3")
     assert prediction.Predict(_request(), timeout=10).outputs["y"].float_val[0] == 12.0
 
@@ -135,13 +135,13 @@ def test_startup_fails_when_the_only_version_is_broken(
 
 
 def test_non_numeric_directories_are_ignored(
-    make_repo: Callable[..., Path], start_server: StartServer, saved_models: dict[str, Path]
+    make_repo: Callable[..., Path], start_server: StartServer, generation_exports: dict[str, Path]
 ) -> None:
     import shutil
 
     base = make_repo("m", {1: "1"})
-    shutil.copytree(saved_models["3"], base / "tmp-5")
-    shutil.copytree(saved_models["3"], base / "v7")
+    shutil.copytree(generation_exports["3"], base / "tmp-5")
+    shutil.copytree(generation_exports["3"], base / "v7")
     _, channel = start_server(model_name="m", model_base_path=str(base))
     assert [v for v, *_ in _states(channel)] == [1]
 
