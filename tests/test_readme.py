@@ -13,7 +13,8 @@ GPU, installing packages, long-running servers). The working directory holds wha
 `model.keras` (the tutorial CNN, trained briefly), `images.npy` and `inputs.npz`. Before the first
 block that talks to `localhost:8500`, `layertap serve` is started for `models/tutorial_cnn` (which the
 earlier export blocks wrote) on a free port, and `8500` in the blocks is replaced by that port, so the
-test never needs the fixed port.
+test never needs the fixed port. The blocks' `layertap`, and that server, are tests/cli_process.py's
+launcher: the same CLI, forked for the TensorFlow commands from a process that imported TensorFlow once.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
+from tests.cli_process import cli_command, layertap_on_path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -104,10 +107,10 @@ class Server:
     def ensure_started(self) -> None:
         if self.process is not None:
             return
-        command = [
-            sys.executable, "-m", "layertap.cli", "serve", f"--port={self.port}", "--model_name=tutorial_cnn",
+        command = cli_command(
+            "serve", f"--port={self.port}", "--model_name=tutorial_cnn",
             f"--model_base_path={self.work / 'models' / 'tutorial_cnn'}", "--file_system_poll_wait_seconds=1",
-        ]  # fmt: skip
+        )  # fmt: skip
         log = (self.work / "serve.log").open("wb")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.work)
         from layertap.client import LayerClient
@@ -183,6 +186,13 @@ def test_every_docs_page_is_in_the_nav() -> None:
 
 
 @pytest.fixture(scope="module")
+def launcher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the `layertap` the blocks run: the CLI, forked from a process that imported
+    TensorFlow once for the TensorFlow commands (tests/cli_process.py)."""
+    return layertap_on_path(tmp_path_factory.mktemp("launcher"))
+
+
+@pytest.fixture(scope="module")
 def ran() -> set[tuple[str, str]]:
     """(language, code) of every block that has run so far, across pages."""
     return set()
@@ -190,11 +200,12 @@ def ran() -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("page", PAGES, ids=[page.relative_to(ROOT).as_posix() for page in PAGES])
 def test_every_block_runs_in_order(
-    page: Path, workdir: Path, server: Server, ran: set[tuple[str, str]]
+    page: Path, workdir: Path, server: Server, launcher: Path, ran: set[tuple[str, str]]
 ) -> None:
     blocks = [block for block in readme_blocks(page_text(page)) if block.language in ("bash", "python")]
     name = page.relative_to(ROOT).as_posix()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    path = os.pathsep.join([str(launcher), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path}
     for block in blocks:
         if block.skipped or (block.language, block.code) in ran:
             continue

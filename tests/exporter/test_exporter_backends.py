@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from layertap.cli import EXIT_OK
+from tests.cli_process import cli_command
 
 pytest.importorskip("jax")  # the `jax` extra (make install brings it)
 
@@ -47,11 +48,10 @@ def jax_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_jax_model_exports_and_matches_jax_per_signature(jax_model: Path, tmp_path: Path) -> None:
     # The user's environment says jax: the exporter runs TensorFlow anyway.
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    command = [
-        sys.executable, "-m", "layertap.cli", "export", str(jax_model), "--layer", "conv",
-        "--layer", "hidden", "--base-path", str(tmp_path), "--name", "jaxmodel",
-        "--parity-backend", "jax", "--json",
-    ]  # fmt: skip
+    command = cli_command(
+        "export", str(jax_model), "--layer", "conv", "--layer", "hidden", "--base-path", str(tmp_path),
+        "--name", "jaxmodel", "--parity-backend", "jax", "--json",
+    )  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert done.returncode == EXIT_OK, done.stderr
     result = json.loads(done.stdout)

@@ -16,6 +16,7 @@ import pytest
 
 from layertap.cli import EXIT_OK, main
 from layertap.errors import UsageError
+from tests.cli_process import cli_command
 from tests.exporter.kerashub_presets import SENTENCES, Preset, build_preset, reference_features
 from tests.fixtures.local_serving import serving
 
@@ -169,11 +170,10 @@ def test_layertap_validate_loads_tf_text_in_a_fresh_process(exported: dict[str, 
     # A process that never imported keras_hub (as `layertap validate` on a server host): the tokenizer's
     # ops resolve only because validate loads TF Text first (`layertap.tftext`).
     import subprocess
-    import sys
 
     if preset.family != "bert":
         pytest.skip("one family shows it; the ops differ, the loading does not")
-    argv = [sys.executable, "-m", "layertap.cli", "validate", exported["path"], "--runs", "1", "--json"]
+    argv = cli_command("validate", exported["path"], "--runs", "1", "--json")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)

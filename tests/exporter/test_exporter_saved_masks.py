@@ -10,7 +10,6 @@ In memory both names came from the counter, so the same model exported fine.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from layertap.cli import EXIT_OK
+from tests.cli_process import cli_command
 
 SessionRunner = Callable[[Path, str, dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -47,7 +47,7 @@ def test_masked_mean_head_of_a_saved_model_exports_from_the_cli(
     # A fresh process, as a user's: in this one, Keras' name counter has seen the names of the fixture.
     argv = ["export", str(saved), "--layer", "norm", "--head", "pooled=norm:mean"]
     done = subprocess.run(
-        [sys.executable, "-m", "layertap.cli", *argv, "--base-path", str(tmp_path), "--name", "masked"],
+        cli_command(*argv, "--base-path", str(tmp_path), "--name", "masked"),
         capture_output=True,
         text=True,
         timeout=300,

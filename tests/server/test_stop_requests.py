@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 
 from layertap.errors import ServingError
 from layertap.server.runtime.batching import BatchingOptions, BatchScheduler
+from tests.cli_process import cli_command
 
 
 def test_sigterm_while_loading_stops_promptly_without_retrying_or_serving(
@@ -30,10 +30,7 @@ def test_sigterm_while_loading_stops_promptly_without_retrying_or_serving(
     # A warmup that runs for minutes, so the signal certainly arrives while the version loads.
     write_warmup(base / "1", ["serving_default"])
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "layertap.cli",
+        cli_command(
             "serve",
             "--port=0",
             "--model_name=m",
@@ -41,7 +38,7 @@ def test_sigterm_while_loading_stops_promptly_without_retrying_or_serving(
             "--num_request_iterations_for_warmup=100000000",
             "--max_num_load_retries=3",
             "--load_retry_interval_micros=0",
-        ],
+        ),
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -19,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
 
+from tests.cli_process import cli_command
 from tests.storage.tensorflow_gcs import RelayProcess, TensorFlowGcs
 
 __all__ = ["ServeProcess", "export_scale", "upload_file", "upload_folder", "version_files"]
@@ -71,7 +71,7 @@ class ServeProcess:
 
     def __init__(self, relay: TensorFlowGcs | RelayProcess, *flags: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "layertap.cli", "serve", "--port=0", *flags],
+            cli_command("serve", "--port=0", *flags),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from layertap.errors import LocationError, StorageError
 from layertap.server.filesystem import local_copy
+from tests.cli_process import cli_command
 from tests.storage.emulators import FakeGcs
 from tests.storage.gcs_serving import upload_folder, version_files
 from tests.storage.tensorflow_gcs import TensorFlowGcs
@@ -27,7 +27,7 @@ def test_validate_reads_a_gcs_version_through_tensorflow(
     upload_folder(fake_gcs.endpoint, gcs_bucket, "models/m/1", scale_exports[2])
     uri = f"gs://{gcs_bucket}/models/m/1"
     result = subprocess.run(
-        [sys.executable, "-m", "layertap.cli", "validate", uri, "--batch=2", "--runs=1", "--json"],
+        cli_command("validate", uri, "--batch=2", "--runs=1", "--json"),
         capture_output=True,
         text=True,
         timeout=300,
