@@ -8,8 +8,8 @@ from layertap.config import check, labels, models
 from layertap.config.compat import is_newer, parse_version
 from layertap.config.gate import GateDecision
 from layertap.proto import serving_pb2 as pb
-from tests.config.graphedit import edit_graph, use_op
 from tests.fixtures.config_repos import VersionWriter
+from tests.fixtures.graphedit import edit_graph, use_op
 
 
 def _config(

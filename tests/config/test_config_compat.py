@@ -19,7 +19,7 @@ from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.config import compat
 from layertap.errors import ConfigError
 from layertap.proto import serving_pb2 as pb
-from tests.config.graphedit import edit_graph, function_node, use_op
+from tests.fixtures.graphedit import edit_graph, function_node, use_op
 
 Edit = Callable[[Any], None]
 

@@ -14,14 +14,6 @@ from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.errors import ConfigError, RefusedVersionError
 from layertap.exporter import export
 
-
-@pytest.fixture(scope="module")
-def cnn_file(trained_tutorial_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("server") / "cnn.keras"
-    trained_tutorial_cnn.save(path)
-    return path
-
-
 # A 1x1 lossless WebP image (26 bytes of RIFF/VP8L), decoded by the model: DecodeWebP is an op TensorFlow
 # added in 2.20 (see the profiles), so TF Serving before 2.20.0 cannot load the graph.
 WEBP_1X1 = base64.b64decode("UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA==")
@@ -83,8 +75,19 @@ def test_an_unknown_server_is_refused_before_any_work(tmp_path: Path, trained_tu
     assert not (tmp_path / "m").exists()
 
 
-def test_cli_export_server(cnn_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["export", str(cnn_file), "--layer", "conv_2", "--base-path", str(tmp_path), "--name", "cnn"]
+def test_cli_export_server(
+    trained_tutorial_cnn_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = [
+        "export",
+        str(trained_tutorial_cnn_file),
+        "--layer",
+        "conv_2",
+        "--base-path",
+        str(tmp_path),
+        "--name",
+        "cnn",
+    ]
     # The tutorial CNN written by TensorFlow 2.21 loads on the oldest supported server.
     assert main([*base, "--server", "2.16.1"]) == EXIT_OK
     assert "checking that TF Serving 2.16.1 can load it" in capsys.readouterr().err

@@ -9,8 +9,8 @@ import pytest
 
 from layertap.cli import EXIT_FAILURE, EXIT_OK, EXIT_SERVING, EXIT_USAGE, main
 from layertap.config import demo_files, models
-from tests.config.graphedit import edit_graph, use_op
 from tests.fixtures.config_repos import RestStatusServer, VersionWriter
+from tests.fixtures.graphedit import edit_graph, use_op
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

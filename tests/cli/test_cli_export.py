@@ -7,23 +7,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from layertap.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 
 
-@pytest.fixture(scope="module")
-def cnn_file(trained_tutorial_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cli") / "cnn.keras"
-    trained_tutorial_cnn.save(path)
-    return path
-
-
-def test_export_json_stdout_is_only_json(cnn_file: Path, tmp_path: Path) -> None:
+def test_export_json_stdout_is_only_json(trained_tutorial_cnn_file: Path, tmp_path: Path) -> None:
     command = [
-        sys.executable, "-m", "layertap.cli", "export", str(cnn_file),
+        sys.executable, "-m", "layertap.cli", "export", str(trained_tutorial_cnn_file),
         "--layer", "conv_2", "--layer", "0", "--group", "both=conv_1,flatten",
         "--base-path", str(tmp_path), "--name", "mnist", "--json",
     ]  # fmt: skip
@@ -48,8 +40,21 @@ def test_export_json_stdout_is_only_json(cnn_file: Path, tmp_path: Path) -> None
     assert "layertap export: publishing version 1" in done.stderr
 
 
-def test_export_text_summary(cnn_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["export", str(cnn_file), "--layer", "conv_2", "--base-path", str(tmp_path), "--name", "m"])
+def test_export_text_summary(
+    trained_tutorial_cnn_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "export",
+            str(trained_tutorial_cnn_file),
+            "--layer",
+            "conv_2",
+            "--base-path",
+            str(tmp_path),
+            "--name",
+            "m",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == EXIT_OK
     assert f"exported m version 1 to {tmp_path / 'm' / '1'}" in out
@@ -57,9 +62,20 @@ def test_export_text_summary(cnn_file: Path, tmp_path: Path, capsys: pytest.Capt
 
 
 def test_unknown_layer_is_bad_input(
-    cnn_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_tutorial_cnn_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["export", str(cnn_file), "--layer", "conv_3", "--base-path", str(tmp_path), "--name", "m"])
+    code = main(
+        [
+            "export",
+            str(trained_tutorial_cnn_file),
+            "--layer",
+            "conv_3",
+            "--base-path",
+            str(tmp_path),
+            "--name",
+            "m",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == EXIT_USAGE
     assert "layertap export: error: layer spec 'conv_3': the model has no layer named 'conv_3'" in err
@@ -68,18 +84,29 @@ def test_unknown_layer_is_bad_input(
 
 
 def test_existing_version_is_a_failure_not_overwritten(
-    cnn_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained_tutorial_cnn_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "m" / "4").mkdir(parents=True)
     (tmp_path / "m" / "4" / "keep").write_text("old")
-    args = ["export", str(cnn_file), "--layer", "conv_1", "--base-path", str(tmp_path), "--name", "m"]
+    args = [
+        "export",
+        str(trained_tutorial_cnn_file),
+        "--layer",
+        "conv_1",
+        "--base-path",
+        str(tmp_path),
+        "--name",
+        "m",
+    ]
     assert main([*args, "--version", "4"]) == EXIT_FAILURE
     assert "version 4 of 'm' already exists" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "m" / "4").iterdir()] == ["keep"]
 
 
-def test_bad_flags_are_bad_input(cnn_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["export", str(cnn_file), "--base-path", str(tmp_path), "--name", "m"]
+def test_bad_flags_are_bad_input(
+    trained_tutorial_cnn_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["export", str(trained_tutorial_cnn_file), "--base-path", str(tmp_path), "--name", "m"]
     assert main(base) == EXIT_USAGE
     assert "nothing to export" in capsys.readouterr().err
     with pytest.raises(SystemExit) as caught:
@@ -91,8 +118,8 @@ def test_bad_flags_are_bad_input(cnn_file: Path, tmp_path: Path, capsys: pytest.
     assert "invalid shape '28,x'" in capsys.readouterr().err
 
 
-def test_inspect_table_and_json(cnn_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["inspect", str(cnn_file)]) == EXIT_OK
+def test_inspect_table_and_json(trained_tutorial_cnn_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(trained_tutorial_cnn_file)]) == EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [
         "index",
@@ -118,7 +145,7 @@ def test_inspect_table_and_json(cnn_file: Path, capsys: pytest.CaptureFixture[st
         "99.3%",
     ]
     assert lines[-1].startswith("FLOPs: per sample, cumulative from the model inputs to this layer")
-    assert main(["inspect", str(cnn_file), "--json"]) == EXIT_OK
+    assert main(["inspect", str(trained_tutorial_cnn_file), "--json"]) == EXIT_OK
     rows = json.loads(capsys.readouterr().out)
     assert [row["spec"] for row in rows] == [
         "conv_1",

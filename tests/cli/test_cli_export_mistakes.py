@@ -22,13 +22,6 @@ import pytest
 from layertap.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 
 
-@pytest.fixture(scope="module")
-def cnn_file(trained_tutorial_cnn: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("mistakes") / "cnn.keras"
-    trained_tutorial_cnn.save(path)
-    return path
-
-
 @pytest.fixture
 def repository(tmp_path: Path) -> Path:
     """A base path that already holds version 1 of another model, which must survive every mistake."""
@@ -97,8 +90,10 @@ def broken_keras_files(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.fixture(scope="module")
-def broken(cnn_file: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
-    return broken_keras_files(cnn_file, tmp_path_factory.mktemp("broken"))
+def broken(
+    trained_tutorial_cnn_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[Path, str]]:
+    return broken_keras_files(trained_tutorial_cnn_file, tmp_path_factory.mktemp("broken"))
 
 
 @pytest.mark.parametrize(
@@ -138,11 +133,15 @@ def test_legacy_h5_truncated(
     ],
 )
 def test_bad_arguments_are_refused_before_loading(
-    extra: list[str], expected: str, cnn_file: Path, repository: Path, capsys: pytest.CaptureFixture[str]
+    extra: list[str],
+    expected: str,
+    trained_tutorial_cnn_file: Path,
+    repository: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     before = snapshot(repository)
     with pytest.raises(SystemExit) as caught:
-        main(export_argv(cnn_file, repository, *extra))
+        main(export_argv(trained_tutorial_cnn_file, repository, *extra))
     assert caught.value.code == EXIT_USAGE
     err = capsys.readouterr().err
     assert expected in one_error_line(err)
@@ -151,10 +150,10 @@ def test_bad_arguments_are_refused_before_loading(
 
 
 def test_repository_mistakes_are_refused_before_loading(
-    cnn_file: Path, repository: Path, capsys: pytest.CaptureFixture[str]
+    trained_tutorial_cnn_file: Path, repository: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = snapshot(repository)
-    argv = ["export", str(cnn_file), "--layer", "conv_1", "--base-path", str(repository)]
+    argv = ["export", str(trained_tutorial_cnn_file), "--layer", "conv_1", "--base-path", str(repository)]
     assert main([*argv, "--name", "other", "--version", "1"]) == EXIT_FAILURE
     err = capsys.readouterr().err
     assert "version 1 of 'other' already exists" in one_error_line(err)
@@ -172,7 +171,11 @@ def test_repository_mistakes_are_refused_before_loading(
 
 @pytest.mark.parametrize("existing", [False, True])
 def test_failed_export_leaves_the_repository_exactly_as_it_was(
-    existing: bool, cnn_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+    existing: bool,
+    trained_tutorial_cnn_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: Any,
 ) -> None:
     # A failure after the version was reserved (here: a layer TensorFlow cannot trace), into a
     # base path that does not exist yet, or into a model folder that already has a version.
@@ -188,7 +191,7 @@ def test_failed_export_leaves_the_repository_exactly_as_it_was(
         (base / "m" / "3").mkdir(parents=True)
         (base / "m" / "3" / "saved_model.pb").write_bytes(b"v3")
     before = snapshot(tmp_path)
-    assert main(export_argv(cnn_file, base)) == EXIT_FAILURE
+    assert main(export_argv(trained_tutorial_cnn_file, base)) == EXIT_FAILURE
     assert "injected failure" in one_error_line(capsys.readouterr().err)
     after = snapshot(tmp_path)
     if existing:
@@ -197,9 +200,11 @@ def test_failed_export_leaves_the_repository_exactly_as_it_was(
     assert base.exists() == existing
 
 
-def test_tensorflow_logs_are_silent_by_default_and_shown_with_verbose(cnn_file: Path) -> None:
+def test_tensorflow_logs_are_silent_by_default_and_shown_with_verbose(
+    trained_tutorial_cnn_file: Path,
+) -> None:
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-    command = [sys.executable, "-m", "layertap.cli", "inspect", str(cnn_file)]
+    command = [sys.executable, "-m", "layertap.cli", "inspect", str(trained_tutorial_cnn_file)]
 
     # Both at once: each spends seconds importing TensorFlow, and there are two cores.
     def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
