@@ -2,7 +2,8 @@
 
 - "tf1": a `SavedModelBuilder` graph (as Estimator exports are): placeholder -> matmul -> relu -> sum.
 - "tf2": a TF Hub-style `tf.Module` saved with `tf.saved_model.save`, whose signature calls another
-  `tf.function` (a nested call, inlined by the exporter) and a second signature sharing its weights.
+  `tf.function` (a nested call, inlined by the exporter), a second signature sharing its weights, and a
+  third, `lookup`, reading a `StaticHashTable` (words -> ids -> rows of w2).
 - "keras_export": a Keras 3 model's `model.export()` folder (every weight stored twice there, keras#23553).
 
 `inner(kind, x)` is each model's inner tensor computed independently in numpy or Keras.
@@ -28,6 +29,8 @@ ORIGINAL = {
 
 _W1 = np.arange(24, dtype=np.float32).reshape(4, 6) / 10.0 - 1.0
 _W2 = np.arange(18, dtype=np.float32).reshape(6, 3) / 7.0 - 1.2
+#: the tf2 module's table: word -> id (anything else -> -1)
+WORDS = {"the": 0, "cat": 1, "sat": 4}
 
 
 def build(kind: str, path: Path) -> Any:
@@ -50,7 +53,11 @@ def build(kind: str, path: Path) -> Any:
         return None
     if kind == "tf2":
         module = _module(tf)
-        signatures = {"serving_default": module.__call__, "features": module.features}
+        signatures = {
+            "serving_default": module.__call__,
+            "features": module.features,
+            "lookup": module.lookup,
+        }
         tf.saved_model.save(module, str(path), signatures=signatures)
         return None
     import keras
@@ -69,6 +76,10 @@ def _module(tf: Any) -> Any:
             super().__init__()
             self.w1 = tf.Variable(_W1, name="w1")
             self.w2 = tf.Variable(_W2, name="w2")
+            initializer = tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(WORDS)), tf.constant(list(WORDS.values()), tf.int64)
+            )
+            self.table = tf.lookup.StaticHashTable(initializer, default_value=-1)
 
         @tf.function
         def encode(self, x: Any) -> Any:
@@ -82,7 +93,18 @@ def _module(tf: Any) -> Any:
         def features(self, x: Any) -> Any:
             return {"features": self.encode(x)}
 
+        @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="words")])
+        def lookup(self, words: Any) -> Any:
+            ids = self.table.lookup(words)
+            return {"ids": ids, "rows": tf.gather(self.w2, tf.maximum(ids, 0))}
+
     return Embedder()
+
+
+def lookup(words: list[str]) -> dict[str, np.ndarray]:
+    """The tf2 module's `lookup` signature computed in numpy."""
+    ids = np.array([WORDS.get(word, -1) for word in words], dtype=np.int64)
+    return {"ids": ids, "rows": _W2[np.maximum(ids, 0)]}
 
 
 def inner(kind: str, built: Any, x: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
-from tests.exporter.graph_savedmodels import INNER_OP, INPUT, ORIGINAL, build, inner
+from tests.exporter.graph_savedmodels import INNER_OP, INPUT, ORIGINAL, build, inner, lookup
 from tests.fixtures.local_serving import serving
 
 X = np.linspace(-2.0, 2.0, 20, dtype=np.float32).reshape(5, 4)
@@ -190,3 +190,64 @@ def test_an_estimator_style_graph_on_serialized_examples(tmp_path: Path) -> None
     )
     got = _session_run(result.path, "dense/Relu", examples)["dense/Relu"]
     np.testing.assert_array_equal(got, np.maximum(X @ np.eye(4, 2, dtype=np.float32), 0.0))
+
+
+WORDS = ["cat", "zebra", "the", "sat"]
+
+
+@pytest.mark.parametrize("source", ["tf2"], indirect=True)
+def test_a_tf2_lookup_table_is_rebuilt_and_serves_exactly(
+    source: SimpleNamespace, exported: dict[str, Any], served: str
+) -> None:
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from layertap.client import LayerClient
+
+    (found,) = [row for row in source.rows if row["op"] == "LookupTableFindV2"]
+    assert (found["signature"], found["dtype"]) == ("lookup", "int64")
+    want = lookup(WORDS)
+    words = np.array(WORDS, dtype=object)
+    # The session loader runs the table's filling op when it loads, as TF Serving's C++ loader does.
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        definition = tf.compat.v1.saved_model.loader.load(session, ["serve"], exported["path"]).signature_def
+        fetches = {alias: info.name for alias, info in definition["lookup"].outputs.items()}
+        got = session.run(fetches, {definition["lookup"].inputs["words"].name: words})
+    assert got["ids"].tolist() == want["ids"].tolist()
+    assert np.array_equal(got["rows"], want["rows"])
+    with grpc.insecure_channel(served) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "graph"
+        request.model_spec.signature_name = "lookup"
+        request.inputs["words"].CopyFrom(tf.make_tensor_proto(np.array(WORDS, dtype=bytes)))
+        response = stub.Predict(request, timeout=30)
+    assert tf.make_ndarray(response.outputs["ids"]).tolist() == [1, -1, 0, 4]
+    assert np.array_equal(tf.make_ndarray(response.outputs["rows"]), want["rows"])
+    with LayerClient(served, "graph") as client:
+        client.wait_ready(timeout=60)
+        assert np.array_equal(client.predict({"words": np.array(WORDS)}, ["rows"])["rows"], want["rows"])
+
+
+def test_a_table_the_signature_writes_is_refused_naming_the_op(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tensorflow as tf
+
+    class Counter(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen = tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, default_value=0)
+
+        @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="words")])
+        def count(self, words: Any) -> Any:
+            self.seen.insert(words, self.seen.lookup(words) + 1)
+            return {"counts": self.seen.lookup(words)}
+
+    module = Counter()
+    tf.saved_model.save(module, str(tmp_path / "saved"), signatures={"serving_default": module.count})
+    assert main(["inspect", str(tmp_path / "saved")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "captures a resource used by LookupTableInsertV2" in err
+    assert "rebuilds the variables and the hash tables a signature only reads" in err

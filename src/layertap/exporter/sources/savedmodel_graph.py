@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from layertap.errors import LayerNotFoundError, UnsupportedModelError, UsageError
+from layertap.errors import LayerNotFoundError, UsageError
 
 __all__ = [
     "GraphTensor",
@@ -153,6 +153,8 @@ class _Graph:
     # per tensor (graph name): the original signature computing it and its friendly name
     tensors: dict[str, tuple[str, str]] = field(default_factory=dict)
     variables: list[Any] = field(default_factory=list)
+    # the op filling the rebuilt lookup tables (graph_tables), run by TF Serving when it loads the version
+    main_op: Any = None
 
 
 def _load(path: Path) -> _Graph:
@@ -188,29 +190,43 @@ def _inline_tf2(path: Path, meta_graph: Any) -> _Graph:
     import tensorflow as tf
     from tensorflow.python.framework import convert_to_constants
 
+    from layertap.exporter.sources.graph_tables import read_table, rebuild_table
+
     loaded = tf.saved_model.load(str(path))
     by_handle = {
         id(item.handle): item
         for item in tf.train.TrackableView(loaded).descendants()
         if isinstance(item, tf.Variable)
     }
+    # Grappler's function inlining, as convert_variables_to_constants_v2 runs it first: every call (nested
+    # ones too) becomes ops of one GraphDef, the captures stay placeholders. Tables are read here, eagerly.
+    functions = {
+        key: loaded.signatures[key] for key in sorted(meta_graph.signature_def) if key in loaded.signatures
+    }
+    graph_defs = {
+        key: convert_to_constants._run_inline_graph_optimization(
+            function, lower_control_flow=False, aggressive_inlining=True
+        )
+        for key, function in functions.items()
+    }
+    tables = {
+        id(external): read_table(external, graph_defs[key], internal.name, key)
+        for key, function in functions.items()
+        for external, internal in function.graph.captures
+        if external.dtype == tf.resource and id(external) not in by_handle
+    }
     graph = tf.Graph()
     session = tf.compat.v1.Session(graph=graph)
     result = _Graph(graph, session, "tf2", {})
     created: dict[int, Any] = {}
     with graph.as_default():
-        for key in sorted(meta_graph.signature_def):
-            if key not in loaded.signatures:
-                continue
-            function = loaded.signatures[key]
-            # Grappler's function inlining, as convert_variables_to_constants_v2 runs it first: every call
-            # (nested ones too) becomes ops of one GraphDef, the captured variables stay placeholders.
-            graph_def = convert_to_constants._run_inline_graph_optimization(
-                function, lower_control_flow=False, aggressive_inlining=True
-            )
+        for key, function in functions.items():
+            graph_def = graph_defs[key]
             input_map = {}
             for external, internal in function.graph.captures:
-                input_map[internal.name] = _captured(external, by_handle, created, result, key)
+                if id(external) in tables and id(external) not in created:
+                    created[id(external)] = rebuild_table(tables[id(external)], f"table_{len(created)}")
+                input_map[internal.name] = _captured(external, by_handle, created, result)
             scope = re.sub(r"[^A-Za-z0-9_.\-/]", "_", key)
             tf.graph_util.import_graph_def(graph_def, input_map=input_map, name=scope)
             arguments = tf.nest.flatten(function.structured_input_signature)
@@ -229,44 +245,39 @@ def _inline_tf2(path: Path, meta_graph: Any) -> _Graph:
             for op_name in _reachable(graph.as_graph_def(), inputs.values(), outputs.values()):
                 for tensor in graph.get_operation_by_name(op_name).outputs:
                     result.tensors.setdefault(tensor.name, (key, friendly(tensor.name[len(scope) + 1 :])))
-    values = [by_handle[handle_id].numpy() for handle_id in created]  # eagerly, outside the graph
+    values = [by_handle[handle_id].numpy() for handle_id in created if handle_id in by_handle]
     with graph.as_default():
         result.session.run([variable.initializer for variable in result.variables])
+        if tables:
+            result.main_op = tf.compat.v1.tables_initializer(name="init_tables")
+            result.session.run(result.main_op)
         for variable, value in zip(result.variables, values, strict=True):
             variable.load(value, result.session)
     return result
 
 
-def _captured(
-    external: Any, by_handle: dict[int, Any], created: dict[int, Any], result: _Graph, key: str
-) -> Any:
+def _captured(external: Any, by_handle: dict[int, Any], created: dict[int, Any], result: _Graph) -> Any:
     """The tensor of the new graph standing for a captured eager tensor: a variable's handle (one
-    variable per original, shared by every signature), or a constant's value."""
+    variable per original, shared by every signature), a table's handle (rebuilt before, in `created`),
+    or a constant's value."""
     import tensorflow as tf
 
     if external.dtype != tf.resource:
         return tf.constant(external.numpy())
-    original = by_handle.get(id(external))
-    if original is None:
-        raise UnsupportedModelError(
-            f"signature {key!r} captures a resource that is not a variable (a lookup table or another "
-            "stateful object); layertap adds signatures to TF2 SavedModels whose functions capture "
-            "variables only"
-        )
     if id(external) not in created:
-        name = original.name.split(":")[0]
+        original = by_handle[id(external)]
         # Zeros here, the values loaded below: an initializer holding the values would store every
         # weight a second time, in saved_model.pb.
         variable = tf.compat.v1.get_variable(
-            re.sub(r"[^A-Za-z0-9_.\-/]", "_", name),
+            re.sub(r"[^A-Za-z0-9_.\-/]", "_", original.name.split(":")[0]),
             shape=original.shape,
             dtype=original.dtype,
             initializer=tf.compat.v1.zeros_initializer(),
             use_resource=True,
         )
-        created[id(external)] = variable
+        created[id(external)] = variable.handle
         result.variables.append(variable)
-    return created[id(external)].handle
+    return created[id(external)]
 
 
 def _reachable(graph_def: Any, inputs: Any, outputs: Any) -> list[str]:
@@ -482,7 +493,11 @@ def _write_tf2(staging: Path, loaded: _Graph, added: _Added) -> None:
         staging.rmdir()  # SavedModelBuilder refuses an existing directory
         builder = tf.compat.v1.saved_model.Builder(str(staging))
         builder.add_meta_graph_and_variables(
-            loaded.session, _TAGS, signature_def_map=signature_defs, strip_default_attrs=True
+            loaded.session,
+            _TAGS,
+            signature_def_map=signature_defs,
+            strip_default_attrs=True,
+            main_op=loaded.main_op,
         )
         builder.save()
 
