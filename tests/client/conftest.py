@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.certificates import Certificates, make_certificates
+from tests.fixtures.certificates import Certificates, make_certificates
 
 
 @pytest.fixture(scope="session")

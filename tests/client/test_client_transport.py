@@ -12,7 +12,7 @@ import pytest
 from layertap import errors
 from layertap.client import TLS, LayerClient
 from layertap.client._channel import channel_options
-from tests.certificates import Certificates
+from tests.fixtures.certificates import Certificates
 from tests.fixtures.client_peer import MODEL, Peer, dense_1, start_server
 
 X = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)

@@ -1,7 +1,8 @@
 """Proof against a real old TensorFlow: `compat`'s verdict agrees with TF 2.16.1's session loader, both ways.
 
-Exports are written with the project's TensorFlow (2.21); the old environment (tests/oldtf.py) loads them
-through its TF1 session loader, which is the loader TF Serving 2.16.1 is built with, and runs every signature.
+Exports are written with the project's TensorFlow (2.21); the old environment (tests/fixtures/oldtf.py) loads
+them through its TF1 session loader, which is the loader TF Serving 2.16.1 is built with, and runs every
+signature.
 The graphs use what the profiles say changed since 2.16.1:
 - the op `DecodeWebP` (new in 2.20): compat error; the old loader refuses the graph (`Op type not
   registered`);
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from layertap.config import compat
-from tests.oldtf import OldTensorFlow
+from tests.fixtures.oldtf import OldTensorFlow
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent

@@ -1,6 +1,6 @@
 """The oldest supported pair (TensorFlow 2.16.1 with its Keras 3) exports, verifies and serves.
 
-In the old environment (tests/oldtf.py): layertap, from this checkout, exports the tutorial CNN and a
+In the old environment (tests/fixtures/oldtf.py): layertap, from this checkout, exports the tutorial CNN and a
 keras.applications model (verification through the session loader included), then `layertap serve` serves
 them; this process asks for the layers with the TensorFlow-free client and compares with that Keras.
 """
@@ -18,7 +18,7 @@ import pytest
 
 from layertap.client import LayerClient
 from layertap.config import models as config_models
-from tests.oldtf import OldTensorFlow
+from tests.fixtures.oldtf import OldTensorFlow
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent

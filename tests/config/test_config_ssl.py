@@ -12,7 +12,7 @@ import pytest
 from layertap.cli import EXIT_OK, EXIT_USAGE, main
 from layertap.config import read_ssl_config, ssl_config
 from layertap.errors import ConfigError, ConfigParseError
-from tests.certificates import self_signed
+from tests.fixtures.certificates import self_signed
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Classify, Regress and MultiInference over gRPC, as TF Serving answers them, with the official stubs.
 
-On TF Serving's own test model `half_plus_two` (tests/half_plus_two.py: y = 0.5x + 2, y2 = 0.5x + 3,
+On TF Serving's own test model `half_plus_two` (tests/fixtures/half_plus_two.py: y = 0.5x + 2, y2 = 0.5x + 3,
 classify_x_to_y scores y), saved as a TF1 graph and as a TF2 module, the values are the ones TF
 Serving's model server tests expect, with `--enable_signature_method_name_check` off (its default)
 and on.

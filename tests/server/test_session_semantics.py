@@ -1,6 +1,6 @@
 """Sessions run as TF Serving's C++ `Session::Run` does: no Python static feed-shape check.
 
-On TF Serving's own test model `half_plus_two` (tests/half_plus_two.py), feeds of shape [1], [3] and
+On TF Serving's own test model `half_plus_two` (tests/fixtures/half_plus_two.py), feeds of shape [1], [3] and
 [2, 2] to `x` (static shape (None, 1)) answer 3.0 everywhere, as TF Serving does; what the graph cannot
 run is refused with the runtime's own error, and a wrong dtype in TF Serving's words.
 """

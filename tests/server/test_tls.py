@@ -10,7 +10,7 @@ import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
 from layertap.errors import ConfigParseError
-from tests.certificates import self_signed
+from tests.fixtures.certificates import self_signed
 
 
 def test_tls_serving_with_tf_serving_ssl_config(

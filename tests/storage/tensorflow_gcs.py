@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.certificates import self_signed
+from tests.fixtures.certificates import self_signed
 
 __all__ = [
     "GOOGLE_HOSTS",
