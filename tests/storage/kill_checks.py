@@ -6,12 +6,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from layertap.storage.store import ObjectStore, crc32c_of_file
 
-__all__ = ["expected_objects", "loadable_versions_are_complete", "push", "wait_for_claims"]
+__all__ = ["Objects", "expected_objects", "loadable_versions_are_complete", "push", "wait_for_claims"]
 
+#: A version's objects: relative path -> (size, CRC32C).
+Objects = dict[str, tuple[int, str]]
 CHILD = Path(__file__).with_name("publish_child.py")
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +30,7 @@ def push(version: Path, model: str, env: dict[str, str], lease_seconds: float) -
     )
 
 
-def expected_objects(version: Path) -> dict[str, tuple[int, str]]:
+def expected_objects(version: Path) -> Objects:
     """Each file of a version directory, relative path -> (size, CRC32C)."""
     return {
         p.relative_to(version).as_posix(): (p.stat().st_size, crc32c_of_file(p))
@@ -37,9 +40,13 @@ def expected_objects(version: Path) -> dict[str, tuple[int, str]]:
 
 
 def loadable_versions_are_complete(
-    store: ObjectStore, prefix: str, expected: dict[str, tuple[int, str]]
+    store: ObjectStore, prefix: str, expected: Objects | Callable[[int], Objects]
 ) -> int:
-    """Every numbered version that holds saved_model.pb holds every object, byte-exact; returns how many."""
+    """Every numbered version that holds saved_model.pb holds every object, byte-exact; returns how many.
+
+    `expected`: the objects of every version, or of each version (a function of its number), when
+    publishers pushed different directories.
+    """
     by_version: dict[str, dict[str, tuple[int, str | None]]] = {}
     for info in store.list_objects(prefix):
         version, _, relative = info.key[len(prefix) :].partition("/")
@@ -48,7 +55,8 @@ def loadable_versions_are_complete(
     complete = 0
     for version, objects in by_version.items():
         if "saved_model.pb" in objects:
-            assert objects == expected, f"version {version} holds saved_model.pb but is incomplete"
+            wanted = expected(int(version)) if callable(expected) else expected
+            assert objects == wanted, f"version {version} holds saved_model.pb but is incomplete"
             complete += 1
     return complete
 

@@ -5,17 +5,21 @@ on fake-gcs-server while 8 threads call it without pause. A ~100 MB version is p
 by `layertap repo push` children with TensorFlow blocked (tests/storage/publish_child.py: repair, claim,
 upload, the path `layertap export --base-path gs://` takes once its version is built), each SIGKILLed at a
 random moment of its upload (between its claim and the time a whole upload takes), until 30 were killed
-before they finished; after each kill another `layertap repo push` runs to completion; after the last kill,
-once the leases have run out, a last one repairs what the kills left and publishes.
+before they finished; after each kill another `layertap repo push` runs to completion: in every other round
+the same ~100 MB version (whose upload time sets the next kills' window, and which the server loads beside
+the callers), in the others a small version with the same serving_default and answers (a [2, 4] variable);
+after the last kill, once the leases have run out, a last one repairs what the kills left and publishes.
 Asserted: no call fails and every answer is exact; the server never has a version AVAILABLE that was not
 completely published; a watcher that lists the bucket all along never sees a `saved_model.pb` whose version
-lacks another file; after each kill every version holding saved_model.pb is byte-exact (sizes and CRC32C)
+lacks another file, and every version it sees whole is the one its publisher pushed; after each kill every
+version holding saved_model.pb is byte-exact against what its publisher pushed (sizes and CRC32C)
 and nobody but the killed publisher claimed a number; every publisher, killed or not, claims a number never
 used before, and each completed publish is loaded by the server; the final repair settles every claim
 (complete versions kept, partial ones deleted, staging emptied) and the final push gets the next number.
 
 (These were two tests, one with and one without the server, running 30 kills each; one run of 30 kills
-checks both sets of assertions in half the time.)
+checks both sets of assertions in half the time. Then every completing publisher pushed the ~100 MB version
+too: 100 MB uploaded, copied and loaded once more per round, the kills and the checks being the same.)
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -44,7 +49,13 @@ from layertap.storage.publish import RemoteRepository
 from layertap.storage.uri import ObjectLocation
 from tests.storage.emulators import FakeGcs, start_fake_gcs
 from tests.storage.gcs_serving import ServeProcess
-from tests.storage.kill_checks import expected_objects, loadable_versions_are_complete, push, wait_for_claims
+from tests.storage.kill_checks import (
+    Objects,
+    expected_objects,
+    loadable_versions_are_complete,
+    push,
+    wait_for_claims,
+)
 from tests.storage.tensorflow_gcs import RelayProcess, start_tensorflow_gcs_process
 
 # 30 kills, ~32 publishes of 100 MB and as many loads: minutes, more on a loaded machine.
@@ -72,13 +83,11 @@ def _publish(repository: RemoteRepository, folder: Path, env: dict[str, str]) ->
     return int(result["version"]), float(result["window_ms"]), float(result["upload_seconds"])
 
 
-def _export_large(path: Path) -> np.ndarray:
-    """A SavedModel holding one 100 MB variable; serving_default is x @ W[:2, :4]."""
+def _export(path: Path, weights: np.ndarray) -> None:
+    """A SavedModel holding `weights` as one variable; serving_default is x @ weights[:2, :4]."""
     import tensorflow as tf
 
-    weights = np.random.default_rng(17).standard_normal((5000, 5000), dtype=np.float32)
-
-    class Large(tf.Module):
+    class Weights(tf.Module):
         def __init__(self) -> None:
             super().__init__()
             self.weights = tf.Variable(weights)
@@ -87,16 +96,30 @@ def _export_large(path: Path) -> np.ndarray:
         def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
             return {"y": tf.matmul(x, self.weights[:2, :4])}
 
-    module = Large()
+    module = Weights()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    return X @ weights[:2, :4]
+
+
+@dataclass(frozen=True)
+class _Versions:
+    """What the publishers push: `large` (one 100 MB variable), and `small`, which answers the same
+    (`expected`) with a [2, 4] variable."""
+
+    large: Path
+    small: Path
+    expected: np.ndarray
+
+    def source(self, large: bool) -> Path:
+        return self.large if large else self.small
 
 
 @pytest.fixture(scope="module")
-def large_version(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
-    folder = tmp_path_factory.mktemp("large") / "1"
-    expected = _export_large(folder)
-    return folder, expected
+def versions(tmp_path_factory: pytest.TempPathFactory) -> _Versions:
+    weights = np.random.default_rng(17).standard_normal((5000, 5000), dtype=np.float32)
+    large, small = tmp_path_factory.mktemp("large") / "1", tmp_path_factory.mktemp("small") / "1"
+    _export(large, weights)
+    _export(small, weights[:2, :4].copy())
+    return _Versions(large, small, X @ weights[:2, :4])
 
 
 @pytest.fixture(scope="module")
@@ -191,30 +214,33 @@ class _Traffic:
 
 class _Watcher:
     """What a lister of the bucket saw: `violations`, moments when a version had saved_model.pb but lacked
-    another file, and `complete`, the versions it saw whole."""
+    another file, and `complete`, the versions it saw whole (whether as the large or the small version)."""
 
     def __init__(self) -> None:
         self.violations: list[str] = []
-        self.complete: set[int] = set()
+        self.complete: dict[int, bool] = {}
+
+
+def _sizes(folder: Path) -> dict[str, int]:
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
 
 
 @pytest.fixture
-def watcher(memory_gcs: FakeGcs, bucket: str, large_version: tuple[Path, np.ndarray]) -> Iterator[_Watcher]:
-    folder, _ = large_version
-    expected = {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+def watcher(memory_gcs: FakeGcs, bucket: str, versions: _Versions) -> Iterator[_Watcher]:
+    large, small = _sizes(versions.large), _sizes(versions.small)
     seen = _Watcher()
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.wait(0.05):
-            versions: dict[str, dict[str, int]] = {}
+            listed: dict[str, dict[str, int]] = {}
             for name, size in _objects(memory_gcs.endpoint, bucket, "models/m/").items():
                 version, _, relative = name[len("models/m/") :].partition("/")
                 if version.isdigit():
-                    versions.setdefault(version, {})[relative] = size
-            for version, present in versions.items():
-                if present == expected:
-                    seen.complete.add(int(version))
+                    listed.setdefault(version, {})[relative] = size
+            for version, present in listed.items():
+                if present in (large, small):
+                    seen.complete[int(version)] = present == large
                 elif "saved_model.pb" in present:
                     seen.violations.append(f"version {version}: saved_model.pb beside {sorted(present)}")
 
@@ -238,23 +264,36 @@ def _serve(relay: RelayProcess, model: str) -> ServeProcess:
     )
 
 
+def _expected_by(versions: _Versions, large: set[int]) -> Callable[[int], Objects]:
+    """The objects each version must hold: the large version's for the numbers in `large`, else the
+    small's."""
+    return lambda version: _expected_objects(versions.source(version in large))
+
+
 def _kill_during_upload(
-    repository: RemoteRepository, folder: Path, env: dict[str, str], claimed: set[int], moment: float
+    repository: RemoteRepository,
+    versions: _Versions,
+    env: dict[str, str],
+    claimed: set[int],
+    large: set[int],
+    *,
+    moment: float,
 ) -> tuple[set[int], bool]:
-    """Start `layertap repo push`, SIGKILL it `moment` seconds after its claim; returns the numbers it
-    claimed and whether the kill landed before it finished.
+    """Start `layertap repo push` of the large version, SIGKILL it `moment` seconds after its claim; returns
+    the numbers it claimed (added to `large`) and whether the kill landed before it finished.
 
     Checked: it claimed a number above every number used before; afterwards every version holding
     saved_model.pb is byte-exact, and nobody else claimed anything meanwhile.
     """
     store, prefix = repository.store, repository.prefix
-    doomed = push(folder, repository.uri, env, LEASE_SECONDS)
+    doomed = push(versions.large, repository.uri, env, LEASE_SECONDS)
     new = wait_for_claims(store, prefix, claimed, 1)
     assert min(new) > max(claimed)  # a fresh number, never one used before
+    large |= new
     time.sleep(moment)
     doomed.send_signal(signal.SIGKILL)
     doomed.communicate(timeout=30)
-    loadable_versions_are_complete(store, prefix, _expected_objects(folder))
+    loadable_versions_are_complete(store, prefix, _expected_by(versions, large))
     assert set(read_claims(store, prefix)) - claimed == new
     return new, doomed.returncode == -signal.SIGKILL
 
@@ -270,7 +309,7 @@ def _push_after_the_kills(
     return version
 
 
-def _assert_settled(repository: RemoteRepository, folder: Path) -> None:
+def _assert_settled(repository: RemoteRepository, expected: Callable[[int], Objects]) -> None:
     """The repairs settled every claim the kills left: complete versions kept, partial ones deleted, staging
     emptied."""
     store, prefix = repository.store, repository.prefix
@@ -278,60 +317,85 @@ def _assert_settled(repository: RemoteRepository, folder: Path) -> None:
     assert set(states.values()) <= {"published", "abandoned"}
     complete = sorted(v for v, state in states.items() if state == "published")
     assert complete == repository.versions()
-    assert loadable_versions_are_complete(store, prefix, _expected_objects(folder)) == len(complete)
+    assert loadable_versions_are_complete(store, prefix, expected) == len(complete)
     assert store.list_objects(prefix + "_layertap/staging/") == []
+
+
+class _Ledger:
+    """The completed publishes: their numbers, which pushed the large version, the large version's
+    saved_model.pb-less windows and its last upload time (the next kills' window), and every claimed
+    number."""
+
+    def __init__(self) -> None:
+        self.published: list[int] = []
+        self.large: set[int] = set()
+        self.windows: list[float] = []
+        self.upload_seconds = 0.0
+        self.claimed: set[int] = set()
+
+    def record(self, published: tuple[int, float, float], *, large: bool) -> int:
+        version, window, seconds = published
+        self.published.append(version)
+        self.claimed.add(version)
+        if large:
+            self.large.add(version)
+            self.windows.append(window)
+            self.upload_seconds = seconds
+        return version
 
 
 def test_killed_publishers_never_leave_a_half_version_for_layertap_serve(
     memory_gcs: FakeGcs,
     bucket: str,
     memory_relay: RelayProcess,
-    large_version: tuple[Path, np.ndarray],
+    versions: _Versions,
     watcher: _Watcher,
 ) -> None:
-    folder, expected = large_version
     repository = RemoteRepository(ObjectLocation("gs", bucket, "models"), "m")
     env = {**os.environ, **memory_gcs.env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    published: list[int] = []
     killed: list[int] = []
-    windows: list[float] = []
-
-    version, window, upload_seconds = _publish(repository, folder, env)
-    first_upload = upload_seconds
-    published.append(version)
-    windows.append(window)
-    claimed = {version}
+    ledger = _Ledger()
+    ledger.record(_publish(repository, versions.large, env), large=True)
+    first_upload = ledger.upload_seconds
 
     server = _serve(memory_relay, repository.uri)
     try:
-        traffic = _Traffic(server.port(), expected)
+        traffic = _Traffic(server.port(), versions.expected)
         rng = random.Random(17)
         kills = rounds = 0
         try:
             # One publisher at a time, killed at a random moment of its upload (from its claim to where the
-            # last complete publish had finished: uploads beside the callers take longer than the first one,
-            # and the machine's load changes), until 30 were killed before they finished.
+            # last complete publish of the large version had finished: uploads beside the callers take
+            # longer than the first one, and the machine's load changes), until 30 were killed before they
+            # finished.
             while kills < KILLS:
                 rounds += 1
                 assert rounds <= 2 * KILLS, f"only {kills} kills in {rounds - 1} rounds"
                 new, was_killed = _kill_during_upload(
-                    repository, folder, env, claimed, rng.uniform(0.0, upload_seconds)
+                    repository,
+                    versions,
+                    env,
+                    ledger.claimed,
+                    ledger.large,
+                    moment=rng.uniform(0.0, ledger.upload_seconds),
                 )
                 if was_killed:
                     kills += 1
                     killed.extend(sorted(new))
-                claimed |= new
+                ledger.claimed |= new
 
-                version, window, upload_seconds = _publish(repository, folder, env)
+                pushes_large = rounds % 2 == 0
+                claimed_before = set(ledger.claimed)
+                version = ledger.record(
+                    _publish(repository, versions.source(pushes_large), env), large=pushes_large
+                )
                 # A fresh number: never published, never claimed by a killed publisher.
-                assert version not in claimed
-                published.append(version)
-                windows.append(window)
-                claimed.add(version)
+                assert version not in claimed_before
                 traffic.wait_available(version, server)
 
-            version = _push_after_the_kills(repository, folder, env, claimed)
-            published.append(version)
+            version = _push_after_the_kills(repository, versions.large, env, ledger.claimed)
+            ledger.published.append(version)
+            ledger.large.add(version)
             traffic.wait_available(version, server)
         finally:
             traffic.stop()
@@ -339,15 +403,17 @@ def test_killed_publishers_never_leave_a_half_version_for_layertap_serve(
         assert min(traffic.calls) > 0
         # AVAILABLE only ever for versions that were complete in the bucket (a killed publisher may have
         # died after its commit point: then its version is complete, and loading it is right).
-        assert traffic.seen_available <= set(published) | watcher.complete
+        assert traffic.seen_available <= set(ledger.published) | set(watcher.complete)
         assert watcher.violations == []
-        _assert_settled(repository, folder)
+        # Each version the watcher saw whole was the one its publisher pushed.
+        assert watcher.complete == {v: v in ledger.large for v in watcher.complete}
+        _assert_settled(repository, _expected_by(versions, ledger.large))
         print(
             f"\n{kills} kills in {rounds} rounds (claims {killed}); {sum(traffic.calls)} calls, 0 failed; "
-            f"published {published}; "
-            f"first upload {first_upload:.1f} s, last {upload_seconds:.1f} s; "
-            "saved_model.pb-less window per publish (ms): "
-            f"median {np.median(windows):.0f}, max {max(windows):.0f}; "
+            f"published {ledger.published} (large: {sorted(ledger.large & set(ledger.published))}); "
+            f"first upload {first_upload:.1f} s, last {ledger.upload_seconds:.1f} s; "
+            "saved_model.pb-less window per publish of the large version (ms): "
+            f"median {np.median(ledger.windows):.0f}, max {max(ledger.windows):.0f}; "
             f"loads retried (a poll landed in that window): {server.log.count('failed (attempt')}"
         )
     finally:
