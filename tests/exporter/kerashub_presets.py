@@ -2,7 +2,8 @@
 
 Two tokenizer families: BERT (WordPiece, `BertTextClassifierPreprocessor` with segment ids) saved as a
 task's preset (preprocessor.json inside), and GPT-2 (byte-level BPE, `GPT2CausalLMPreprocessor`) saved as
-backbone + tokenizer.
+backbone + tokenizer. One image family: ViT, an image classifier's preset with its image converter
+(`image_converter.json`: resize to 32x32, pixels scaled to [-1, 1]).
 """
 
 from __future__ import annotations
@@ -96,3 +97,42 @@ def reference_features(preset: Preset, sentences: list[str], layers: list[str]) 
     result = {name: np.asarray(value) for name, value in zip(layers, values, strict=True)}
     result["padding_mask"] = np.asarray(features["padding_mask"])
     return result
+
+
+#: the ViT preset's image size (its converter resizes every image to it)
+VIT_IMAGE = 32
+
+
+def build_vit_preset(directory: Path) -> Preset:
+    """Write a small ViT image classifier preset (backbone, image converter) into `directory`."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(5)
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(VIT_IMAGE, VIT_IMAGE, 3),
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+    )
+    converter = keras_hub.layers.ViTImageConverter(
+        image_size=(VIT_IMAGE, VIT_IMAGE), scale=1 / 127.5, offset=-1.0
+    )
+    preprocessor = keras_hub.models.ViTImageClassifierPreprocessor(converter)
+    keras_hub.models.ViTImageClassifier(backbone, num_classes=3, preprocessor=preprocessor).save_to_preset(
+        str(directory)
+    )
+    return Preset("vit", directory, backbone.name, 0)
+
+
+def reference_image_features(preset: Preset, images: np.ndarray, layer: str) -> np.ndarray:
+    """In-process KerasHub: the preset's image converter on `images`, then the backbone cut at `layer`."""
+    import keras
+    import keras_hub
+
+    backbone = keras_hub.models.Backbone.from_preset(str(preset.path))
+    converter = keras_hub.layers.ImageConverter.from_preset(str(preset.path))
+    cut = keras.Model(backbone.inputs, backbone.get_layer(layer).output)
+    return np.asarray(cut(converter(images)))

@@ -115,8 +115,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--with-preprocessor",
         action="store_true",
-        help="KerasHub preset: put its text preprocessor in front of the backbone, so signatures take "
-        "raw text (input 'text', string[batch])",
+        help="KerasHub preset: put its preprocessor in front of the backbone, so signatures take raw "
+        "text (input 'text', string[batch]), or for an image preset images of any size (input 'images')",
     )
     parser.add_argument(
         "--sequence-length",

@@ -110,8 +110,8 @@ def export(
             compare every signature with it (`layertap.compare`) and record the verdicts in the new
             version's manifest (`comparison`), where the label gate reads them. Local base paths only.
         transfer: called as (bytes sent, bytes total, seconds) while a version is uploaded to gs:// or s3://.
-        with_preprocessor: for a KerasHub preset, signatures take raw text: the preset's preprocessor
-            runs in front of the backbone (`layertap.exporter.sources.kerashub`).
+        with_preprocessor: for a KerasHub preset, signatures take raw text (or images of any size): the
+            preset's preprocessor runs in front of the backbone (`layertap.exporter.sources.kerashub`).
         sequence_length: for a preset with its preprocessor, tokens per example (default: the
             preprocessor's, at most the backbone's maximum).
 

@@ -70,7 +70,8 @@ class ModelSource:
         custom_objects: modules (`my_pkg.layers`) or `.py` files imported before a file loads, so the
             classes they register with `@keras.saving.register_keras_serializable` resolve. Safe mode
             stays on.
-        with_preprocessor: for a KerasHub preset, put its text preprocessor in front of the backbone.
+        with_preprocessor: for a KerasHub preset, put its preprocessor (text or image) in front of the
+            backbone.
         sequence_length: for a preset with its preprocessor, tokens per example.
     """
 

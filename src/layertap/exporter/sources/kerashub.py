@@ -1,4 +1,4 @@
-"""KerasHub preset directories: a backbone, and its text preprocessor in front of it when asked.
+"""KerasHub preset directories: a backbone, and its preprocessor (text or image) in front of it when asked.
 
 A preset is what `save_to_preset(DIR)` writes and `from_preset(DIR)` reads offline: `config.json` (the
 backbone), `metadata.json` (with `keras_hub_version`), `model.weights.h5`, and for text models
@@ -6,7 +6,10 @@ backbone), `metadata.json` (with `keras_hub_version`), `model.weights.h5`, and f
 
 With the preprocessor, the model layertap cuts is `text (string[batch]) -> preprocessor -> backbone`,
 so every signature takes raw text and the tokenizer runs in the graph (TF Text ops: the model server
-links them, `layertap.tftext`). Layer specs name the backbone's layers through it
+links them, `layertap.tftext`). An image task's preset (`ResNetImageClassifier.save_to_preset`) saves an
+`image_converter.json` instead: the model is then `images (float32[batch, height, width, C]) -> image
+converter -> backbone`, the converter resizing to the preset's image size and rescaling the pixels.
+Layer specs name the backbone's layers through it
 (`bert_backbone/transformer_layer_0`; `layertap inspect DIR --with-preprocessor` lists them), and a
 head's `mean=padding_mask` reads the mask the preprocessor feeds the backbone.
 
@@ -26,12 +29,15 @@ from typing import Any
 from layertap.errors import UnsupportedModelError, UsageError
 from layertap.exporter.keras2 import layer_configs
 
-__all__ = ["TEXT_INPUT", "is_preset", "keras_file_error", "load_preset"]
+__all__ = ["IMAGE_INPUT", "TEXT_INPUT", "is_preset", "keras_file_error", "load_preset"]
 
 logger = logging.getLogger(__name__)
 
 #: The input name of a preset exported with its preprocessor: one string per example.
 TEXT_INPUT = "text"
+#: The input name of an image preset exported with its image converter: float32[batch, height, width, C].
+IMAGE_INPUT = "images"
+_IMAGE_CONVERTER = "image_converter.json"
 
 # Text task preprocessors, tried in this order: KerasHub picks the subclass that fits the preset's
 # backbone (`BertTextClassifierPreprocessor`, `GPT2CausalLMPreprocessor`...) or reads preprocessor.json.
@@ -56,11 +62,13 @@ def is_preset(path: Path) -> bool:
 
 
 def load_preset(path: Path, *, with_preprocessor: bool, sequence_length: int | None = None) -> Any:
-    """The preset's backbone, or (`with_preprocessor`) a model `text -> preprocessor -> backbone`.
+    """The preset's backbone, or (`with_preprocessor`) a model `text -> preprocessor -> backbone`
+    (`images -> image converter -> backbone` for a preset that saved an image converter).
 
     Args:
         path: the preset directory.
-        with_preprocessor: put the preset's text preprocessor (tokenizer and packer) in front.
+        with_preprocessor: put the preset's text preprocessor (tokenizer and packer), or its image
+            converter (resizing, rescaling), in front.
         sequence_length: tokens per example after packing; default the preprocessor's own, capped at
             the backbone's `max_sequence_length`.
 
@@ -83,6 +91,14 @@ def load_preset(path: Path, *, with_preprocessor: bool, sequence_length: int | N
         if sequence_length is not None:
             raise UsageError("--sequence-length applies to the preprocessor: add --with-preprocessor")
         return backbone
+    converter = _image_converter(keras_hub, path)
+    if converter is not None:
+        if sequence_length is not None:
+            raise UsageError(
+                f"--sequence-length applies to a text preprocessor; {path} holds an image converter "
+                f"({type(converter).__name__}), whose image size is the preset's"
+            )
+        return _with_image_converter(keras, backbone, converter)
     preprocessor = _text_preprocessor(keras_hub, path, backbone)
     limit = getattr(backbone, "max_sequence_length", None)
     if sequence_length is not None:
@@ -100,6 +116,29 @@ def load_preset(path: Path, *, with_preprocessor: bool, sequence_length: int | N
         features = features[0]
     outputs = backbone(features)
     return keras.Model(text, outputs, name=f"{backbone.name}_with_preprocessor")
+
+
+def _image_converter(keras_hub: Any, path: Path) -> Any:
+    """The preset's image converter (`image_converter.json`, saved by an image task's preset), or None."""
+    if not (path / _IMAGE_CONVERTER).is_file():
+        return None
+    try:
+        return keras_hub.layers.ImageConverter.from_preset(str(path))
+    except Exception as error:
+        raise UsageError(
+            f"{path} holds a KerasHub {_IMAGE_CONVERTER}, but it does not load: {type(error).__name__}: "
+            f"{_one_line(error)}; export the backbone alone (without --with-preprocessor)"
+        ) from error
+
+
+def _with_image_converter(keras: Any, backbone: Any, converter: Any) -> Any:
+    """`images -> converter -> backbone`: images of any height and width, the converter resizes them
+    (and rescales the pixel values) as KerasHub's own image tasks do before the backbone."""
+    shape = getattr(backbone, "image_shape", None)
+    channels = shape[-1] if isinstance(shape, list | tuple) and shape and shape[-1] else 3
+    images = keras.Input(shape=(None, None, channels), name=IMAGE_INPUT)
+    logger.info("image converter %s in front of %s", type(converter).__name__, backbone.name)
+    return keras.Model(images, backbone(converter(images)), name=f"{backbone.name}_with_preprocessor")
 
 
 def _text_preprocessor(keras_hub: Any, path: Path, backbone: Any) -> Any:
