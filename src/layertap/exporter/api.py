@@ -89,10 +89,16 @@ def export(
                 l2: L2-normalise the last axis (x / max(norm(x), 1e-6)).
                 float16: cast to float16.
                 bfloat16: cast to bfloat16.
-        input_shape: sample shape (no batch) for a Sequential model that was never built.
-        allow_unsafe: allow model files with Lambda layers.
-        custom_objects: modules or `.py` files to import before loading a file, for the custom
-            classes they register (`@keras.saving.register_keras_serializable`).
+        loading: how the model loads (`LoadingKeywords`, handed to `ModelSource` as they are):
+            input_shape: sample shape (no batch) for a Sequential model that was never built.
+            allow_unsafe: allow model files with Lambda layers.
+            custom_objects: modules or `.py` files to import before loading a file, for the custom
+                classes they register (`@keras.saving.register_keras_serializable`).
+            with_preprocessor: for a KerasHub preset, signatures take raw text (or images of any
+                size): the preset's preprocessor runs in front of the backbone
+                (`layertap.exporter.sources.kerashub`).
+            sequence_length: for a preset with its preprocessor, tokens per example (default: the
+                preprocessor's, at most the backbone's maximum).
         verify: run every signature through TF Serving's loader path and compare with Keras
             before publishing. Turning it off is for experiments only.
         seed: seed of the random verification and warmup inputs.
@@ -110,10 +116,6 @@ def export(
             compare every signature with it (`layertap.compare`) and record the verdicts in the new
             version's manifest (`comparison`), where the label gate reads them. Local base paths only.
         transfer: called as (bytes sent, bytes total, seconds) while a version is uploaded to gs:// or s3://.
-        with_preprocessor: for a KerasHub preset, signatures take raw text (or images of any size): the
-            preset's preprocessor runs in front of the backbone (`layertap.exporter.sources.kerashub`).
-        sequence_length: for a preset with its preprocessor, tokens per example (default: the
-            preprocessor's, at most the backbone's maximum).
 
     Raises:
         UsageError: (subclasses) a bad spec, model, file or base path (LocationError); nothing is written.
