@@ -18,6 +18,8 @@ TFRecord reader, pyarrow only when Parquet is read or written.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Unpack
@@ -96,13 +98,15 @@ def extract(
     source = open_source([inputs] if isinstance(inputs, str | Path) else list(inputs), **reading)
     if targets and not model:
         raise UsageError("remote extraction needs the served model's name (model=..., --model)")
+    started = time.monotonic()
     runner: Runner = (
         RemoteRunner(list(targets), model or "", layers, client_options=client_options)
         if targets
         else InProcessRunner(str(version_dir), layers, model=model)
     )
+    setup = time.monotonic() - started
     try:
-        return run_job(
+        summary = run_job(
             source,
             runner,
             Path(output),
@@ -114,3 +118,4 @@ def extract(
         )
     finally:
         runner.close()
+    return dataclasses.replace(summary, setup_seconds=setup)

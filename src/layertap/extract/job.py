@@ -40,7 +40,14 @@ _SAME = ("model", "version", "outputs", "input", "output_format", "spaces")
 
 @dataclass(frozen=True)
 class ExtractSummary:
-    """What a job did. `records` counts every record of the input (skipped ones included)."""
+    """What a job did. `records` counts every record of the input (skipped ones included).
+
+    `seconds` is the job itself: from `run_job`'s start to the last shard and the state file written,
+    so reading, decoding, inference, writing, fsyncs and the final listing of the shards are in it.
+    `setup_seconds` is what came before, set by `extract`: creating the runner (loading the version
+    and its warm-up run in-process; the metadata call and one warm-up call per server remotely). A
+    signature called in a loop on decoded arrays excludes the same set-up, so `rate` compares with it.
+    """
 
     output: Path
     model: str
@@ -51,10 +58,12 @@ class ExtractSummary:
     resumed_from: int
     seconds: float
     rejects: list[Reject] = field(default_factory=list)
+    setup_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
-        """Records per second processed by this run (records a previous run wrote excluded)."""
+        """Records per second processed by this run (records a previous run wrote excluded), over
+        `seconds` (set-up excluded)."""
         return (self.records - self.resumed_from) / self.seconds if self.seconds > 0 else 0.0
 
     def as_json(self) -> dict[str, Any]:
@@ -67,6 +76,7 @@ class ExtractSummary:
             "rejected": self.rejected,
             "resumed_from": self.resumed_from,
             "seconds": round(self.seconds, 3),
+            "setup_seconds": round(self.setup_seconds, 3),
             "records_per_second": round(self.rate, 1),
             "rejects": [{"id": r.id, "reason": r.reason} for r in self.rejects[:100]],
         }

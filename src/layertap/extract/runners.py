@@ -5,12 +5,24 @@ Both resolve the names asked for (layer names, or signature keys) through the sa
 client builds from GetModelMetadata, so a name means the same signature and output in-process and
 remotely. A runner is pinned to ONE model version for its whole life: features of two versions
 live in two spaces and are never mixed in one output.
+
+Both warm up when they start, before a job's clock does: one example of zeros goes through exactly
+the call the job makes (the same feeds and fetches). A TensorFlow session builds the executor of a
+feed/fetch combination on its first run with it (graph pruning and Grappler's rewrites:
+`DirectSession::GetOrCreateExecutors` in tensorflow/core/common_runtime/direct_session.cc), which TF
+Serving pays at load by replaying a version's warmup records
+(tensorflow_serving/servables/tensorflow/saved_model_warmup.cc). Measured on ResNet50 64x64
+(`conv4_block6_out`): the first run took 1.6 s of CPU against 0.04 s for the next one at batch 1 and
+0.97 s at batch 64, and a batch shape never seen before (40, 13 after 64) cost no more than its share
+of a batch of 64, so one example warms every batch size, the last partial batch included.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,6 +37,8 @@ from layertap.proto import serving_pb2 as pb
 from layertap.version_folder import MANIFEST_PATH, parse_manifest
 
 __all__ = ["InProcessRunner", "OutputSpec", "RemoteRunner", "Runner"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,33 @@ def resolve(catalogue: Catalogue, names: Sequence[str]) -> tuple[InputSpec, dict
     return InputSpec(alias, tuple(tensor.shape[1:]), dtype), outputs
 
 
+def warmup_example(spec: InputSpec) -> np.ndarray | None:
+    """A batch of one example of zeros for `spec` (an open dimension gets size 1), or None for string
+    inputs: the graph parses those (an image file, a tf.Example...) and no string is valid for every
+    model, so their first batch pays the session's set-up instead."""
+    if spec.is_string:
+        return None
+    return np.zeros((1, *(1 if d is None else d for d in spec.shape)), dtype=spec.dtype)
+
+
+def warm(runner: Runner) -> None:
+    """Run `runner` once on `warmup_example` (see the module's docstring); best effort: a model that
+    refuses zeros is logged and the job goes on (its first batch then pays the set-up, and reports
+    whatever is wrong with the real records)."""
+    example = warmup_example(runner.input)
+    if example is None:
+        return
+    started = time.monotonic()
+    try:
+        runner.run(example)
+    except Exception as error:  # the model's own complaint about zeros: not the records' fault
+        logger.warning(
+            "warm-up run of %s/%s failed (%s); the first batch pays it", runner.model, runner.version, error
+        )
+        return
+    logger.info("warmed up %s/%s in %.3f s", runner.model, runner.version, time.monotonic() - started)
+
+
 def _strings(batch: np.ndarray) -> np.ndarray:
     encoded = np.empty(len(batch), dtype=object)
     encoded[:] = [item.encode("utf-8") if isinstance(item, str) else item for item in batch]
@@ -153,6 +194,7 @@ class InProcessRunner:
         ]
         # Two batches in flight: one runs (the session releases the GIL) while the last one is written.
         self.parallelism = 2
+        warm(self)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The outputs for one batch, by name; one session run for every signature asked."""
@@ -233,6 +275,8 @@ class RemoteRunner:
         self._turn = itertools.cycle(self._clients)
         self._lock = threading.Lock()
         self.parallelism = 2 * len(self._clients)
+        for _ in self._clients:  # `run` takes the servers in turn: once each warms every one
+            warm(self)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """The outputs for one batch, by name, from the next server in turn."""
