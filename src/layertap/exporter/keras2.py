@@ -39,6 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from layertap.errors import UnsafeModelError, UnsupportedModelError, UsageError
+from layertap.exporter.keras2_layers import (
+    SUBCLASSED_IDENTIFIER,
+    lambda_classes,
+    needs_rewrite,
+    rewrite_layer,
+    root_identifier,
+)
 
 __all__ = [
     "KERAS2_OP_LAYERS",
@@ -81,8 +88,14 @@ _EXTRA_HINT = "install the Keras 2 route with: pip install 'layertap[keras2]' (t
 
 
 def is_keras2_savedmodel(path: Path) -> bool:
-    """Whether `path` is a Keras 2 SavedModel folder (it holds `keras_metadata.pb`)."""
-    return path.is_dir() and (path / "keras_metadata.pb").is_file()
+    """Whether `path` is a Keras 2 SavedModel folder (it holds `keras_metadata.pb`) whose model Keras 3
+    can rebuild: a Functional or Sequential model, not a subclassed one (`keras2_layers.root_identifier`:
+    a subclassed model has no layer graph in its config, only Python code, so its folder takes the
+    SavedModel graph route instead)."""
+    metadata = path / "keras_metadata.pb"
+    if not (path.is_dir() and metadata.is_file()):
+        return False
+    return root_identifier(metadata.read_bytes()) != SUBCLASSED_IDENTIFIER
 
 
 def is_keras2_archive(path: Path) -> bool:
@@ -95,7 +108,8 @@ def is_keras2_archive(path: Path) -> bool:
 
 def h5_needs_conversion(path: Path) -> bool:
     """Whether Keras 3 needs the conversion to read this `.h5` file: TF-op layers, or a Keras 2 model
-    holding another Functional model (see `_shifted_models`)."""
+    holding another Functional model (see `_shifted_models`), a recurrent layer or a Lambda layer
+    (`keras2_layers`)."""
     import h5py
 
     with h5py.File(path, "r") as handle:
@@ -105,7 +119,9 @@ def h5_needs_conversion(path: Path) -> bool:
         return False
     config = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
     written_by_keras2 = (version.decode() if isinstance(version, bytes) else str(version)).startswith("2.")
-    return bool(op_layers_in(config)) or (written_by_keras2 and bool(_shifted_models(config)))
+    return bool(op_layers_in(config)) or (
+        written_by_keras2 and (bool(_shifted_models(config)) or needs_rewrite(layer_configs(config)))
+    )
 
 
 def op_layers_in(config: Any) -> list[str]:
@@ -192,8 +208,13 @@ def _load_h5(path: Path, *, allow_unsafe: bool, shown: Path | None = None) -> An
     converted = _convert_config(config, allow_unsafe=allow_unsafe, shown=shown)
     with _copy_with_config(path, converted) as copy_path:
         try:
+            # Lambda code runs only when allowed (the same refusal as Keras 3's safe mode, before).
+            lambdas = lambda_classes() if allow_unsafe else {}
             return keras.saving.load_model(
-                copy_path, compile=False, safe_mode=not allow_unsafe, custom_objects=_op_layer_classes()
+                copy_path,
+                compile=False,
+                safe_mode=not allow_unsafe,
+                custom_objects={**_op_layer_classes(), **lambdas},
             )
         except UsageError:
             raise
@@ -240,6 +261,7 @@ def _convert_config(config: dict[str, Any], *, allow_unsafe: bool, shown: Path) 
     converted = copy.deepcopy(config)
     shifted = _shifted_models(converted)
     for layer in layer_configs(converted):
+        rewrite_layer(layer, shown=str(shown))
         if shifted and isinstance(layer.get("inbound_nodes"), list):
             layer["inbound_nodes"] = _shift_references(layer["inbound_nodes"], shifted)
         if layer.get("class_name") not in KERAS2_OP_LAYERS:

@@ -1,0 +1,165 @@
+"""Keras 2 layer configs Keras 3 reads differently: rewritten (or given a Keras 3 class) before loading;
+and which Keras 2 SavedModel folders hold a model Keras 3 can rebuild at all.
+
+Found by exporting tf_keras models Keras 3's legacy `.h5` reader refused or rebuilt wrongly:
+
+- **`time_major`**: Keras 2's recurrent layers (`LSTM`, `GRU`, `SimpleRNN`, `RNN`, also inside
+  `Bidirectional` and `TimeDistributed`) write `time_major` in their config
+  (`tf_keras/src/layers/rnn/base_rnn.py`); Keras 3's are batch-major only and refuse the key
+  ("Unrecognized keyword arguments passed to LSTM: {'time_major': False}"). `False` is Keras 3's only
+  behaviour, so the key is dropped; a time-major layer is refused.
+- **Lambda globals**: Keras 2 rebuilt a Lambda's bytecode with the globals of its own Lambda module, which
+  imports `tf` and `np`, plus those of the module the function was defined in when it is imported
+  (`Lambda._parse_function_config` in `tf_keras/src/layers/core/lambda_layer.py`). Keras 3 gives the
+  function the globals of `keras/src/utils/python_utils.py`, where `tf` is not defined, so the common
+  `Lambda(lambda x: tf.reduce_sum(x, ...))` fails when Keras 3 infers its output shape ("could not
+  automatically infer the shape of the Lambda's output"). With `allow_unsafe`, Keras 2's Lambda layers
+  load as `Keras2Lambda`, which gives the function Keras 2's globals.
+- **Subclassed models**: a Keras 2 SavedModel folder of a subclassed `tf_keras.Model` has no layer graph
+  to rebuild (tf_keras itself cannot write it as `.h5`: "requires the model to be a Functional model or
+  a Sequential model"). Its TensorFlow graph is complete, though, so such a folder takes the route of
+  SavedModels without Keras (`sources/savedmodel_graph`): inner tensors, not layers.
+"""
+
+from __future__ import annotations
+
+import base64
+import marshal
+import sys
+import types
+from collections.abc import Iterable
+from typing import Any
+
+from layertap.errors import UnsupportedModelError
+
+__all__ = ["SUBCLASSED_IDENTIFIER", "lambda_classes", "needs_rewrite", "rewrite_layer", "root_identifier"]
+
+#: The identifier tf_keras gives a subclassed model's node in `keras_metadata.pb` (Functional models are
+#: `_tf_keras_network`, Sequential ones `_tf_keras_sequential`: `tf_keras/src/saving/legacy/saved_model/
+#: constants.py`).
+SUBCLASSED_IDENTIFIER = "_tf_keras_model"
+
+
+def root_identifier(metadata: bytes) -> str:
+    """The identifier of the first node (the saved model itself) of a `keras_metadata.pb`, read without
+    tf_keras: a `SavedMetadata` message whose field 1 repeats `SavedObject`s, where field 4 is the
+    identifier (`tf_keras/src/protobuf/saved_metadata.proto`). "" when the bytes do not parse so."""
+    fields = _fields(metadata)
+    node = fields.get(1)
+    return _fields(node).get(4, b"").decode("utf-8", "replace") if node else ""
+
+
+def _fields(message: bytes) -> dict[int, bytes]:
+    """The first value of each length-delimited field of a protobuf message (other wire types skipped)."""
+    found: dict[int, bytes] = {}
+    position = 0
+    try:
+        while position < len(message):
+            key, position = _varint(message, position)
+            number, wire = key >> 3, key & 7
+            if wire == 2:
+                size, position = _varint(message, position)
+                found.setdefault(number, message[position : position + size])
+                position += size
+            elif wire == 0:
+                _, position = _varint(message, position)
+            elif wire in (1, 5):
+                position += 8 if wire == 1 else 4
+            else:
+                return found
+    except IndexError:
+        return found
+    return found
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+        shift += 7
+
+
+def needs_rewrite(layers: Iterable[dict[str, Any]]) -> bool:
+    """Whether any of these Keras 2 layer configs is one Keras 3 reads differently."""
+    return any(
+        layer.get("class_name") == "Lambda" or "time_major" in (layer.get("config") or {}) for layer in layers
+    )
+
+
+def rewrite_layer(layer: dict[str, Any], *, shown: str) -> None:
+    """Rewrite one layer config (in place) into what Keras 3 reads the same way (module docstring)."""
+    config = layer.get("config")
+    if not isinstance(config, dict) or "time_major" not in config:
+        return
+    if config["time_major"]:
+        raise UnsupportedModelError(
+            f"{shown}: layer {config.get('name')!r} ({layer.get('class_name')}) is time-major "
+            "(time_major=True), which Keras 3's recurrent layers do not offer; rebuild it batch-major "
+            "(transpose the input) and save the model again"
+        )
+    del config["time_major"]
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def lambda_classes() -> dict[str, type]:
+    """`{"Lambda": Keras2Lambda}`, custom objects for a Keras 2 file whose Lambda code may run."""
+    if _CLASSES:
+        return _CLASSES
+    import keras
+
+    @keras.saving.register_keras_serializable(package="layertap", name="Keras2Lambda")
+    class Keras2Lambda(keras.layers.Lambda):  # type: ignore[misc]
+        """A Keras 2 Lambda layer whose function runs with the globals Keras 2 gave it."""
+
+        @classmethod
+        def from_config(
+            cls, config: dict[str, Any], custom_objects: Any = None, safe_mode: Any = None
+        ) -> Any:
+            config = dict(config)
+            module = config.pop("module", None)
+            output_module = config.pop("output_shape_module", None)
+            config.pop("function_type", None)
+            config.pop("output_shape_type", None)
+            config["function"] = _function(config["function"], module)
+            shape = config.get("output_shape")
+            if _is_code(shape):
+                config["output_shape"] = _function(shape, output_module)
+            elif isinstance(shape, list):
+                config["output_shape"] = tuple(shape)
+            return cls(**config)
+
+    _CLASSES["Lambda"] = Keras2Lambda
+    return _CLASSES
+
+
+def _is_code(value: Any) -> bool:
+    """A serialized function: Keras 2's `[code, defaults, closure]`, or Keras 3's `__lambda__` dict."""
+    if isinstance(value, dict):
+        return value.get("class_name") == "__lambda__"
+    return isinstance(value, list | tuple) and len(value) == 3 and isinstance(value[0], str)
+
+
+def _function(value: Any, module: Any) -> Any:
+    """The function a Lambda config holds, with Keras 2's globals (`tf`, `np`, its module's names)."""
+    if not _is_code(value):
+        return value  # a registered function's name: Keras resolves it
+    if isinstance(value, dict):
+        inner = value["config"]
+        code, defaults, closure = inner["code"], inner.get("defaults"), inner.get("closure")
+    else:
+        code, defaults, closure = value
+    import numpy as np
+    import tensorflow as tf
+
+    scope: dict[str, Any] = {"__builtins__": __builtins__, "tf": tf, "np": np}
+    if isinstance(module, str) and module in sys.modules:
+        scope.update(vars(sys.modules[module]))
+    compiled = marshal.loads(base64.b64decode(code.encode("ascii")))
+    cells = tuple(types.CellType(item) for item in closure) if closure else None
+    return types.FunctionType(compiled, scope, compiled.co_name, tuple(defaults) if defaults else None, cells)

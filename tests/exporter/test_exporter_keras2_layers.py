@@ -1,0 +1,110 @@
+"""Keras 2 files Keras 3's reader refused or could not rebuild, each a class of model (found by exporting
+many tf_keras models): recurrent layers (their config's `time_major`), Lambda layers calling `tf`
+(Keras 2's globals), and a subclassed tf_keras model's SavedModel folder (no layer graph: the graph
+route). Exported from the CLI, run through the session loader and `layertap serve`: equal to tf_keras.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from layertap.cli import EXIT_OK, EXIT_USAGE, main
+from tests.fixtures.local_serving import serving
+
+tf_keras = pytest.importorskip("tf_keras", reason="the keras2 extra (tf_keras) is not installed")
+# A global, as in a user's training script: Keras 2 saved the Lambda's code, which names `tf`.
+tf = pytest.importorskip("tensorflow")
+
+SessionRunner = Callable[[Path, str, dict[str, np.ndarray]], dict[str, np.ndarray]]
+# Token ids padded with 0 (masked): the LSTM must skip the padding as tf_keras does.
+IDS = np.array([[3, 4, 5, 0, 0, 0], [1, 2, 3, 4, 5, 6], [9, 0, 0, 0, 0, 0]], dtype=np.int32)
+LAYERS = ["lstm", "scaled", "out"]
+
+
+def _export(argv: list[str]) -> dict[str, Any]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([*argv, "--json"]) == EXIT_OK
+    return dict(json.loads(out.getvalue()))
+
+
+@pytest.fixture(scope="module")
+def recurrent(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A masked Embedding + LSTM + a Lambda calling tf, saved as .h5; tf_keras' values for LAYERS."""
+    tf_keras.utils.set_random_seed(2)
+    ids = tf_keras.Input((6,), dtype="int32", name="ids")
+    embedded = tf_keras.layers.Embedding(12, 4, mask_zero=True, name="embedding")(ids)
+    states = tf_keras.layers.LSTM(5, return_sequences=True, name="lstm")(embedded)
+    # `tf` is not defined where Keras 3 runs a Lambda's code; Keras 2 gave it to every Lambda.
+    scaled = tf_keras.layers.Lambda(lambda t: t * tf.reduce_max(t, axis=-1, keepdims=True), name="scaled")
+    pooled = tf_keras.layers.GRU(3, name="gru")(scaled(states))
+    model = tf_keras.Model(ids, tf_keras.layers.Dense(2, name="out")(pooled))
+    path = tmp_path_factory.mktemp("keras2_rnn") / "rnn.h5"
+    model.save(path)
+    outputs = tf_keras.Model(ids, [model.get_layer(name).output for name in LAYERS])(IDS)
+    return SimpleNamespace(path=path, want={n: np.asarray(v) for n, v in zip(LAYERS, outputs, strict=True)})
+
+
+def test_recurrent_and_lambda_layers_export_equal_to_tf_keras(
+    recurrent: SimpleNamespace, tmp_path: Path, run_in_session: SessionRunner
+) -> None:
+    argv = ["export", str(recurrent.path), "--allow-unsafe", "--base-path", str(tmp_path), "--name", "rnn"]
+    result = _export([*argv, *[arg for layer in LAYERS for arg in ("--layer", layer)]])
+    assert result["verification"]["max_errors"] == dict.fromkeys(result["signatures"], 0.0)
+    for layer in LAYERS:
+        got = run_in_session(Path(result["path"]), layer, {"ids": IDS})[layer]
+        np.testing.assert_allclose(got, recurrent.want[layer], rtol=1e-6, atol=1e-6, err_msg=layer)
+    from layertap.client import LayerClient
+
+    with (
+        serving(SimpleNamespace(name="rnn", path=Path(result["path"]))) as target,
+        LayerClient(target, "rnn") as client,
+    ):
+        client.wait_ready(timeout=60)
+        got = client.predict({"ids": IDS}, ["scaled"])["scaled"]
+    np.testing.assert_allclose(got, recurrent.want["scaled"], rtol=1e-6, atol=1e-6)
+
+
+def test_the_lambda_still_needs_allow_unsafe(
+    recurrent: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["export", str(recurrent.path), "--layer", "lstm", "--base-path", str(tmp_path), "--name", "rnn"]
+    assert main(argv) == EXIT_USAGE
+    assert "contains a Lambda layer" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_subclassed_keras2_folder_takes_the_graph_route(
+    tmp_path: Path, run_in_session: SessionRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Scorer(tf_keras.Model):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(name="scorer")
+            self.hidden = tf_keras.layers.Dense(4, name="hidden")
+            self.score = tf_keras.layers.Dense(1, name="score")
+
+        def call(self, x: Any) -> Any:
+            return self.score(tf.nn.relu(self.hidden(x)))
+
+    tf_keras.utils.set_random_seed(4)
+    model = Scorer()
+    x = np.random.default_rng(1).normal(size=(3, 5)).astype(np.float32)
+    model(x)
+    model.save(tmp_path / "scorer", save_format="tf")
+    assert main(["inspect", str(tmp_path / "scorer"), "--json"]) == EXIT_OK
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["scorer/Relu"]["op"] == "Relu"
+    argv = ["export", str(tmp_path / "scorer"), "--layer", "scorer/Relu", "--base-path", str(tmp_path)]
+    result = _export([*argv, "--name", "scorer"])
+    (alias,) = result["signatures"]["scorer/Relu"]["inputs"]
+    got = run_in_session(Path(result["path"]), "scorer/Relu", {alias: x})["scorer/Relu"]
+    np.testing.assert_allclose(got, np.maximum(np.asarray(model.hidden(x)), 0.0), rtol=1e-6, atol=1e-6)
