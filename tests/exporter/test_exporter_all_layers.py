@@ -233,3 +233,70 @@ def test_a_sequential_built_on_one_sample_chains_with_a_free_batch(tmp_path: Pat
     assert list(result.signatures) == ["serving_default", "d0", "d1", "d2", "d3", "d4"]
     assert result.signatures["d2"].outputs == {"d2": ((None, 3), "float32")}
     assert max(result.max_errors.values()) <= 1e-5  # verified on a batch of 3
+
+
+def _ops_run_with_calls(path: Path, key: str, x: np.ndarray) -> tuple[list[str], list[str], int]:
+    """(ops, node names) the session runs for signature `key`, the bodies of the functions it
+    keeps as calls included (as saved: the session may prune a call's unused outputs further), and
+    the number of such calls."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
+        definition = meta_graph.signature_def[key]
+        metadata = tf.compat.v1.RunMetadata()
+        session.run(
+            [tensor.name for tensor in definition.outputs.values()],
+            feed_dict={definition.inputs["pixels"].name: x},
+            options=tf.compat.v1.RunOptions(output_partition_graphs=True),
+            run_metadata=metadata,
+        )
+    saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    library = {
+        function.signature.name: function for function in saved.meta_graphs[0].graph_def.library.function
+    }
+    pending = [node for part in metadata.partition_graphs for node in part.node]
+    ran, calls = [], 0
+    while pending:
+        node = pending.pop()
+        ran.append(node)
+        if "PartitionedCall" in node.op:
+            calls += 1
+            # Grappler renames a call it prunes: `<function>_specialized_for_<caller>_at_<graph>`.
+            pending.extend(library[node.attr["f"].func.name.split("_specialized_for_")[0]].node_def)
+    return [node.op for node in ran], [node.name for node in ran], calls
+
+
+def test_deep_chains_keep_segments_as_calls_that_run_only_earlier_layers(
+    residual: Any, tmp_path: Path
+) -> None:
+    """From NOINLINE_FROM layer calls on, a signature calls the segments before its own as
+    functions the session does not inline (so it optimises each segment once, not every prefix
+    again): here forced on the 17-call residual net. Still exact, and a served signature runs
+    its own segment's ancestors and the earlier segments, never a later layer."""
+    import keras
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from layertap.exporter import chain
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(chain, "NOINLINE_FROM", 4)
+        result = export(residual, all_layers=True, base_path=tmp_path, name="residual")
+    saved = saved_model_pb2.SavedModel.FromString((result.path / "saved_model.pb").read_bytes())
+    library = saved.meta_graphs[0].graph_def.library.function
+    # 17 calls in segments of 4: the first four segments are called by later signatures.
+    assert sum(function.attr["_noinline"].b for function in library) == 4
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    reference = keras.Model(residual.inputs, [residual.get_layer(s).output for s in RESIDUAL_SPECS])
+    expected = dict(zip(RESIDUAL_SPECS, reference(x, training=False), strict=True))
+    served = _run_all(result.path, RESIDUAL_SPECS, x)
+    for key in RESIDUAL_SPECS:
+        np.testing.assert_allclose(served[key], np.asarray(expected[key]), rtol=1e-5, atol=1e-5)
+    assert max(result.max_errors.values()) <= 1e-5
+    # b1_relu (call 9) calls segments 0 and 1 (stem .. b1_conv), then applies b1_bn, b1_relu.
+    ops, names, calls = _ops_run_with_calls(result.path, "b1_relu", x)
+    assert calls == 2  # segments 0 and 1
+    assert len([op for op in ops if "Conv2D" in op]) == 3, ops  # stem, b0_conv, b1_conv
+    parts = {re.sub(r"_\d+$", "", part) for name in names for part in name.split("/")}
+    assert [layer for layer in RESIDUAL_SPECS if layer in parts] == RESIDUAL_SPECS[:10]

@@ -9,11 +9,17 @@ of node k calls the segments before k's segment in turn, then a function of its 
 only k's ancestors inside that segment. So every layer is traced about twice in all, a signature holds
 at most sqrt(depth) calls and sqrt(depth) layers of its own, and the weights stay stored once.
 
-When served, a signature still computes only its own prefix: TF Serving's session inlines the
-called functions and prunes what the fetched output does not need (output_filter would not prune:
-the outputs of one function call are computed together). What a signature may also compute is a
-parallel branch that comes before it in the order and ends in a later layer (on a residual network,
-the shortcut of its own block), never a layer after it in the order.
+When served, a signature still computes only its own prefix (output_filter would not prune: the
+outputs of one function call are computed together). On a chain shorter than NOINLINE_FROM layer
+calls, TF Serving's session inlines the called segments and prunes what the fetched output does not
+need. From NOINLINE_FROM calls on, the segments are marked `_noinline`: the session then keeps each
+as one function call, optimised and instantiated once for all the signatures that call it, instead
+of optimising every signature's whole inlined prefix (the sum of the prefixes: quadratic in the
+depth). The signature's own part (its layer's ancestors inside its segment) is still inlined and
+pruned; a segment called whole computes only layers before the signature's segment. Either way, what
+a signature may compute besides its ancestors is a parallel branch that comes before it in the order
+and ends in a later layer (on a residual network, the shortcut of its own block), never a layer after
+it in the order.
 
 The segments are not nested in each other: a chain where segment k calls segment k-1 makes every
 level capture every weight below it and TensorFlow copy the whole nested function library into each
@@ -36,12 +42,16 @@ from layertap.exporter import _graph
 from layertap.exporter.truncate import Signature, free_batch
 from layertap.version_folder import DEFAULT_SIGNATURE
 
-__all__ = ["MIN_SIGNATURES", "chain_functions"]
+__all__ = ["MIN_SIGNATURES", "NOINLINE_FROM", "chain_functions"]
 
 logger = logging.getLogger(__name__)
 
 # Below this many eligible signatures the Keras sub-models cost no more to trace than the segments.
 MIN_SIGNATURES = 4
+# From this many layer calls on, the segments are kept as calls the session does not inline (see
+# the module docstring); below it, the inlined sum of the prefixes is small and inlining lets the
+# session prune each signature to exactly its ancestors.
+NOINLINE_FROM = 64
 
 
 def chain_functions(
@@ -50,7 +60,8 @@ def chain_functions(
     """Concrete functions for the signatures the segment chain can build: {key: concrete function}.
 
     Signatures it cannot build (see the module docstring) are left out, for the caller to trace
-    from their Keras sub-models; an empty dict when the chain does not apply at all.
+    from their Keras sub-models; an empty dict when the chain does not apply at all. Segments are
+    marked `_noinline` when the chain has NOINLINE_FROM layer calls or more.
     """
     order = _order(model)
     if order is None:
@@ -64,8 +75,10 @@ def chain_functions(
     if len(wanted) < MIN_SIGNATURES:
         return {}
     depth = 1 + max(position[id(node)] for _, node in wanted.values())
-    chain = _Chain(model, order[:depth])
-    progress(f"tracing {depth} layer calls in {len(chain.segments)} segments, once each")
+    inline = depth < NOINLINE_FROM
+    chain = _Chain(model, order[:depth], inline=inline)
+    kept = "inlined" if inline else "kept as calls"
+    progress(f"tracing {depth} layer calls in {len(chain.segments)} segments ({kept}), once each")
     functions = {}
     for number, (key, (signature, node)) in enumerate(wanted.items(), start=1):
         progress(f"tracing signature {number}/{len(wanted)} on the segments: {key}")
@@ -103,7 +116,7 @@ def _single_node(model: Any, signature: Signature) -> Any | None:
 class _Chain:
     """The segments of `order`, each traced once, and the signatures built on them."""
 
-    def __init__(self, model: Any, order: Sequence[Any]) -> None:
+    def __init__(self, model: Any, order: Sequence[Any], *, inline: bool) -> None:
         self.order = list(order)
         self.input = model.inputs[0]
         last_use: dict[int, int] = {}
@@ -121,6 +134,7 @@ class _Chain:
                 self.order[start : start + self.size],
                 self.frontiers[start],
                 self.frontiers[min(start + self.size, len(self.order))],
+                inline=inline,
             )
             for start in range(0, len(self.order), self.size)
         ]
@@ -149,8 +163,11 @@ class _Chain:
         return tf.function(run, input_signature=specs, autograph=False).get_concrete_function()
 
 
-def _function(nodes: Sequence[Any], inputs: Sequence[Any], outputs: Sequence[Any]) -> Any:
-    """A concrete function applying `nodes` (in inference mode) to `inputs`, returning `outputs` (lists)."""
+def _function(
+    nodes: Sequence[Any], inputs: Sequence[Any], outputs: Sequence[Any], *, inline: bool = True
+) -> Any:
+    """A concrete function applying `nodes` (in inference mode) to `inputs`, returning `outputs`
+    (lists); with `inline=False`, marked so that TensorFlow keeps it a call instead of inlining it."""
     import tensorflow as tf
 
     # The batch stays free, as in the signatures (`Signature.input_specs`).
@@ -165,4 +182,10 @@ def _function(nodes: Sequence[Any], inputs: Sequence[Any], outputs: Sequence[Any
             _graph.run_node(node, values, training=False)
         return [values[id(tensor)] for tensor in outputs]
 
-    return tf.function(run, input_signature=specs, autograph=False).get_concrete_function()
+    # `_noinline` is honoured by both inliners of the graph runtime TF Serving's session uses:
+    # Grappler's function optimizer skips such functions (`MarkedNoInline` in
+    # tensorflow/core/grappler/optimizers/function_optimizer.cc) and the common runtime refuses to
+    # inline them (`ValidateNoInline` in tensorflow/core/common_runtime/inline_function_utils.cc).
+    attributes = None if inline else {"_noinline": True}
+    function = tf.function(run, input_signature=specs, autograph=False, experimental_attributes=attributes)
+    return function.get_concrete_function()

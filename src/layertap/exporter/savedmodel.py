@@ -10,6 +10,7 @@ with a free batch dimension and the model's dtypes, without device placement.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -68,6 +69,10 @@ def write_savedmodel(
     progress(f"saving {len(concrete)} signatures to {path}")
     with scope_safe_names([signature.model for signature in signatures], archive.w):
         tf.saved_model.save(archive, str(path), signatures=concrete)
+    # The traced graphs hold reference cycles: collected now, their memory (about 0.35 GB for
+    # ResNet50's 177 signatures) is reused by verification instead of adding to the peak.
+    del archive, concrete, chained
+    gc.collect()
 
 
 @contextlib.contextmanager
