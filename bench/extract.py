@@ -205,10 +205,9 @@ def _in_process(case: _Case, version_dir: str, work: Path, quick: bool) -> None:
     if case.small and not quick:
         small = InProcessRunner(version_dir, [case.small])
         floor = _floor(small, count)
-        timed[f"extract in-process (.npy -> Parquet), {case.small}"] = _job(
-            small, work / "images.npy", work / "small", count
-        )
+        job = _job(small, work / "images.npy", work / "small", count)
         timed[f"floor, {case.small}"] = floor + _floor(small, count)
+        timed[f"extract in-process (.npy -> Parquet), {case.small}"] = job
         small.close()
 
 
