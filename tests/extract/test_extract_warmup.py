@@ -19,7 +19,8 @@ from layertap.extract import InProcessRunner, RemoteRunner, extract
 from layertap.extract.records import InputSpec
 from layertap.extract.runners import warmup_example
 from layertap.server.dataplane.metrics import METRICS
-from tests.extract.conftest import CNN_LAYERS, version_dir
+from tests.extract.conftest import CNN_LAYERS
+from tests.fixtures.local_serving import version_dir
 
 WARMED = "warmed up digits/1"
 
