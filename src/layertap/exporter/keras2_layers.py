@@ -8,6 +8,8 @@ Found by exporting tf_keras models Keras 3's legacy `.h5` reader refused or rebu
   (`tf_keras/src/layers/rnn/base_rnn.py`); Keras 3's are batch-major only and refuse the key
   ("Unrecognized keyword arguments passed to LSTM: {'time_major': False}"). `False` is Keras 3's only
   behaviour, so the key is dropped; a time-major layer is refused.
+- **`groups` of depthwise convolutions**: Keras 2's `DepthwiseConv1D`/`DepthwiseConv2D` write the
+  `groups: 1` of their Conv base (MobileNet, EfficientNet), which Keras 3's refuse; it is dropped.
 - **Lambda globals**: Keras 2 rebuilt a Lambda's bytecode with the globals of its own Lambda module, which
   imports `tf` and `np`, plus those of the module the function was defined in when it is imported
   (`Lambda._parse_function_config` in `tf_keras/src/layers/core/lambda_layer.py`). Keras 3 gives the
@@ -86,14 +88,19 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
 def needs_rewrite(layers: Iterable[dict[str, Any]]) -> bool:
     """Whether any of these Keras 2 layer configs is one Keras 3 reads differently."""
     return any(
-        layer.get("class_name") == "Lambda" or "time_major" in (layer.get("config") or {}) for layer in layers
+        layer.get("class_name") in ("Lambda", *_DEPTHWISE) or "time_major" in (layer.get("config") or {})
+        for layer in layers
     )
 
 
 def rewrite_layer(layer: dict[str, Any], *, shown: str) -> None:
     """Rewrite one layer config (in place) into what Keras 3 reads the same way (module docstring)."""
     config = layer.get("config")
-    if not isinstance(config, dict) or "time_major" not in config:
+    if not isinstance(config, dict):
+        return
+    if layer.get("class_name") in _DEPTHWISE and config.get("groups") == 1:
+        del config["groups"]
+    if "time_major" not in config:
         return
     if config["time_major"]:
         raise UnsupportedModelError(
@@ -103,6 +110,10 @@ def rewrite_layer(layer: dict[str, Any], *, shown: str) -> None:
         )
     del config["time_major"]
 
+
+# Keras 2's depthwise convolutions inherit `groups` from its Conv base and write `groups: 1`; Keras 3's
+# refuse the key ("Unrecognized keyword arguments passed to DepthwiseConv2D: {'groups': 1}").
+_DEPTHWISE = ("DepthwiseConv1D", "DepthwiseConv2D")
 
 _CLASSES: dict[str, type] = {}
 
