@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from layertap.errors import UnsupportedModelError
+from layertap.wire._protowire import LEN, UnhandledLayoutError, fields
 
 __all__ = ["SUBCLASSED_IDENTIFIER", "lambda_classes", "needs_rewrite", "rewrite_layer", "root_identifier"]
 
@@ -46,43 +47,21 @@ def root_identifier(metadata: bytes) -> str:
     """The identifier of the first node (the saved model itself) of a `keras_metadata.pb`, read without
     tf_keras: a `SavedMetadata` message whose field 1 repeats `SavedObject`s, where field 4 is the
     identifier (`tf_keras/src/protobuf/saved_metadata.proto`). "" when the bytes do not parse so."""
-    fields = _fields(metadata)
-    node = fields.get(1)
-    return _fields(node).get(4, b"").decode("utf-8", "replace") if node else ""
+    node = _first_bytes_field(metadata, 1)
+    identifier = _first_bytes_field(node, 4) if node is not None else None
+    return identifier.decode("utf-8", "replace") if identifier else ""
 
 
-def _fields(message: bytes) -> dict[int, bytes]:
-    """The first value of each length-delimited field of a protobuf message (other wire types skipped)."""
-    found: dict[int, bytes] = {}
-    position = 0
+def _first_bytes_field(message: bytes, number: int) -> bytes | None:
+    """The first length-delimited field `number` of a protobuf message, or None (absent, or the bytes
+    stop parsing before it)."""
     try:
-        while position < len(message):
-            key, position = _varint(message, position)
-            number, wire = key >> 3, key & 7
-            if wire == 2:
-                size, position = _varint(message, position)
-                found.setdefault(number, message[position : position + size])
-                position += size
-            elif wire == 0:
-                _, position = _varint(message, position)
-            elif wire in (1, 5):
-                position += 8 if wire == 1 else 4
-            else:
-                return found
-    except IndexError:
-        return found
-    return found
-
-
-def _varint(data: bytes, position: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, position
-        shift += 7
+        for field, wire_type, start, end in fields(message, 0, len(message)):
+            if field == number and wire_type == LEN:
+                return message[start:end]
+    except UnhandledLayoutError:
+        return None
+    return None
 
 
 def needs_rewrite(layers: Iterable[dict[str, Any]]) -> bool:
