@@ -309,6 +309,22 @@ def test_encoded_responses_are_what_protobuf_builds(
     assert_same(result.outputs, outputs)
 
 
+def test_repeated_map_keys_decode_as_protobuf_merges_them() -> None:
+    # A repeated map key is a layout the fast path leaves to protobuf: the last entry wins, for a
+    # request (with its output filter) as for a response.
+    spec = pb.ModelSpec(name="model", signature_name="s")
+    first = codec.encode_predict_request(spec, {"x": np.arange(3, dtype=np.float32)}, ["y"])
+    second = codec.encode_predict_request(spec, {"x": np.arange(4, dtype=np.int32)}, ["z"])
+    call = codec.decode_predict_request(first + second)
+    assert call.model_spec == spec and call.output_filter == ["y", "z"]
+    assert_same(call.inputs, {"x": np.arange(4, dtype=np.int32)})
+    first = codec.encode_predict_response(spec, {"y": np.ones(2, np.float32)})
+    second = codec.encode_predict_response(spec, {"y": np.zeros(3, np.int64)})
+    result = codec.decode_predict_response(first + second)
+    assert result.model_spec == spec
+    assert_same(result.outputs, {"y": np.zeros(3, np.int64)})
+
+
 def test_fixed_width_outputs_are_views_of_the_reply() -> None:
     array = np.arange(1000, dtype=np.float32)
     for tensor_content in (False, True):

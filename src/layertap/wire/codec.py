@@ -75,15 +75,8 @@ def decode_predict_response(data: bytes | memoryview) -> PredictResult:
     Raises:
         TensorFormatError: the bytes do not parse, or a tensor disagrees with its shape or dtype.
     """
-    data = bytes(data) if not isinstance(data, bytes) else data
-    try:
-        spec_bytes, spans, _ = _fastpath.decode_message(data, map_field=1, spec_field=2, filter_field=None)
-    except UnhandledLayoutError:
-        response = _parse(pb.PredictResponse, data, "PredictResponse")
-        outputs = {alias: _reference(proto, "output", alias) for alias, proto in response.outputs.items()}
-        return PredictResult(model_spec=response.model_spec, outputs=outputs)
-    spec = _parse(pb.ModelSpec, spec_bytes, "PredictResponse.model_spec")
-    return PredictResult(model_spec=spec, outputs=_tensors(data, spans, "output"))
+    spec, outputs, _ = _decode(data, pb.PredictResponse, "output", map_field=1, spec_field=2)
+    return PredictResult(model_spec=spec, outputs=outputs)
 
 
 def encode_predict_response(
@@ -111,15 +104,44 @@ def decode_predict_request(data: bytes | memoryview) -> PredictCall:
         TensorFormatError: the bytes do not parse, or a tensor has an unsupported dtype, a negative
             or absurd shape, content whose length disagrees with its shape, or out-of-range values.
     """
+    spec, inputs, output_filter = _decode(
+        data, pb.PredictRequest, "input", map_field=2, spec_field=1, filter_field=3
+    )
+    return PredictCall(spec, inputs, output_filter)
+
+
+_Predict = TypeVar("_Predict", pb.PredictRequest, pb.PredictResponse)
+
+
+def _decode(
+    data: bytes | memoryview,
+    message_type: type[_Predict],
+    role: str,
+    *,
+    map_field: int,
+    spec_field: int,
+    filter_field: int | None = None,
+) -> tuple[pb.ModelSpec, dict[str, np.ndarray], list[str]]:
+    """A Predict message's model spec, arrays by alias and output filter (a response has none).
+
+    The fast path reads the tensors in place; a layout it does not handle (repeated map keys,
+    groups, ...) is parsed by protobuf instead, with the same result.
+    """
     data = bytes(data) if not isinstance(data, bytes) else data
+    name = message_type.DESCRIPTOR.name
     try:
-        spec_bytes, spans, filters = _fastpath.decode_message(data, map_field=2, spec_field=1, filter_field=3)
+        spec_bytes, spans, filters = _fastpath.decode_message(
+            data, map_field=map_field, spec_field=spec_field, filter_field=filter_field
+        )
     except UnhandledLayoutError:
-        request = _parse(pb.PredictRequest, data, "PredictRequest")
-        inputs = {alias: _reference(proto, "input", alias) for alias, proto in request.inputs.items()}
-        return PredictCall(request.model_spec, inputs, list(request.output_filter))
-    spec = _parse(pb.ModelSpec, spec_bytes, "PredictRequest.model_spec")
-    return PredictCall(spec, _tensors(data, spans, "input"), filters)
+        message = _parse(message_type, data, name)
+        if isinstance(message, pb.PredictRequest):
+            by_alias, filters = message.inputs, list(message.output_filter)
+        else:
+            by_alias, filters = message.outputs, []
+        arrays = {alias: _reference(proto, role, alias) for alias, proto in by_alias.items()}
+        return message.model_spec, arrays, filters
+    return _parse(pb.ModelSpec, spec_bytes, f"{name}.model_spec"), _tensors(data, spans, role), filters
 
 
 def _tensors(data: bytes, spans: Mapping[str, tuple[int, int]], role: str) -> dict[str, np.ndarray]:
