@@ -14,7 +14,7 @@ import base64
 import math
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -351,14 +351,16 @@ def classification_body(result: pb.ClassificationResult) -> bytes:
     """The body of a successful :classify: {"results": [[[label, score], ...], ...]}."""
     if not result.classifications:
         raise _invalid("Cannot convert empty ClassificationResults to JSON")
-    writer = JsonWriter()
-    writer.start_object()
-    writer.key("results")
+    return _body("results", lambda writer: _write_classifications(writer, result.classifications))
+
+
+def _write_classifications(writer: JsonWriter, rows: Sequence[pb.Classifications]) -> None:
+    # One example's [label, score] pairs on one line, the examples one per line.
     writer.start_array()
-    for classifications in result.classifications:
+    for row in rows:
         writer.single_line_arrays = True
         writer.start_array()
-        for item in classifications.classes:
+        for item in row.classes:
             writer.start_array()
             writer.string(item.label)
             writer.raw(decimal(item.score, float32=True))
@@ -366,31 +368,33 @@ def classification_body(result: pb.ClassificationResult) -> bytes:
         writer.end_array()
         writer.single_line_arrays = False
     writer.end_array()
-    writer.end_object()
-    return writer.getvalue()
 
 
 def regression_body(result: pb.RegressionResult) -> bytes:
     """The body of a successful :regress: {"results": [value, ...]}."""
     if not result.regressions:
         raise _invalid("Cannot convert empty RegressionResults to JSON")
-    writer = JsonWriter()
-    writer.start_object()
-    writer.key("results")
-    writer.single_line_arrays = True
-    writer.start_array()
-    for item in result.regressions:
-        writer.raw(decimal(item.value, float32=True))
-    writer.end_array()
-    writer.end_object()
-    return writer.getvalue()
+    values = [decimal(item.value, float32=True).encode() for item in result.regressions]
+
+    def write_values(writer: JsonWriter) -> None:
+        writer.single_line_arrays = True
+        writer.start_array()
+        writer.raws(values)
+        writer.end_array()
+
+    return _body("results", write_values)
 
 
 def error_body(message: str) -> bytes:
     """TF Serving's error body: {"error": message}."""
+    return _body("error", lambda writer: writer.string(message))
+
+
+def _body(key: str, write_value: Callable[[JsonWriter], None]) -> bytes:
+    """A body holding one member, {key: value}, whose value `write_value` writes."""
     writer = JsonWriter()
     writer.start_object()
-    writer.key("error")
-    writer.string(message)
+    writer.key(key)
+    write_value(writer)
     writer.end_object()
     return writer.getvalue()
