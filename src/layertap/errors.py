@@ -1,5 +1,7 @@
 """Every error layertap raises, in one hierarchy.
 
+Every message says what was wrong, what was received and what would be accepted.
+
     LayertapError                      root: `except LayertapError` catches everything layertap raises
     ├── UsageError (ValueError)        the caller asked for something that cannot be done as asked
     │   ├── LayerNotFoundError         a layer spec names no layer (lists the layers and nearest names)
@@ -27,8 +29,6 @@
     └── StorageError                   object storage (gs://, s3://) failed, after retries
         ├── StorageConflictError       a guarded write lost a race: the object changed since it was read
         └── IntegrityError             an uploaded object differs from the local file (size or CRC32C)
-
-Every message says what was wrong, what was received and what would be accepted.
 """
 
 from __future__ import annotations
