@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, get_type_hints
 
 from layertap.errors import ConfigError, LocationError
 from layertap.server.filesystem import config_location, location
@@ -31,42 +31,107 @@ __all__ = [
 DEFAULT_BIND_ADDRESS = "127.0.0.1"
 
 
+def _readable(check: Callable[[str], object]) -> Callable[[str], str]:
+    """A flag type that refuses a path the server cannot read (s3://, other schemes) while parsing.
+
+    A URI is never a relative path, and only what TF Serving can read is served; checked as the
+    arguments are parsed, before TensorFlow is imported or any model loads.
+    """
+
+    def convert(text: str) -> str:
+        if text:
+            try:
+                check(text)
+            except LocationError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+        return text
+
+    return convert
+
+
+def _about(
+    help_text: str, *, parse: Callable[[str], str] | None = None, layertap_only: bool = False
+) -> dict[str, Any]:
+    """A ServerOptions field's flag: its `--help` line, the check its text passes while the arguments
+    are parsed (`parse`, else the field's type), and whether TF Serving has no such flag."""
+    return {"help": help_text, "parse": parse, "layertap_only": layertap_only}
+
+
+def _flag(default: Any, help_text: str, **about: Any) -> Any:
+    """A ServerOptions field that is also a flag (`about`: as `_about`'s keywords)."""
+    return field(default=default, metadata=_about(help_text, **about))
+
+
 @dataclass
 class ServerOptions:
-    """What `layertap serve` was asked to do. Field names follow TF Serving's flag names."""
+    """What `layertap serve` was asked to do. Field names follow TF Serving's flag names.
 
-    port: int = 8500
-    grpc_socket_path: str = ""
-    model_name: str = "default"
-    model_base_path: str = ""
-    model_config_file: str = ""
-    model_config_file_poll_wait_seconds: int = 0
-    file_system_poll_wait_seconds: int = 1
-    enable_model_warmup: bool = True
-    num_request_iterations_for_warmup: int = 0
-    enable_serialization_as_tensor_content: bool = False
-    allow_version_labels_for_unavailable_models: bool = False
-    max_num_load_retries: int = 5
-    load_retry_interval_micros: int = 60 * 1000 * 1000
-    saved_model_tags: str = "serve"
-    tensorflow_intra_op_parallelism: int = 0
-    tensorflow_inter_op_parallelism: int = 0
-    tensorflow_session_parallelism: int = 0
-    grpc_max_threads: int = field(default_factory=lambda: 4 * (os.cpu_count() or 1))
-    grpc_channel_arguments: str = ""
-    enable_grpc_healthcheck_service: bool = True
-    enable_profiler: bool = True
-    enable_batching: bool = False
-    batching_parameters_file: str = ""
-    ssl_config_file: str = ""
-    monitoring_config_file: str = ""
-    rest_api_port: int = 0
-    rest_api_timeout_in_ms: int = 30000
-    enable_signature_method_name_check: bool = False
+    Each field is declared once, with its flag's help: `add_flags` registers a `--NAME` flag per
+    field, typed by the field's annotation.
+    """
+
+    port: int = _flag(8500, "gRPC port (default 8500); 0 picks a free port and logs it")
+    grpc_socket_path: str = _flag("", "also listen for gRPC on this UNIX socket path")
+    model_name: str = _flag("default", "name of the model (ignored with --model_config_file)")
+    model_base_path: str = _flag(
+        "",
+        "folder (or gs://BUCKET/PREFIX) holding numbered version folders of one model",
+        parse=_readable(location),
+    )
+    model_config_file: str = _flag(
+        "",
+        "ModelServerConfig in protobuf text format (models.config; a path or gs://)",
+        parse=_readable(config_location),
+    )
+    model_config_file_poll_wait_seconds: int = _flag(0, "re-read --model_config_file this often; 0 = once")
+    file_system_poll_wait_seconds: int = _flag(1, "look for new versions this often (default 1)")
+    enable_model_warmup: bool = _flag(True, "replay assets.extra/tf_serving_warmup_requests before serving")
+    num_request_iterations_for_warmup: int = _flag(0, "replay each warmup record this many times if > 0")
+    enable_serialization_as_tensor_content: bool = _flag(False, "write response tensors as tensor_content")
+    allow_version_labels_for_unavailable_models: bool = _flag(
+        False, "allow a version label to name a version that is not AVAILABLE yet"
+    )
+    max_num_load_retries: int = _flag(5, "retries after a failed load (default 5)")
+    load_retry_interval_micros: int = _flag(60 * 1000 * 1000, "wait between load retries (default 1 minute)")
+    saved_model_tags: str = _flag("serve", "comma-separated MetaGraph tags to load (default serve)")
+    tensorflow_intra_op_parallelism: int = _flag(0, "threads within one op; 0 = TensorFlow's choice")
+    tensorflow_inter_op_parallelism: int = _flag(0, "ops run at once; 0 = TensorFlow's choice")
+    tensorflow_session_parallelism: int = _flag(0, "sets both parallelisms when they are 0")
+    grpc_max_threads: int = field(
+        default_factory=lambda: 4 * (os.cpu_count() or 1),
+        metadata=_about("requests run at once (default 4 x CPUs)"),
+    )
+    grpc_channel_arguments: str = _flag("", "gRPC server arguments, e.g. grpc.max_connection_age_ms=2000")
+    enable_grpc_healthcheck_service: bool = _flag(
+        True, "serve grpc.health.v1.Health (layertap default: true)"
+    )
+    enable_profiler: bool = _flag(
+        True, "serve tensorflow.ProfilerService on the gRPC port (TensorBoard traces)"
+    )
+    enable_batching: bool = _flag(False, "batch concurrent requests of each signature on the server")
+    batching_parameters_file: str = _flag(
+        "", "BatchingParameters in protobuf text format (with --enable_batching)"
+    )
+    ssl_config_file: str = _flag("", "SSLConfig in protobuf text format: serve gRPC over TLS")
+    monitoring_config_file: str = _flag("", "MonitoringConfig text: Prometheus metrics on the REST port")
+    rest_api_port: int = _flag(0, "HTTP/REST port; 0 = no REST API (default)")
+    rest_api_timeout_in_ms: int = _flag(30000, "deadline of one REST request (default 30000)")
+    enable_signature_method_name_check: bool = _flag(
+        False,
+        "refuse Classify/Regress on signatures whose method_name is not theirs, and Predict on unknown ones",
+    )
     # layertap's own flags (TF Serving has no equivalent).
-    bind_address: str = DEFAULT_BIND_ADDRESS
-    max_queued_requests: int = 64
-    drain_seconds: float = 30.0
+    bind_address: str = _flag(
+        DEFAULT_BIND_ADDRESS,
+        "address to listen on (layertap only; default 127.0.0.1, loopback)",
+        layertap_only=True,
+    )
+    max_queued_requests: int = _flag(
+        64, "requests waiting for a thread before UNAVAILABLE (layertap only)", layertap_only=True
+    )
+    drain_seconds: float = _flag(
+        30.0, "on SIGTERM/SIGINT, wait this long for in-flight requests (layertap only)", layertap_only=True
+    )
 
     @property
     def tags(self) -> list[str]:
@@ -133,94 +198,16 @@ def _refuse(flag: str, reason: str) -> Callable[[str], Any]:
     return convert
 
 
-def _readable(check: Callable[[str], object]) -> Callable[[str], str]:
-    """A flag type that refuses a path the server cannot read (s3://, other schemes) while parsing.
-
-    A URI is never a relative path, and only what TF Serving can read is served; checked as the
-    arguments are parsed, before TensorFlow is imported or any model loads.
-    """
-
-    def convert(text: str) -> str:
-        if text:
-            try:
-                check(text)
-            except LocationError as error:
-                raise argparse.ArgumentTypeError(str(error)) from None
-        return text
-
-    return convert
-
-
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """Register every TF Serving flag (implemented or refused) and layertap's own flags on `parser`."""
-    defaults = ServerOptions()
-
-    def number(name: str, kind: type, help_text: str) -> None:
-        parser.add_argument(f"--{name}", type=kind, default=getattr(defaults, name), help=help_text)
-
-    def boolean(name: str, help_text: str) -> None:
-        parser.add_argument(
-            f"--{name}",
-            type=parse_bool,
-            nargs="?",
-            const=True,
-            default=getattr(defaults, name),
-            metavar="true|false",
-            help=f"{help_text} (default {str(getattr(defaults, name)).lower()})",
-        )
-
-    def text(name: str, help_text: str) -> None:
-        parser.add_argument(f"--{name}", default=getattr(defaults, name), help=help_text)
-
-    number("port", int, "gRPC port (default 8500); 0 picks a free port and logs it")
-    text("grpc_socket_path", "also listen for gRPC on this UNIX socket path")
-    text("model_name", "name of the model (ignored with --model_config_file)")
-    parser.add_argument(
-        "--model_base_path",
-        type=_readable(location),
-        default=defaults.model_base_path,
-        help="folder (or gs://BUCKET/PREFIX) holding numbered version folders of one model",
-    )
-    parser.add_argument(
-        "--model_config_file",
-        type=_readable(config_location),
-        default=defaults.model_config_file,
-        help="ModelServerConfig in protobuf text format (models.config; a path or gs://)",
-    )
-    number("model_config_file_poll_wait_seconds", int, "re-read --model_config_file this often; 0 = once")
-    number("file_system_poll_wait_seconds", int, "look for new versions this often (default 1)")
-    boolean("enable_model_warmup", "replay assets.extra/tf_serving_warmup_requests before serving")
-    number("num_request_iterations_for_warmup", int, "replay each warmup record this many times if > 0")
-    boolean("enable_serialization_as_tensor_content", "write response tensors as tensor_content")
-    boolean(
-        "allow_version_labels_for_unavailable_models",
-        "allow a version label to name a version that is not AVAILABLE yet",
-    )
-    number("max_num_load_retries", int, "retries after a failed load (default 5)")
-    number("load_retry_interval_micros", int, "wait between load retries (default 1 minute)")
-    text("saved_model_tags", "comma-separated MetaGraph tags to load (default serve)")
-    number("tensorflow_intra_op_parallelism", int, "threads within one op; 0 = TensorFlow's choice")
-    number("tensorflow_inter_op_parallelism", int, "ops run at once; 0 = TensorFlow's choice")
-    number("tensorflow_session_parallelism", int, "sets both parallelisms when they are 0")
-    number("grpc_max_threads", int, "requests run at once (default 4 x CPUs)")
-    text("grpc_channel_arguments", "gRPC server arguments, e.g. grpc.max_connection_age_ms=2000")
-    boolean("enable_grpc_healthcheck_service", "serve grpc.health.v1.Health (layertap default: true)")
-    boolean("enable_profiler", "serve tensorflow.ProfilerService on the gRPC port (TensorBoard traces)")
-    boolean("enable_batching", "batch concurrent requests of each signature on the server")
-    text("batching_parameters_file", "BatchingParameters in protobuf text format (with --enable_batching)")
-    text("ssl_config_file", "SSLConfig in protobuf text format: serve gRPC over TLS")
-    text("monitoring_config_file", "MonitoringConfig text: Prometheus metrics on the REST port")
-    number("rest_api_port", int, "HTTP/REST port; 0 = no REST API (default)")
-    number("rest_api_timeout_in_ms", int, "deadline of one REST request (default 30000)")
-    boolean(
-        "enable_signature_method_name_check",
-        "refuse Classify/Regress on signatures whose method_name is not theirs, and Predict on unknown ones",
-    )
+    defaults, kinds = ServerOptions(), get_type_hints(ServerOptions)
+    tf_serving = [option for option in fields(ServerOptions) if not option.metadata["layertap_only"]]
+    own = [option for option in fields(ServerOptions) if option.metadata["layertap_only"]]
+    for option in tf_serving:
+        _add_flag(parser, option, getattr(defaults, option.name), kinds[option.name])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    # layertap's own flags.
-    text("bind_address", "address to listen on (layertap only; default 127.0.0.1, loopback)")
-    number("max_queued_requests", int, "requests waiting for a thread before UNAVAILABLE (layertap only)")
-    number("drain_seconds", float, "on SIGTERM/SIGINT, wait this long for in-flight requests (layertap only)")
+    for option in own:
+        _add_flag(parser, option, getattr(defaults, option.name), kinds[option.name])
     for flag, reason in UNSUPPORTED_FLAGS.items():
         parser.add_argument(
             f"--{flag}",
@@ -230,6 +217,23 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
             default=None,
             help=argparse.SUPPRESS,
         )
+
+
+def _add_flag(parser: argparse.ArgumentParser, option: Field[Any], default: Any, kind: type) -> None:
+    """`--NAME` for one ServerOptions field of type `kind`; a boolean is given bare or as true/false/1/0."""
+    if kind is bool:
+        parser.add_argument(
+            f"--{option.name}",
+            type=parse_bool,
+            nargs="?",
+            const=True,
+            default=default,
+            metavar="true|false",
+            help=f"{option.metadata['help']} (default {str(default).lower()})",
+        )
+    else:
+        parse = option.metadata["parse"] or kind
+        parser.add_argument(f"--{option.name}", type=parse, default=default, help=option.metadata["help"])
 
 
 def options_from_args(args: argparse.Namespace) -> ServerOptions:
