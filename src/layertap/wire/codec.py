@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -50,6 +50,25 @@ class PredictCall:
     output_filter: list[str] = field(default_factory=list)
 
 
+_Predict = TypeVar("_Predict", pb.PredictRequest, pb.PredictResponse)
+
+
+@dataclass(frozen=True)
+class _Layout(Generic[_Predict]):
+    """Where a Predict message keeps its parts: the numbers of its fields."""
+
+    message: type[_Predict]
+    role: str  # what its tensors are called in error messages
+    spec: int
+    tensors: int
+    output_filter: int | None = None
+
+
+# The field numbers of tensorflow_serving/apis/predict.proto (layertap/proto/serving.proto copies them).
+_REQUEST = _Layout(pb.PredictRequest, "input", spec=1, tensors=2, output_filter=3)
+_RESPONSE = _Layout(pb.PredictResponse, "output", spec=2, tensors=1)
+
+
 def encode_predict_request(
     spec: pb.ModelSpec, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
 ) -> bytes:
@@ -58,13 +77,7 @@ def encode_predict_request(
     Raises:
         TensorFormatError: an input's dtype has no TensorFlow DataType.
     """
-    return _fastpath.encode_message(
-        [
-            (1, spec.SerializeToString()),
-            *_fastpath.tensor_entries(2, inputs, typed=False),
-            *((3, alias) for alias in output_filter),
-        ]
-    )
+    return _encode(_REQUEST, spec, inputs, typed=False, output_filter=output_filter)
 
 
 def decode_predict_response(data: bytes | memoryview) -> PredictResult:
@@ -75,7 +88,7 @@ def decode_predict_response(data: bytes | memoryview) -> PredictResult:
     Raises:
         TensorFormatError: the bytes do not parse, or a tensor disagrees with its shape or dtype.
     """
-    spec, outputs, _ = _decode(data, pb.PredictResponse, "output", map_field=1, spec_field=2)
+    spec, outputs, _ = _decode(data, _RESPONSE)
     return PredictResult(model_spec=spec, outputs=outputs)
 
 
@@ -87,12 +100,7 @@ def encode_predict_response(
     Raises:
         TensorFormatError: an output's dtype has no TensorFlow DataType.
     """
-    return _fastpath.encode_message(
-        [
-            *_fastpath.tensor_entries(1, outputs, typed=not tensor_content),
-            (2, spec.SerializeToString()),
-        ]
-    )
+    return _encode(_RESPONSE, spec, outputs, typed=not tensor_content)
 
 
 def decode_predict_request(data: bytes | memoryview) -> PredictCall:
@@ -104,23 +112,30 @@ def decode_predict_request(data: bytes | memoryview) -> PredictCall:
         TensorFormatError: the bytes do not parse, or a tensor has an unsupported dtype, a negative
             or absurd shape, content whose length disagrees with its shape, or out-of-range values.
     """
-    spec, inputs, output_filter = _decode(
-        data, pb.PredictRequest, "input", map_field=2, spec_field=1, filter_field=3
-    )
+    spec, inputs, output_filter = _decode(data, _REQUEST)
     return PredictCall(spec, inputs, output_filter)
 
 
-_Predict = TypeVar("_Predict", pb.PredictRequest, pb.PredictResponse)
+def _encode(
+    layout: _Layout[_Predict],
+    spec: pb.ModelSpec,
+    tensors: Mapping[str, np.ndarray],
+    *,
+    typed: bool,
+    output_filter: Sequence[str] = (),
+) -> bytes:
+    """A Predict message's bytes, its fields in number order as protobuf writes them."""
+    fields: dict[int, list[tuple[int, bytes | str | _fastpath.TensorEntry]]] = {
+        layout.spec: [(layout.spec, spec.SerializeToString())],
+        layout.tensors: _fastpath.tensor_entries(layout.tensors, tensors, typed=typed),
+    }
+    if layout.output_filter is not None:
+        fields[layout.output_filter] = [(layout.output_filter, alias) for alias in output_filter]
+    return _fastpath.encode_message([entry for number in sorted(fields) for entry in fields[number]])
 
 
 def _decode(
-    data: bytes | memoryview,
-    message_type: type[_Predict],
-    role: str,
-    *,
-    map_field: int,
-    spec_field: int,
-    filter_field: int | None = None,
+    data: bytes | memoryview, layout: _Layout[_Predict]
 ) -> tuple[pb.ModelSpec, dict[str, np.ndarray], list[str]]:
     """A Predict message's model spec, arrays by alias and output filter (a response has none).
 
@@ -128,20 +143,21 @@ def _decode(
     groups, ...) is parsed by protobuf instead, with the same result.
     """
     data = bytes(data) if not isinstance(data, bytes) else data
-    name = message_type.DESCRIPTOR.name
+    name = layout.message.DESCRIPTOR.name
     try:
         spec_bytes, spans, filters = _fastpath.decode_message(
-            data, map_field=map_field, spec_field=spec_field, filter_field=filter_field
+            data, map_field=layout.tensors, spec_field=layout.spec, filter_field=layout.output_filter
         )
     except UnhandledLayoutError:
-        message = _parse(message_type, data, name)
+        message = _parse(layout.message, data, name)
         if isinstance(message, pb.PredictRequest):
             by_alias, filters = message.inputs, list(message.output_filter)
         else:
             by_alias, filters = message.outputs, []
-        arrays = {alias: _reference(proto, role, alias) for alias, proto in by_alias.items()}
+        arrays = {alias: _reference(proto, layout.role, alias) for alias, proto in by_alias.items()}
         return message.model_spec, arrays, filters
-    return _parse(pb.ModelSpec, spec_bytes, f"{name}.model_spec"), _tensors(data, spans, role), filters
+    spec = _parse(pb.ModelSpec, spec_bytes, f"{name}.model_spec")
+    return spec, _tensors(data, spans, layout.role), filters
 
 
 def _tensors(data: bytes, spans: Mapping[str, tuple[int, int]], role: str) -> dict[str, np.ndarray]:
