@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from layertap.errors import UnsafeModelError, UnsupportedModelError, UsageError
+from layertap.exporter.keras2_foreign import foreign_classes
 from layertap.exporter.keras2_layers import (
     SUBCLASSED_IDENTIFIER,
     lambda_classes,
-    needs_rewrite,
     rewrite_layer,
     root_identifier,
 )
@@ -107,9 +107,10 @@ def is_keras2_archive(path: Path) -> bool:
 
 
 def h5_needs_conversion(path: Path) -> bool:
-    """Whether Keras 3 needs the conversion to read this `.h5` file: TF-op layers, or a Keras 2 model
-    holding another Functional model (see `_shifted_models`), a recurrent layer or a Lambda layer
-    (`keras2_layers`)."""
+    """Whether Keras 3 needs the conversion to read this `.h5` file: TF-op layers, or any model Keras 2
+    wrote. A Keras 2 model may hold another Functional model (see `_shifted_models`), layers whose config
+    Keras 3 reads differently (`keras2_layers`), or layer classes only tf_keras has (`keras2_foreign`);
+    which classes Keras 3 lacks is only known once Keras is imported, and this check must not import it."""
     import h5py
 
     with h5py.File(path, "r") as handle:
@@ -119,9 +120,7 @@ def h5_needs_conversion(path: Path) -> bool:
         return False
     config = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
     written_by_keras2 = (version.decode() if isinstance(version, bytes) else str(version)).startswith("2.")
-    return bool(op_layers_in(config)) or (
-        written_by_keras2 and (bool(_shifted_models(config)) or needs_rewrite(layer_configs(config)))
-    )
+    return written_by_keras2 or bool(op_layers_in(config))
 
 
 def op_layers_in(config: Any) -> list[str]:
@@ -206,6 +205,7 @@ def _load_h5(path: Path, *, allow_unsafe: bool, shown: Path | None = None) -> An
             "Keras layers or keras.ops and save the model again"
         )
     converted = _convert_config(config, allow_unsafe=allow_unsafe, shown=shown)
+    foreign = foreign_classes(converted, shown=str(shown))
     with _copy_with_config(path, converted) as copy_path:
         try:
             # Lambda code runs only when allowed (the same refusal as Keras 3's safe mode, before).
@@ -214,7 +214,7 @@ def _load_h5(path: Path, *, allow_unsafe: bool, shown: Path | None = None) -> An
                 copy_path,
                 compile=False,
                 safe_mode=not allow_unsafe,
-                custom_objects={**_op_layer_classes(), **lambdas},
+                custom_objects={**_op_layer_classes(), **lambdas, **foreign},
             )
         except UsageError:
             raise

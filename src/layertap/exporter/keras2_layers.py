@@ -29,13 +29,12 @@ import base64
 import marshal
 import sys
 import types
-from collections.abc import Iterable
 from typing import Any
 
 from layertap.errors import UnsupportedModelError
 from layertap.wire._protowire import LEN, UnhandledLayoutError, fields
 
-__all__ = ["SUBCLASSED_IDENTIFIER", "lambda_classes", "needs_rewrite", "rewrite_layer", "root_identifier"]
+__all__ = ["SUBCLASSED_IDENTIFIER", "lambda_classes", "rewrite_layer", "root_identifier"]
 
 #: The identifier tf_keras gives a subclassed model's node in `keras_metadata.pb` (Functional models are
 #: `_tf_keras_network`, Sequential ones `_tf_keras_sequential`: `tf_keras/src/saving/legacy/saved_model/
@@ -62,14 +61,6 @@ def _first_bytes_field(message: bytes, number: int) -> bytes | None:
     except UnhandledLayoutError:
         return None
     return None
-
-
-def needs_rewrite(layers: Iterable[dict[str, Any]]) -> bool:
-    """Whether any of these Keras 2 layer configs is one Keras 3 reads differently."""
-    return any(
-        layer.get("class_name") in ("Lambda", *_DEPTHWISE) or "time_major" in (layer.get("config") or {})
-        for layer in layers
-    )
 
 
 def rewrite_layer(layer: dict[str, Any], *, shown: str) -> None:
