@@ -2,7 +2,9 @@
 
 Two tokenizer families: BERT (WordPiece, `BertTextClassifierPreprocessor` with segment ids) saved as a
 task's preset (preprocessor.json inside), and GPT-2 (byte-level BPE, `GPT2CausalLMPreprocessor`) saved as
-backbone + tokenizer. One image family: ViT, an image classifier's preset with its image converter
+backbone + tokenizer. ELECTRA (WordPiece) saved as backbone + tokenizer has no preprocessor class in
+KerasHub: its reference is packed here by hand (`[CLS] words [SEP] [PAD]...`), apart from the product.
+One image family: ViT, an image classifier's preset with its image converter
 (`image_converter.json`: resize to 32x32, pixels scaled to [-1, 1]).
 """
 
@@ -41,11 +43,26 @@ class Preset:
 
 
 def build_preset(family: str, directory: Path) -> Preset:
-    """Write a small `family` ("bert" or "gpt2") preset into `directory`."""
+    """Write a small `family` ("bert", "gpt2" or "electra") preset into `directory`."""
     import keras
     import keras_hub
 
     keras.utils.set_random_seed(5)
+    if family == "electra":
+        backbone = keras_hub.models.ElectraBackbone(
+            vocab_size=len(BERT_VOCABULARY),
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=16,
+            embedding_dim=8,
+            intermediate_dim=32,
+            max_sequence_length=8,
+        )
+        backbone.save_to_preset(str(directory))
+        keras_hub.models.ElectraTokenizer(vocabulary=BERT_VOCABULARY, lowercase=True).save_to_preset(
+            str(directory)
+        )
+        return Preset(family, directory, backbone.name, 8)
     if family == "bert":
         tokenizer = keras_hub.models.BertTokenizer(vocabulary=BERT_VOCABULARY, lowercase=True)
         backbone = keras_hub.models.BertBackbone(
@@ -82,21 +99,40 @@ def reference_features(preset: Preset, sentences: list[str], layers: list[str]) 
     import tensorflow as tf
 
     backbone = keras_hub.models.Backbone.from_preset(str(preset.path))
-    base = (
-        keras_hub.models.TextClassifierPreprocessor
-        if preset.family == "bert"
-        else keras_hub.models.CausalLMPreprocessor
-    )
-    preprocessor = base.from_preset(str(preset.path), sequence_length=preset.sequence_length)
-    features = preprocessor(tf.constant(sentences))
-    if isinstance(features, tuple):
-        features = features[0]
+    if preset.family == "electra":
+        features = packed_by_hand(sentences, preset.sequence_length)
+    else:
+        base = (
+            keras_hub.models.TextClassifierPreprocessor
+            if preset.family == "bert"
+            else keras_hub.models.CausalLMPreprocessor
+        )
+        preprocessor = base.from_preset(str(preset.path), sequence_length=preset.sequence_length)
+        features = preprocessor(tf.constant(sentences))
+        if isinstance(features, tuple):
+            features = features[0]
     cut = keras.Model(backbone.inputs, [backbone.get_layer(name).output for name in layers])
     values = cut(features)
     values = values if isinstance(values, list | tuple) else [values]
     result = {name: np.asarray(value) for name, value in zip(layers, values, strict=True)}
     result["padding_mask"] = np.asarray(features["padding_mask"])
     return result
+
+
+def packed_by_hand(sentences: list[str], length: int) -> dict[str, np.ndarray]:
+    """BERT's packing of whole-word sentences: `[CLS] ids [SEP]`, padded with `[PAD]`, one segment."""
+    ids = {token: index for index, token in enumerate(BERT_VOCABULARY)}
+    rows = []
+    for sentence in sentences:
+        words = [ids.get(word, ids["[UNK]"]) for word in sentence.lower().split()][: length - 2]
+        row = [ids["[CLS]"], *words, ids["[SEP]"]]
+        rows.append(row + [ids["[PAD]"]] * (length - len(row)))
+    token_ids = np.array(rows, dtype=np.int32)
+    return {
+        "token_ids": token_ids,
+        "segment_ids": np.zeros_like(token_ids),
+        "padding_mask": token_ids != ids["[PAD]"],
+    }
 
 
 #: the ViT preset's image size (its converter resizes every image to it)

@@ -1,6 +1,7 @@
 """KerasHub presets with their tokenizer: `layertap export DIR --with-preprocessor` from the CLI, loaded by
 the session loader, served by `layertap serve`, asked with `layertap.client` and the official stubs,
-equal to KerasHub in process. Two tokenizer families: BERT (WordPiece) and GPT-2 (byte-level BPE).
+equal to KerasHub in process. Two tokenizer families: BERT (WordPiece) and GPT-2 (byte-level BPE); and
+ELECTRA, whose preset has a tokenizer but no preprocessor class in KerasHub (the generic one is built).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.fixtures.local_serving import serving
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", params=["bert", "gpt2"])
+@pytest.fixture(scope="module", params=["bert", "gpt2", "electra"])
 def preset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Preset:
     return build_preset(str(request.param), tmp_path_factory.mktemp(f"{request.param}_preset"))
 
@@ -42,7 +43,7 @@ def exported(preset: Preset, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     argv = ["export", str(preset.path), "--with-preprocessor", "--base-path", str(base), "--name", "text"]
     argv += ["--layer", f"{b}/transformer_layer_0", "--json"]
     argv += ["--head", f"pooled={b}/transformer_layer_1:mean=padding_mask"]
-    if preset.family == "bert":  # a CLS token: a causal model's first token is its start token
+    if preset.family != "gpt2":  # a CLS token: a causal model's first token is its start token
         argv += ["--head", f"cls={b}/transformer_layer_1:first"]
     with contextlib.redirect_stdout(out):
         assert main(argv) == EXIT_OK
@@ -60,7 +61,7 @@ def expected(preset: Preset) -> dict[str, np.ndarray]:
         layer0: ref["transformer_layer_0"],
         "pooled": (last * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0),
     }
-    return {**expected, "cls": last[:, 0]} if preset.family == "bert" else expected
+    return {**expected, "cls": last[:, 0]} if preset.family != "gpt2" else expected
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def _close(got: np.ndarray, want: np.ndarray) -> None:
 def test_signatures_take_raw_text_and_verify(exported: dict[str, Any], preset: Preset) -> None:
     layer0 = f"{preset.backbone}/transformer_layer_0"
     signatures = exported["signatures"]
-    heads = {"pooled", "cls"} if preset.family == "bert" else {"pooled"}
+    heads = {"pooled", "cls"} if preset.family != "gpt2" else {"pooled"}
     assert set(signatures) == {"serving_default", layer0, *heads}
     for info in signatures.values():
         assert info["inputs"] == {"text": {"shape": [None], "dtype": "string"}}

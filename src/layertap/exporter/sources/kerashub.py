@@ -155,6 +155,8 @@ def _text_preprocessor(keras_hub: Any, path: Path, backbone: Any) -> Any:
         logger.info("text preprocessor %s from %s", type(preprocessor).__name__, path)
         return preprocessor
     has_tokenizer = (path / "tokenizer.json").is_file()
+    if has_tokenizer:
+        return _generic_preprocessor(keras_hub, path, backbone)
     raise UsageError(
         f"{path} holds a {type(backbone).__name__} preset with no text preprocessor KerasHub can build "
         + (
@@ -165,6 +167,79 @@ def _text_preprocessor(keras_hub: Any, path: Path, backbone: Any) -> Any:
         + f"({'; '.join(tried) or 'no text task in this keras-hub'}); export the backbone alone "
         "(without --with-preprocessor), whose signatures take token ids"
     )
+
+
+def _generic_preprocessor(keras_hub: Any, path: Path, backbone: Any) -> Any:
+    """KerasHub's generic `TextClassifierPreprocessor` over the preset's tokenizer, for a backbone KerasHub
+    has no preprocessor class for (ELECTRA in keras-hub 0.32): `start tokens... end [pad...]` packed by
+    `MultiSegmentPacker` with the tokenizer's own start, end and pad tokens, which is what every
+    encoder's own preprocessor subclass does (`BertTextClassifierPreprocessor` adds nothing to it).
+
+    Raises:
+        UsageError: the tokenizer does not load, lacks a start, end or pad token (packing would be
+            guesswork), or the backbone takes inputs the packer does not make.
+    """
+    try:
+        tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(str(path))
+    except Exception as error:
+        raise UsageError(
+            f"{path} holds a {type(backbone).__name__} preset whose tokenizer.json does not load "
+            f"({type(error).__name__}: {_one_line(error, 160)}); export the backbone alone (without "
+            "--with-preprocessor), whose signatures take token ids"
+        ) from error
+    kind = type(tokenizer).__name__
+    missing = [
+        role for role in ("start", "end", "pad") if getattr(tokenizer, f"{role}_token_id", None) is None
+    ]
+    if missing:
+        raise UsageError(
+            f"{path}: KerasHub has no preprocessor for {type(backbone).__name__}, and its {kind} has no "
+            f"{'/'.join(missing)} token to pack sequences with, so no generic one can be right; export the "
+            "backbone alone (without --with-preprocessor) and feed it token ids"
+        )
+    preprocessor = keras_hub.models.TextClassifierPreprocessor(tokenizer=tokenizer)
+    wanted = set(_input_names(backbone))
+    made = {"token_ids", "padding_mask", "segment_ids"}
+    if not wanted or not wanted <= made:
+        raise UsageError(
+            f"{path}: KerasHub has no preprocessor for {type(backbone).__name__}, and the generic one makes "
+            f"{sorted(made)} while the backbone takes {sorted(wanted)}; export the backbone alone (without "
+            "--with-preprocessor) and feed it its inputs"
+        )
+    logger.warning(
+        "KerasHub has no preprocessor for %s: packing with the generic TextClassifierPreprocessor over "
+        "its %s (start %r, end %r, pad %r)",
+        type(backbone).__name__,
+        kind,
+        *(getattr(tokenizer, f"{role}_token", None) for role in ("start", "end", "pad")),
+    )
+    return _Selected(preprocessor, sorted(wanted))
+
+
+def _input_names(backbone: Any) -> list[str]:
+    inputs = backbone.input
+    return [str(name) for name in inputs] if isinstance(inputs, dict) else []
+
+
+class _Selected:
+    """A preprocessor whose output dict is cut to the inputs the backbone takes (the generic packer also
+    makes segment ids, which a backbone without a segment embedding does not accept)."""
+
+    def __init__(self, preprocessor: Any, names: list[str]) -> None:
+        self.preprocessor = preprocessor
+        self.names = names
+
+    @property
+    def sequence_length(self) -> int:
+        return int(self.preprocessor.sequence_length)
+
+    @sequence_length.setter
+    def sequence_length(self, value: int) -> None:
+        self.preprocessor.sequence_length = value
+
+    def __call__(self, text: Any) -> Any:
+        features = self.preprocessor(text)
+        return {name: features[name] for name in self.names}
 
 
 def _task_order(path: Path) -> list[str]:
