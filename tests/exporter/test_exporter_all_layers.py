@@ -268,8 +268,19 @@ def _ops_run_with_calls(path: Path, key: str, x: np.ndarray) -> tuple[list[str],
     return [node.op for node in ran], [node.name for node in ran], calls
 
 
+@pytest.fixture(scope="module")
+def residual_calls(residual: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The residual net exported as a deep chain (segments kept as calls, weights packed), forced
+    from 4 layer calls on instead of NOINLINE_FROM."""
+    from layertap.exporter import chain
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(chain, "NOINLINE_FROM", 4)
+        return export(residual, all_layers=True, base_path=tmp_path_factory.mktemp("calls"), name="residual")
+
+
 def test_deep_chains_keep_segments_as_calls_that_run_only_earlier_layers(
-    residual: Any, tmp_path: Path
+    residual: Any, residual_calls: Any
 ) -> None:
     """From NOINLINE_FROM layer calls on, a signature calls the segments before its own as
     functions the session does not inline (so it optimises each segment once, not every prefix
@@ -278,11 +289,7 @@ def test_deep_chains_keep_segments_as_calls_that_run_only_earlier_layers(
     import keras
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from layertap.exporter import chain
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(chain, "NOINLINE_FROM", 4)
-        result = export(residual, all_layers=True, base_path=tmp_path, name="residual")
+    result = residual_calls
     saved = saved_model_pb2.SavedModel.FromString((result.path / "saved_model.pb").read_bytes())
     library = saved.meta_graphs[0].graph_def.library.function
     # 17 calls in segments of 4: the first four segments are called by later signatures.
@@ -300,3 +307,39 @@ def test_deep_chains_keep_segments_as_calls_that_run_only_earlier_layers(
     assert len([op for op in ops if "Conv2D" in op]) == 3, ops  # stem, b0_conv, b1_conv
     parts = {re.sub(r"_\d+$", "", part) for name in names for part in name.split("/")}
     assert [layer for layer in RESIDUAL_SPECS if layer in parts] == RESIDUAL_SPECS[:10]
+
+
+def test_deep_chains_read_the_weights_packed_in_one_variable(residual: Any, residual_calls: Any) -> None:
+    """A deep chain's functions read the float weights as slices of one flat variable
+    (`layertap.exporter.packing`), so each captures one variable, not every weight of its prefix;
+    the checkpoint holds that variable alone, TF Serving's ops read it, and every signature is
+    still exactly Keras' (through the session loader, and through `layertap serve` after its
+    warmup)."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from layertap.client import LayerClient
+    from layertap.config.compat import check_compat
+
+    stored = tf.train.list_variables(str(residual_calls.path / "variables" / "variables"))
+    shapes = [shape for name, shape in stored if name != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    # 2,540 parameter bytes (635 floats), each weight rounded up to 16 floats (64 bytes).
+    assert shapes == [[896]]
+    saved = saved_model_pb2.SavedModel.FromString((residual_calls.path / "saved_model.pb").read_bytes())
+    library = saved.meta_graphs[0].graph_def.library.function
+    resources = [
+        sum(argument.type == tf.resource.as_datatype_enum for argument in function.signature.input_arg)
+        for function in library
+    ]
+    assert max(resources) == 1 and len(library) > 18  # serving_default, 17 signatures, their segments
+    assert check_compat(residual_calls.path).compatible
+    assert residual_calls.max_errors == dict.fromkeys(["serving_default", *RESIDUAL_SPECS], 0.0)
+    x = np.random.default_rng(7).normal(size=(3, 8, 8, 3)).astype(np.float32)
+    reference = keras.Model(residual.inputs, [residual.get_layer(s).output for s in RESIDUAL_SPECS])
+    expected = dict(zip(RESIDUAL_SPECS, reference(x, training=False), strict=True))
+    with serving(residual_calls) as target, LayerClient(target, "residual") as client:
+        client.wait_ready(timeout=60)
+        served = client.predict(x, RESIDUAL_SPECS)
+    for key in RESIDUAL_SPECS:
+        np.testing.assert_array_equal(served[key], np.asarray(expected[key]))

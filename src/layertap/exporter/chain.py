@@ -33,16 +33,18 @@ before (`layertap.exporter.savedmodel`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from layertap.exporter import _graph
+from layertap.exporter.packing import PackedWeights, layer_variables
 from layertap.exporter.truncate import Signature, free_batch
 from layertap.version_folder import DEFAULT_SIGNATURE
 
-__all__ = ["MIN_SIGNATURES", "NOINLINE_FROM", "chain_functions"]
+__all__ = ["MIN_SIGNATURES", "NOINLINE_FROM", "chain_functions", "keeps_calls"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,36 +56,58 @@ MIN_SIGNATURES = 4
 NOINLINE_FROM = 64
 
 
+def keeps_calls(model: Any, signatures: Sequence[Signature]) -> bool:
+    """True when these signatures' segment chain spans NOINLINE_FROM layer calls or more: its
+    segments are then kept as calls, and its signatures read the weights packed."""
+    plan = _plan(model, signatures)
+    return plan is not None and plan[2] >= NOINLINE_FROM
+
+
 def chain_functions(
-    model: Any, signatures: Sequence[Signature], progress: Callable[[str], None]
+    model: Any,
+    signatures: Sequence[Signature],
+    progress: Callable[[str], None],
+    weights: PackedWeights | None = None,
 ) -> dict[str, Any]:
     """Concrete functions for the signatures the segment chain can build: {key: concrete function}.
 
     Signatures it cannot build (see the module docstring) are left out, for the caller to trace
     from their Keras sub-models; an empty dict when the chain does not apply at all. Segments are
-    marked `_noinline` when the chain has NOINLINE_FROM layer calls or more.
+    marked `_noinline` when the chain has NOINLINE_FROM layer calls or more. With `weights`, every
+    function reads its layers' float weights as slices of the packed variables
+    (`layertap.exporter.packing`) instead of capturing each weight.
     """
-    order = _order(model)
-    if order is None:
+    plan = _plan(model, signatures)
+    if plan is None:
         return {}
-    position = {id(node): index for index, node in enumerate(order)}
-    wanted: dict[str, tuple[Signature, Any]] = {}
-    for signature in signatures:
-        node = _single_node(model, signature)
-        if node is not None and id(node) in position:
-            wanted[signature.key] = (signature, node)
-    if len(wanted) < MIN_SIGNATURES:
-        return {}
-    depth = 1 + max(position[id(node)] for _, node in wanted.values())
+    order, wanted, depth = plan
     inline = depth < NOINLINE_FROM
-    chain = _Chain(model, order[:depth], inline=inline)
+    chain = _Chain(model, order[:depth], inline=inline, weights=weights)
     kept = "inlined" if inline else "kept as calls"
     progress(f"tracing {depth} layer calls in {len(chain.segments)} segments ({kept}), once each")
     functions = {}
-    for number, (key, (signature, node)) in enumerate(wanted.items(), start=1):
+    for number, (key, (signature, index)) in enumerate(wanted.items(), start=1):
         progress(f"tracing signature {number}/{len(wanted)} on the segments: {key}")
-        functions[key] = chain.signature(signature, position[id(node)])
+        functions[key] = chain.signature(signature, index)
     return functions
+
+
+def _plan(
+    model: Any, signatures: Sequence[Signature]
+) -> tuple[list[Any], dict[str, tuple[Signature, int]], int] | None:
+    """(call nodes in order, {key: (signature, index of its node)}, depth), or None without a chain."""
+    order = _order(model)
+    if order is None:
+        return None
+    position = {id(node): index for index, node in enumerate(order)}
+    wanted: dict[str, tuple[Signature, int]] = {}
+    for signature in signatures:
+        node = _single_node(model, signature)
+        if node is not None and id(node) in position:
+            wanted[signature.key] = (signature, position[id(node)])
+    if len(wanted) < MIN_SIGNATURES:
+        return None
+    return order, wanted, 1 + max(index for _, index in wanted.values())
 
 
 def _order(model: Any) -> list[Any] | None:
@@ -116,8 +140,11 @@ def _single_node(model: Any, signature: Signature) -> Any | None:
 class _Chain:
     """The segments of `order`, each traced once, and the signatures built on them."""
 
-    def __init__(self, model: Any, order: Sequence[Any], *, inline: bool) -> None:
+    def __init__(
+        self, model: Any, order: Sequence[Any], *, inline: bool, weights: PackedWeights | None
+    ) -> None:
         self.order = list(order)
+        self.weights = weights
         self.input = model.inputs[0]
         last_use: dict[int, int] = {}
         for index, node in enumerate(self.order):
@@ -135,6 +162,7 @@ class _Chain:
                 self.frontiers[start],
                 self.frontiers[min(start + self.size, len(self.order))],
                 inline=inline,
+                weights=weights,
             )
             for start in range(0, len(self.order), self.size)
         ]
@@ -149,7 +177,8 @@ class _Chain:
         ancestors, _ = _graph.ancestors(list(node.output_tensors))
         needed = {id(ancestor) for ancestor in ancestors}
         own = [candidate for candidate in self.order[start : index + 1] if id(candidate) in needed]
-        tail = _function(own, self.frontiers[start], list(node.output_tensors))
+        frontier, outputs = self.frontiers[start], list(node.output_tensors)
+        variables = layer_variables(node.operation for node in own)
         before = self.segments[:segment]
         aliases = signature.output_aliases
         specs = signature.tensor_specs()
@@ -158,16 +187,25 @@ class _Chain:
             values = [inputs]
             for function in before:
                 values = function(*values)
-            return dict(zip(aliases, tail(*values), strict=True))
+            # The signature's own part is traced into its own function, not called: one function
+            # fewer per signature to trace, save and optimise.
+            computed = _apply(own, frontier, values, outputs, variables=variables, weights=self.weights)
+            return dict(zip(aliases, computed, strict=True))
 
         return tf.function(run, input_signature=specs, autograph=False).get_concrete_function()
 
 
 def _function(
-    nodes: Sequence[Any], inputs: Sequence[Any], outputs: Sequence[Any], *, inline: bool = True
+    nodes: Sequence[Any],
+    inputs: Sequence[Any],
+    outputs: Sequence[Any],
+    *,
+    inline: bool = True,
+    weights: PackedWeights | None = None,
 ) -> Any:
     """A concrete function applying `nodes` (in inference mode) to `inputs`, returning `outputs`
-    (lists); with `inline=False`, marked so that TensorFlow keeps it a call instead of inlining it."""
+    (lists); with `inline=False`, marked so that TensorFlow keeps it a call instead of inlining it;
+    with `weights`, reading the nodes' float weights from the packed variables."""
     import tensorflow as tf
 
     # The batch stays free, as in the signatures (`Signature.input_specs`).
@@ -176,11 +214,10 @@ def _function(
         for tensor in inputs
     ]
 
+    variables = layer_variables(node.operation for node in nodes)
+
     def run(*arguments: Any) -> list[Any]:
-        values = {id(tensor): argument for tensor, argument in zip(inputs, arguments, strict=True)}
-        for node in nodes:
-            _graph.run_node(node, values, training=False)
-        return [values[id(tensor)] for tensor in outputs]
+        return _apply(nodes, inputs, arguments, outputs, variables=variables, weights=weights)
 
     # `_noinline` is honoured by both inliners of the graph runtime TF Serving's session uses:
     # Grappler's function optimizer skips such functions (`MarkedNoInline` in
@@ -189,3 +226,21 @@ def _function(
     attributes = None if inline else {"_noinline": True}
     function = tf.function(run, input_signature=specs, autograph=False, experimental_attributes=attributes)
     return function.get_concrete_function()
+
+
+def _apply(
+    nodes: Sequence[Any],
+    inputs: Sequence[Any],
+    arguments: Sequence[Any],
+    outputs: Sequence[Any],
+    *,
+    variables: Sequence[Any],
+    weights: PackedWeights | None,
+) -> list[Any]:
+    """While tracing: `nodes` applied to `arguments` (the values of `inputs`), the values of `outputs`;
+    `variables` (the nodes' weights) read packed when there are `weights`."""
+    values = {id(tensor): argument for tensor, argument in zip(inputs, arguments, strict=True)}
+    with weights.reading(variables) if weights is not None else contextlib.nullcontext():
+        for node in nodes:
+            _graph.run_node(node, values, training=False)
+    return [values[id(tensor)] for tensor in outputs]

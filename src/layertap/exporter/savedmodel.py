@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from layertap.exporter.chain import chain_functions
+from layertap.exporter.chain import chain_functions, keeps_calls
 from layertap.exporter.heads import apply_tf
+from layertap.exporter.packing import PackedWeights
 from layertap.exporter.truncate import Signature
 from layertap.names import is_scope_name, scope_name
 
@@ -33,21 +34,27 @@ def write_savedmodel(
     import tensorflow as tf
 
     archive = tf.Module()
+    # A deep segment chain reads the weights packed (`layertap.exporter.packing`): its signatures
+    # then capture one variable per dtype instead of every weight of their prefix. Every signature
+    # of such an export reads them packed, so the SavedModel stores the flat copies alone.
+    weights = PackedWeights(model.variables) if keeps_calls(model, signatures) else None
     # Keras 3 variables wrap tf.Variables; the tf.Variable is what the checkpoint must hold. The
     # attribute name is repeated in every variable's checkpoint key (twice per variable in the
     # variables files), so it is kept to one letter: on small models that overhead is what
     # separates the files from the parameter bytes.
-    archive.w = [variable.value for variable in model.variables]
+    archive.w = [
+        variable.value for variable in model.variables if weights is None or not weights.is_packed(variable)
+    ] + ([] if weights is None else list(weights.flat.values()))
     concrete: dict[str, Any] = {}
     with scope_safe_names([signature.model for signature in signatures], archive.w):
         # Layer signatures of one graph share traced segments (linear cost); the rest, below.
-        chained = chain_functions(model, signatures, progress)
+        chained = chain_functions(model, signatures, progress, weights)
         for number, signature in enumerate(signatures, start=1):
             if signature.key in chained:
                 concrete[signature.key] = chained[signature.key]
                 continue
             progress(f"tracing signature {number}/{len(signatures)}: {signature.key}")
-            concrete[signature.key] = _trace(signature).get_concrete_function()
+            concrete[signature.key] = _trace(signature, weights).get_concrete_function()
     # State the functions use that is not among the model's variables (e.g. the global seed
     # generator behind an unseeded keras.random call) must be tracked too, or saving fails.
     tracked = {id(variable) for variable in archive.w}
@@ -71,7 +78,7 @@ def write_savedmodel(
         tf.saved_model.save(archive, str(path), signatures=concrete)
     # The traced graphs hold reference cycles: collected now, their memory (about 0.35 GB for
     # ResNet50's 177 signatures) is reused by verification instead of adding to the peak.
-    del archive, concrete, chained
+    del archive, concrete, chained, weights
     gc.collect()
 
 
@@ -128,7 +135,7 @@ def captured_resources(model: Any, functions: Iterable[Any]) -> list[Any]:
     return owners
 
 
-def _trace(signature: Signature) -> Any:
+def _trace(signature: Signature, weights: PackedWeights | None) -> Any:
     import tensorflow as tf
 
     specs = signature.tensor_specs()
@@ -137,7 +144,8 @@ def _trace(signature: Signature) -> Any:
 
     def run(*inputs: Any) -> dict[str, Any]:
         # training=False: BatchNormalization uses its moving statistics, Dropout is off.
-        outputs = sub_model(list(inputs), training=False)
+        with weights.reading(sub_model.variables) if weights is not None else contextlib.nullcontext():
+            outputs = sub_model(list(inputs), training=False)
         if not isinstance(outputs, list | tuple):
             outputs = [outputs]
         results = {}
