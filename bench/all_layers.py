@@ -33,6 +33,7 @@ def _child(model_kind: str, count: int, root: Path) -> dict[str, Any]:
 
     model = _models.tutorial_cnn() if model_kind == "cnn" else _models.resnet50(input_size=64)
     names = [layer.name for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     if count == 0:
         result = export(model, all_layers=True, base_path=root, name="m")
@@ -45,8 +46,9 @@ def _child(model_kind: str, count: int, root: Path) -> dict[str, Any]:
         "timings": result.timings,
         "saved_model_pb": (result.path / "saved_model.pb").stat().st_size,
         "peak_rss_mb": usage.ru_maxrss / 1024,
-        # CPU seconds (imports and model building included): on a machine shared with other jobs,
-        # wall time measures the neighbours too.
+        # CPU seconds of the export alone, and of the whole process (imports and model building
+        # included): on a machine shared with other jobs, wall time measures the neighbours too.
+        "export_cpu_seconds": usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime,
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "size_ratio": result.sizes.ratio,
     }
@@ -86,24 +88,28 @@ def run(quick: bool = False) -> Report:
             model=label,
             layers=measured["signatures"],
             seconds=round(measured["seconds"], 1),
-            cpu_s=round(measured["cpu_seconds"], 1),
+            cpu_s=round(measured["export_cpu_seconds"], 1),
+            process_cpu_s=round(measured["cpu_seconds"], 1),
             trace_save_s=round(measured["timings"].get("trace_and_save", 0.0), 1),
             verify_s=round(measured["timings"].get("verify", 0.0), 1),
             peak_rss_mb=round(measured["peak_rss_mb"]),
             saved_model_pb=measured["saved_model_pb"],
             pb_per_signature=round(measured["saved_model_pb"] / (measured["signatures"] + 1)),
             time_vs_first=round(measured["seconds"] / base["seconds"], 2),
-            cpu_vs_first=round(measured["cpu_seconds"] / base["cpu_seconds"], 2),
+            cpu_vs_first=round(measured["export_cpu_seconds"] / base["export_cpu_seconds"], 2),
             memory_vs_first=round(measured["peak_rss_mb"] / base["peak_rss_mb"], 2),
         )
     every = results[0]
     first = results[counts[0]]
     if every is not None and first is not None:
         time_ratio = every["seconds"] / first["seconds"]
+        cpu_ratio = every["export_cpu_seconds"] / first["export_cpu_seconds"]
         memory_ratio = every["peak_rss_mb"] / first["peak_rss_mb"]
     else:
-        time_ratio = memory_ratio = float("inf")
+        time_ratio = cpu_ratio = memory_ratio = float("inf")
     report.target(f"all layers: time vs {counts[0]} layers", time_ratio, "<= 4x", time_ratio <= 4)
+    # The same target in CPU seconds, which the neighbours of a shared machine disturb far less.
+    report.target(f"all layers: export CPU vs {counts[0]} layers", cpu_ratio, "<= 4x", cpu_ratio <= 4)
     report.target(f"all layers: peak memory vs {counts[0]} layers", memory_ratio, "<= 2x", memory_ratio <= 2)
     report.notes.append(
         "each export runs in its own process and includes tracing, saving, the session-loader "

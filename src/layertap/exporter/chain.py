@@ -21,6 +21,10 @@ a signature may compute besides its ancestors is a parallel branch that comes be
 and ends in a later layer (on a residual network, the shortcut of its own block), never a layer after
 it in the order.
 
+From NOINLINE_FROM calls on, the functions also read the float weights as slices of one flat
+variable per dtype (`layertap.exporter.packing`): each captures one variable instead of every weight
+it reads, which is what made tracing and saving a deep signature cost in proportion to its depth.
+
 The segments are not nested in each other: a chain where segment k calls segment k-1 makes every
 level capture every weight below it and TensorFlow copy the whole nested function library into each
 level (ResNet50, 176 levels: 100 s of tracing, 9 GB of memory, minutes in the session's optimiser).
