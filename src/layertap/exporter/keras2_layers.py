@@ -8,8 +8,14 @@ Found by exporting tf_keras models Keras 3's legacy `.h5` reader refused or rebu
   (`tf_keras/src/layers/rnn/base_rnn.py`); Keras 3's are batch-major only and refuse the key
   ("Unrecognized keyword arguments passed to LSTM: {'time_major': False}"). `False` is Keras 3's only
   behaviour, so the key is dropped; a time-major layer is refused.
-- **`groups` of depthwise convolutions**: Keras 2's `DepthwiseConv1D`/`DepthwiseConv2D` write the
-  `groups: 1` of their Conv base (MobileNet, EfficientNet), which Keras 3's refuse; it is dropped.
+- **Keys inherited from a Keras 2 base class**: Keras 2's depthwise, separable and transposed
+  convolutions (`DepthwiseConv2D`, `SeparableConv2D`, `Conv2DTranspose`...: MobileNet, EfficientNet,
+  Xception) write every key of their Conv base: `groups: 1`, and for separable ones an unused
+  `kernel_initializer`, `kernel_regularizer: None`, `kernel_constraint: None`. Keras 3's constructors refuse
+  keys they do not take ("Unrecognized keyword arguments passed to SeparableConv2D: {'groups': 1}"). A
+  key the Keras 3 class does not take is dropped when it cannot change what the layer computes: `None`,
+  `groups: 1` (one group, what those layers do), an initializer (the weights come from the file). Any
+  other is left for Keras 3 to refuse.
 - **Lambda globals**: Keras 2 rebuilt a Lambda's bytecode with the globals of its own Lambda module, which
   imports `tf` and `np`, plus those of the module the function was defined in when it is imported
   (`Lambda._parse_function_config` in `tf_keras/src/layers/core/lambda_layer.py`). Keras 3 gives the
@@ -68,8 +74,8 @@ def rewrite_layer(layer: dict[str, Any], *, shown: str) -> None:
     config = layer.get("config")
     if not isinstance(config, dict):
         return
-    if layer.get("class_name") in _DEPTHWISE and config.get("groups") == 1:
-        del config["groups"]
+    for key in _inert_unknown_keys(str(layer.get("class_name")), config):
+        del config[key]
     if "time_major" not in config:
         return
     if config["time_major"]:
@@ -81,9 +87,35 @@ def rewrite_layer(layer: dict[str, Any], *, shown: str) -> None:
     del config["time_major"]
 
 
-# Keras 2's depthwise convolutions inherit `groups` from its Conv base and write `groups: 1`; Keras 3's
-# refuse the key ("Unrecognized keyword arguments passed to DepthwiseConv2D: {'groups': 1}").
-_DEPTHWISE = ("DepthwiseConv1D", "DepthwiseConv2D")
+def _inert_unknown_keys(class_name: str, config: dict[str, Any]) -> list[str]:
+    """The keys of `config` Keras 3's layer `class_name` does not take and whose values cannot change what
+    it computes (module docstring). Empty for a class Keras 3 does not have: its config is not Keras 3's."""
+    import inspect
+
+    import keras
+
+    found = getattr(keras.layers, class_name, None)
+    if not isinstance(found, type) or not issubclass(found, keras.layers.Layer):
+        return []
+    # Over the class's bases too: a subclass may pass a key on to its base through **kwargs.
+    taken = set(_LAYER_KEYWORDS)
+    for base in found.__mro__:
+        if isinstance(base, type) and issubclass(base, keras.layers.Layer) and "__init__" in vars(base):
+            taken |= set(inspect.signature(vars(base)["__init__"]).parameters)
+    return [
+        key
+        for key, value in config.items()
+        if key not in taken
+        and (value is None or (key == "groups" and value == 1) or key.endswith("_initializer"))
+    ]
+
+
+# What Keras 3's Layer base takes through **kwargs (keras/src/layers/layer.py), besides its own parameters.
+_LAYER_KEYWORDS = frozenset(
+    {"name", "trainable", "dtype", "autocast", "activity_regularizer", "input_shape", "batch_input_shape",
+     "batch_size", "input_dim", "weights"}
+)  # fmt: skip
+
 
 _CLASSES: dict[str, type] = {}
 
