@@ -29,12 +29,14 @@ from typing import Any
 from layertap.errors import UnsupportedModelError, UsageError
 from layertap.exporter.keras2 import layer_configs
 
-__all__ = ["IMAGE_INPUT", "TEXT_INPUT", "is_preset", "keras_file_error", "load_preset"]
+__all__ = ["IMAGE_INPUT", "SEQ2SEQ_INPUTS", "TEXT_INPUT", "is_preset", "keras_file_error", "load_preset"]
 
 logger = logging.getLogger(__name__)
 
 #: The input name of a preset exported with its preprocessor: one string per example.
 TEXT_INPUT = "text"
+#: The inputs of an encoder-decoder preset (BART, T5) exported with its preprocessor, as KerasHub names them.
+SEQ2SEQ_INPUTS = ("encoder_text", "decoder_text")
 #: The input name of an image preset exported with its image converter: float32[batch, height, width, C].
 IMAGE_INPUT = "images"
 _IMAGE_CONVERTER = "image_converter.json"
@@ -100,22 +102,40 @@ def load_preset(path: Path, *, with_preprocessor: bool, sequence_length: int | N
             )
         return _with_image_converter(keras, backbone, converter)
     preprocessor = _text_preprocessor(keras_hub, path, backbone)
-    limit = getattr(backbone, "max_sequence_length", None)
-    if sequence_length is not None:
-        if isinstance(limit, int) and sequence_length > limit:
-            raise UsageError(
-                f"--sequence-length {sequence_length} is longer than the backbone's "
-                f"max_sequence_length {limit}; accepted: 1..{limit}"
-            )
-        preprocessor.sequence_length = sequence_length
-    elif isinstance(limit, int) and preprocessor.sequence_length > limit:
-        preprocessor.sequence_length = limit
+    if isinstance(preprocessor, keras_hub.models.Seq2SeqLMPreprocessor):
+        # An encoder-decoder model reads two texts: the preprocessor takes a dict of both.
+        for attribute in ("encoder_sequence_length", "decoder_sequence_length"):
+            default = getattr(preprocessor, attribute)
+            setattr(preprocessor, attribute, _length(backbone, sequence_length, default))
+        texts = {name: keras.Input(shape=(), dtype="string", name=name) for name in SEQ2SEQ_INPUTS}
+        logger.info("encoder-decoder preset: signatures take %s", " and ".join(SEQ2SEQ_INPUTS))
+        outputs = backbone(preprocessor(texts)[0])
+        return keras.Model(texts, outputs, name=f"{backbone.name}_with_preprocessor")
+    preprocessor.sequence_length = _length(backbone, sequence_length, preprocessor.sequence_length)
     text = keras.Input(shape=(), dtype="string", name=TEXT_INPUT)
     features = preprocessor(text)
     if isinstance(features, tuple):  # (x, y, sample_weight) from a language model's preprocessor
         features = features[0]
     outputs = backbone(features)
     return keras.Model(text, outputs, name=f"{backbone.name}_with_preprocessor")
+
+
+def _length(backbone: Any, wanted: int | None, default: int) -> int:
+    """Tokens per text: `--sequence-length`, else the preprocessor's own, at most the backbone's
+    `max_sequence_length` (a backbone without one, as T5's, takes any length).
+
+    Raises:
+        UsageError: `wanted` is longer than the backbone's limit.
+    """
+    limit = getattr(backbone, "max_sequence_length", None)
+    if wanted is not None:
+        if isinstance(limit, int) and wanted > limit:
+            raise UsageError(
+                f"--sequence-length {wanted} is longer than the backbone's "
+                f"max_sequence_length {limit}; accepted: 1..{limit}"
+            )
+        return wanted
+    return min(default, limit) if isinstance(limit, int) else default
 
 
 def _image_converter(keras_hub: Any, path: Path) -> Any:
