@@ -9,14 +9,17 @@ saving cost per signature. Packed, every function captures one variable per dtyp
 
 Each weight is copied once into the flat variable of its dtype, at an offset that is a multiple of 64
 bytes. Inside a traced function the flat variable is read once (`ReadVariableOp`, which hands out the
-variable's buffer, not a copy) and each weight is a `Slice` of it, reshaped. TensorFlow's CPU `Slice`
-kernel returns a slice along dimension 0 of a 1-D tensor as a view of the input buffer, without
-copying, when its start and its size in bytes are both multiples of Eigen's alignment
-(`IsDim0SliceAligned` in tensorflow/core/framework/ops_util.h, used by `SharedSliceCommonCases` in
-tensorflow/core/kernels/slice_op.cc; Eigen's alignment is at most 64 bytes): a weight whose size is a
-multiple of 64 bytes (ResNet50: every one but the 1,000-float bias of its classifier) is served from the
-packed buffer, and the others are copied by the kernel, a few bytes per request. Slice, Reshape and
-ReadVariableOp are core ops that every TF Serving build has.
+variable's buffer, not a copy) and cut into the weights the function's layers need, each then reshaped.
+TensorFlow's CPU kernels return a piece along dimension 0 of a 1-D tensor as a view of the input buffer,
+without copying, when the piece's start and size in bytes are multiples of Eigen's alignment (at most 64
+bytes): `IsDim0SliceAligned` in tensorflow/core/framework/ops_util.h, used by `Slice`
+(`SharedSliceCommonCases` in tensorflow/core/kernels/slice_op.cc) and, for every piece at once, by `SplitV`
+(`SplitHasAlignedOutputsInFirstDimension` in tensorflow/core/kernels/split_v_op.cc). So the weights whose
+size is a multiple of 64 bytes (ResNet50: every one but the 1,000-float bias of its classifier) come out of
+one `SplitV` (the gaps between them are pieces too), served from the packed buffer; each other weight is a
+`Slice` of its own, which the kernel copies (a few bytes per request). One `SplitV` instead of a `Slice` per
+weight keeps the traced graphs small: two ops per weight instead of five. ReadVariableOp, SplitV, Slice
+and Reshape are core ops that every TF Serving build has.
 
 The Keras layers are called unchanged: inside `reading()`, a `keras.StatelessScope` maps each of their
 variables to its slice, so a layer that reads `self.kernel` gets the slice (its autocast applied as
@@ -92,17 +95,43 @@ class PackedWeights:
         import keras
         import tensorflow as tf
 
-        reads: dict[str, Any] = {}
-        mapping = []
+        wanted: dict[str, list[tuple[int, int, Any]]] = {}  # dtype -> [(offset, count, variable)]
         for variable in _unique(variables):
             place = self._places.get(id(variable))
-            if place is None:
-                continue
-            dtype, offset, shape = place
-            if dtype not in reads:
-                reads[dtype] = self.flat[dtype].read_value()
-            count = int(np.prod(shape, dtype=np.int64))
-            mapping.append((variable, tf.reshape(tf.slice(reads[dtype], [offset], [count]), shape)))
+            if place is not None:
+                dtype, offset, shape = place
+                wanted.setdefault(dtype, []).append((offset, int(np.prod(shape, dtype=np.int64)), variable))
+        mapping = []
+        for dtype, entries in wanted.items():
+            flat = self.flat[dtype].value()
+            step = max(1, ALIGN_BYTES // tf.as_dtype(dtype).size)
+            # Weights whose size is a multiple of the alignment come out of one SplitV, whose pieces
+            # (gaps included) are then all aligned views (`SplitHasAlignedOutputsInFirstDimension` in
+            # tensorflow/core/kernels/split_v_op.cc): two ops and a shape per weight instead of five.
+            # The others are sliced one by one, which copies them alone.
+            aligned = sorted((entry for entry in entries if entry[1] % step == 0), key=lambda e: e[0])
+            sizes: list[int] = []
+            pieces: list[tuple[int, Any]] = []  # (index among the split's outputs, variable)
+            cursor = 0
+            for offset, count, variable in aligned:
+                if offset > cursor:
+                    sizes.append(offset - cursor)
+                pieces.append((len(sizes), variable))
+                sizes.append(count)
+                cursor = offset + count
+            values: dict[int, Any] = {}
+            if pieces:
+                outputs = tf.split(flat, [*sizes, -1])
+                values = {id(variable): outputs[index] for index, variable in pieces}
+            for offset, count, variable in entries:
+                if id(variable) not in values:
+                    values[id(variable)] = tf.slice(flat, [offset], [count])
+            shapes: dict[tuple[int, ...], Any] = {}
+            for _, _, variable in entries:
+                shape = self._places[id(variable)][2]
+                if shape not in shapes:
+                    shapes[shape] = tf.constant(shape, dtype=tf.int64)
+                mapping.append((variable, tf.reshape(values[id(variable)], shapes[shape])))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             yield
         # A stateless scope keeps assignments to itself: a layer that updates a weight while
