@@ -343,3 +343,32 @@ def test_deep_chains_read_the_weights_packed_in_one_variable(residual: Any, resi
         served = client.predict(x, RESIDUAL_SPECS)
     for key in RESIDUAL_SPECS:
         np.testing.assert_array_equal(served[key], np.asarray(expected[key]))
+
+
+def test_a_layer_assigning_a_weight_while_serving_is_refused_when_packed(tmp_path: Path) -> None:
+    """Packed weights are read in a stateless scope, which would drop a layer's assignment: refused,
+    naming the variable, and nothing is published."""
+    import keras
+
+    from layertap.errors import ExportError
+    from layertap.exporter import chain
+
+    class Counting(keras.layers.Layer):
+        def build(self, input_shape: Any) -> None:
+            self.seen = self.add_weight(shape=(), initializer="zeros", trainable=False, name="seen")
+
+        def call(self, inputs: Any) -> Any:
+            self.seen.assign(self.seen + 1.0)
+            return inputs * 2.0
+
+    model = keras.Sequential(
+        [keras.Input((3,)), *(keras.layers.Dense(3, name=f"d{i}") for i in range(4)), Counting(name="count")],
+        name="counting",
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(chain, "NOINLINE_FROM", 4)
+        with pytest.raises(
+            ExportError, match=re.escape("the layer owning 'counting/count/seen' assigns it during inference")
+        ):
+            export(model, all_layers=True, base_path=tmp_path, name="m")
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
