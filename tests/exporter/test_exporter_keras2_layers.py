@@ -110,7 +110,7 @@ def test_a_subclassed_keras2_folder_takes_the_graph_route(
     np.testing.assert_allclose(got, np.maximum(np.asarray(model.hidden(x)), 0.0), rtol=1e-6, atol=1e-6)
 
 
-def test_keras2_depthwise_separable_and_transposed_convolutions_load_exactly(tmp_path: Path) -> None:
+def test_keras2_convolution_and_normalization_configs_load_exactly(tmp_path: Path) -> None:
     from layertap.exporter.loading import load_model
 
     tf_keras.utils.set_random_seed(6)
@@ -118,8 +118,11 @@ def test_keras2_depthwise_separable_and_transposed_convolutions_load_exactly(tmp
     features = tf_keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")(images)
     features = tf_keras.layers.SeparableConv2D(4, 3, name="separable")(features)  # Xception's
     features = tf_keras.layers.Conv2DTranspose(3, 3, strides=2, name="transposed")(features)
+    # MobileNetV3's: a list axis, and a name with '/', which Keras 3 refuses.
+    features = tf_keras.layers.BatchNormalization(axis=[3], name="block/norm")(features)
     model = tf_keras.Model(images, tf_keras.layers.Conv2D(2, 1, name="pointwise")(features))
-    model.save(tmp_path / "depthwise.h5")  # each config holds `groups: 1`, which Keras 3 refuses as it is
+    model.save(tmp_path / "depthwise.h5")  # configs Keras 3 refuses as they are
     x = np.random.default_rng(2).normal(size=(2, 8, 8, 3)).astype(np.float32)
     converted = load_model(tmp_path / "depthwise.h5")
     np.testing.assert_allclose(np.asarray(converted(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-6)
+    assert [layer.name for layer in converted.layers][-2:] == ["block_norm", "pointwise"]

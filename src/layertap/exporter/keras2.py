@@ -43,6 +43,7 @@ from layertap.exporter.keras2_foreign import foreign_classes
 from layertap.exporter.keras2_layers import (
     SUBCLASSED_IDENTIFIER,
     lambda_classes,
+    renamed_layers,
     rewrite_layer,
     root_identifier,
 )
@@ -258,7 +259,7 @@ def _convert_config(config: dict[str, Any], *, allow_unsafe: bool, shown: Path) 
     keyword arguments; Keras 3's legacy reader passes keyword arguments as they are, so the
     reference is appended to the node's inputs and the keyword holds its position instead.
     """
-    converted = copy.deepcopy(config)
+    converted = renamed_layers(copy.deepcopy(config), shown=str(shown))
     shifted = _shifted_models(converted)
     for layer in layer_configs(converted):
         rewrite_layer(layer, shown=str(shown))

@@ -16,6 +16,14 @@ Found by exporting tf_keras models Keras 3's legacy `.h5` reader refused or rebu
   key the Keras 3 class does not take is dropped when it cannot change what the layer computes: `None`,
   `groups: 1` (one group, what those layers do), an initializer (the weights come from the file). Any
   other is left for Keras 3 to refuse.
+- **`BatchNormalization`'s `axis` as a list**: Keras 2 wrote it as given, so a list of one axis stays one
+  (`[3]`, tf_keras's MobileNetV3); Keras 3's takes one int ("int() argument must be ... not 'list'"), so a
+  list of one axis becomes that axis.
+- **Layer names with `/`**: Keras 2 allowed them (tf_keras's MobileNetV3: `Conv/BatchNorm`,
+  `expanded_conv/depthwise`); Keras 3 refuses them ("Argument `name` must be a string and cannot contain
+  character `/`"), and layertap's layer specs use `/` for nested models. Each `/` becomes `_`
+  (`Conv_BatchNorm`) everywhere the config names the layer; a renaming that would collide with another
+  layer's name is refused.
 - **Lambda globals**: Keras 2 rebuilt a Lambda's bytecode with the globals of its own Lambda module, which
   imports `tf` and `np`, plus those of the module the function was defined in when it is imported
   (`Lambda._parse_function_config` in `tf_keras/src/layers/core/lambda_layer.py`). Keras 3 gives the
@@ -32,15 +40,19 @@ Found by exporting tf_keras models Keras 3's legacy `.h5` reader refused or rebu
 from __future__ import annotations
 
 import base64
+import logging
 import marshal
 import sys
 import types
+from collections.abc import Iterator
 from typing import Any
 
 from layertap.errors import UnsupportedModelError
 from layertap.wire._protowire import LEN, UnhandledLayoutError, fields
 
-__all__ = ["SUBCLASSED_IDENTIFIER", "lambda_classes", "rewrite_layer", "root_identifier"]
+__all__ = ["SUBCLASSED_IDENTIFIER", "lambda_classes", "renamed_layers", "rewrite_layer", "root_identifier"]
+
+logger = logging.getLogger(__name__)
 
 #: The identifier tf_keras gives a subclassed model's node in `keras_metadata.pb` (Functional models are
 #: `_tf_keras_network`, Sequential ones `_tf_keras_sequential`: `tf_keras/src/saving/legacy/saved_model/
@@ -69,6 +81,50 @@ def _first_bytes_field(message: bytes, number: int) -> bytes | None:
     return None
 
 
+def renamed_layers(config: dict[str, Any], *, shown: str) -> dict[str, Any]:
+    """The model config with every layer name holding `/` renamed (`/` -> `_`), references included.
+
+    Raises:
+        UnsupportedModelError: a new name is already another layer's.
+    """
+    names = {str(layer["config"]["name"]) for layer in _named_layers(config)}
+    renames = {name: name.replace("/", "_") for name in names if "/" in name}
+    clashes = sorted(old for old, new in renames.items() if new in names)
+    if clashes:
+        raise UnsupportedModelError(
+            f"{shown}: layer names with '/' ({', '.join(clashes[:5])}), which Keras 3 refuses, cannot become "
+            "'_' names: another layer has the new name; rename the layers in Keras 2 and save the model again"
+        )
+    if renames:
+        logger.info(
+            "Keras 2 layer names with '/' renamed for Keras 3: %s",
+            ", ".join(f"{a} -> {b}" for a, b in sorted(renames.items())[:10]),
+        )
+    return _replace_strings(config, renames) if renames else config
+
+
+def _named_layers(config: Any) -> Iterator[dict[str, Any]]:
+    """The layer entries of a model config (`{"class_name", "config": {"name"...}}` in a `layers` list),
+    nested models' too."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    for layer in layers if isinstance(layers, list) else ():
+        if isinstance(layer, dict) and isinstance(layer.get("config"), dict) and "name" in layer["config"]:
+            yield layer
+            yield from _named_layers(layer)
+
+
+def _replace_strings(value: Any, renames: dict[str, str]) -> Any:
+    """`value` with every string equal to a key of `renames` replaced (names and node references alike)."""
+    if isinstance(value, str):
+        return renames.get(value, value)
+    if isinstance(value, list):
+        return [_replace_strings(item, renames) for item in value]
+    if isinstance(value, dict):
+        return {key: _replace_strings(item, renames) for key, item in value.items()}
+    return value
+
+
 def rewrite_layer(layer: dict[str, Any], *, shown: str) -> None:
     """Rewrite one layer config (in place) into what Keras 3 reads the same way (module docstring)."""
     config = layer.get("config")
@@ -76,6 +132,9 @@ def rewrite_layer(layer: dict[str, Any], *, shown: str) -> None:
         return
     for key in _inert_unknown_keys(str(layer.get("class_name")), config):
         del config[key]
+    axis = config.get("axis")
+    if layer.get("class_name") == "BatchNormalization" and isinstance(axis, list) and len(axis) == 1:
+        config["axis"] = axis[0]
     if "time_major" not in config:
         return
     if config["time_major"]:
