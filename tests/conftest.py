@@ -1,6 +1,7 @@
-"""Shared test set-up: the environment every test process runs with, and the fixture modules of
-tests/fixtures (the fixtures more than one package uses), registered for every test. A fixture one
-package uses lives in that package's conftest."""
+"""Shared test set-up: the environment every test process runs with, the fixture modules of
+tests/fixtures (the fixtures more than one package uses), registered for every test, and the order
+`make test`'s workers take the modules in (tests/scheduling.py). A fixture one package uses lives in
+that package's conftest."""
 
 import os
 
@@ -19,4 +20,6 @@ pytest_plugins = [
     "tests.fixtures.server_repos",
     "tests.fixtures.tutorial_cnn",
     "tests.fixtures.wide_export",
+    # the order in which `make test`'s two xdist workers take the modules
+    "tests.scheduling",
 ]

@@ -6,10 +6,12 @@ with its own config and storage in the test's directory, and is stopped by the t
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -29,19 +31,27 @@ RULE_TESTS = Path(__file__).parent / "promtool" / "rules_test.yaml"
 
 def ensure_prometheus() -> tuple[str, str]:
     """Paths of `prometheus` and `promtool`, installing Debian's `prometheus` package when one is missing."""
-    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            pytest.fail("tests/deploy need Prometheus' tools: `apt-get install prometheus` (Debian) as root")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for argv in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
-        ):
-            result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
-            assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stdout}{result.stderr}"
+    # Two pytest-xdist workers may both find the tools missing: the second waits for the first's
+    # install (dpkg holds its own lock and would refuse a concurrent apt-get instead of waiting).
+    with Path(tempfile.gettempdir(), "layertap-tests-prometheus.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if shutil.which("prometheus") is None or shutil.which("promtool") is None:
+            _install_prometheus()
     prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
     assert prometheus is not None and promtool is not None
     return prometheus, promtool
+
+
+def _install_prometheus() -> None:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.fail("tests/deploy need Prometheus' tools: `apt-get install prometheus` (Debian) as root")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
+    ):
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
+        assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stdout}{result.stderr}"
 
 
 def write_rules(directory: Path, rule: Path = PROMETHEUS_RULE) -> Path:
