@@ -16,6 +16,7 @@ model calls run on a bounded thread pool. Every answer to an HTTP request is JSO
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -66,6 +67,9 @@ _BODY_BUDGET_BYTES = 512 * 2**20
 #: REST calls running at once on the thread pool; beyond it (plus the data plane's own bound) 503.
 _WORKERS = 16
 _JSON = [(b"content-type", b"application/json")]
+#: What is read and dropped of a chunked body after it passed MAX_BODY_BYTES (see `_discard_rest`).
+_DISCARD_BYTES = 16 * 2**20
+_DISCARD_SECONDS = 5.0
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -77,7 +81,9 @@ def http_status(code: grpc.StatusCode) -> int:
 
 
 class _BodyTooLargeError(Exception):
-    def __init__(self, size: int) -> None:
+    """`size` is the body's length, or None for a chunked body that did not end while it was discarded."""
+
+    def __init__(self, size: int | None) -> None:
         super().__init__(size)
         self.size = size
 
@@ -115,8 +121,9 @@ class RestApp:
         except StatusError as error:
             await _answer(send, http_status(error.status), error_body(error.message), _JSON)
         except _BodyTooLargeError as error:
+            size = f"more than {MAX_BODY_BYTES}" if error.size is None else str(error.size)
             message = (
-                f"Request body of {error.size} bytes exceeds the {MAX_BODY_BYTES} bytes layertap serve "
+                f"Request body of {size} bytes exceeds the {MAX_BODY_BYTES} bytes layertap serve "
                 "reads per REST request; send large tensors over gRPC"
             )
             await _answer(send, 413, error_body(message), [*_JSON, (b"connection", b"close")])
@@ -170,11 +177,14 @@ class RestApp:
                     raise _DisconnectedError
                 chunk = message.get("body", b"")
                 received += len(chunk)
+                more = bool(message.get("more_body", False))
                 if received > MAX_BODY_BYTES:  # a chunked body declares no length
-                    raise _BodyTooLargeError(received)
+                    break
                 chunks.append(chunk)
-                if not message.get("more_body", False):
+                if not more:
                     return b"".join(chunks)
+        chunks.clear()
+        raise _BodyTooLargeError(await _discard_rest(receive, received) if more else received)
 
     async def _run(self, work: Callable[[], Any]) -> Any:
         if not self._slots.acquire(blocking=False):
@@ -183,6 +193,27 @@ class RestApp:
             return await asyncio.get_running_loop().run_in_executor(self.pool, work)
         finally:
             self._slots.release()
+
+
+async def _discard_rest(receive: Receive, received: int) -> int | None:
+    """Read and drop the rest of a chunked body refused for its size; its whole length, or None.
+
+    The client is still sending it. Closing the connection with its bytes unread would make the kernel
+    reset it, and a client that is still writing (or has not read yet) then gets a reset connection
+    instead of the 413 answer. So, as HTTP servers do before closing after an error (nginx's
+    `lingering_close`), the rest is read and thrown away, keeping nothing, for at most
+    `_DISCARD_BYTES` more bytes and `_DISCARD_SECONDS`.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_DISCARD_SECONDS):
+            while received <= MAX_BODY_BYTES + _DISCARD_BYTES:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                received += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return received
+    return None
 
 
 class _DisconnectedError(Exception):
