@@ -8,9 +8,10 @@ minutes (the publishers killed mid-upload, the benchmark smoke test, the KerasHu
 leave one worker running it alone while the other sits idle; taken first, the short modules fill
 in around it on the other worker.
 
-`LONGEST_FIRST` names the modules that run for two minutes or more in a full run (pytest
-`--durations=0` summed per module, on the 2-core CI machine's kind), longest first; every other
-module follows in collection order. The order is only used in xdist workers: run in one process
+`LONGEST_FIRST` names the modules that took longest in a full two-worker run on a 2-core machine
+(pytest `--durations=0` summed per module, 2026-12-07: from about 700 s down to 100 s under load,
+about a twentieth of the run each or more), longest first; every other module follows in collection
+order. The order is only used in xdist workers: run in one process
 (`make test TEST_WORKERS=0`, or `pytest` directly) the suite keeps pytest's own order.
 `tests/test_scheduling.py` checks that every module named here exists, so a move or a rename cannot
 silently send one to the back of the queue.
@@ -22,17 +23,19 @@ import pytest
 
 LONGEST_FIRST = (
     "tests/storage/test_storage_gcs_kill_e2e.py",
-    "tests/exporter/test_exporter_kerashub.py",
     "tests/bench/test_bench_smoke.py",
-    "tests/test_readme.py",
-    "tests/server/test_heads_served.py",
+    "tests/exporter/test_exporter_kerashub.py",
     "tests/reliability/test_reliability_serving.py",
+    "tests/server/test_heads_served.py",
     "tests/exporter/test_exporter_applications.py",
-    "tests/exporter/test_exporter_custom_objects.py",
+    "tests/test_readme.py",
     "tests/deploy/test_deploy_replicas.py",
     "tests/server/test_demo_serving.py",
     "tests/reliability/test_reliability_sigkill.py",
+    "tests/exporter/test_exporter_all_layers.py",
+    "tests/exporter/test_exporter_keras2.py",
     "tests/exporter/test_exporter_backends.py",
+    "tests/exporter/test_exporter_custom_objects.py",
 )
 
 
