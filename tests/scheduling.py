@@ -9,8 +9,8 @@ leave one worker running it alone while the other sits idle; taken first, the sh
 in around it on the other worker.
 
 `LONGEST_FIRST` names the modules that took longest in a full two-worker run on a 2-core machine
-(pytest `--durations=0` summed per module, 2026-12-07: from about 700 s down to 100 s under load,
-about a twentieth of the run each or more), longest first; every other module follows in collection
+(pytest `--durations=0` summed per module, 2026-12-07, under load: from about 700 s down to about
+100 s of a 2,700 s run), longest first; every other module follows in collection
 order. The order is only used in xdist workers: run in one process
 (`make test TEST_WORKERS=0`, or `pytest` directly) the suite keeps pytest's own order.
 `tests/test_scheduling.py` checks that every module named here exists, so a move or a rename cannot
