@@ -74,20 +74,37 @@ def _run_all(path: Path, keys: list[str], x: np.ndarray) -> dict[str, np.ndarray
     return results
 
 
+def _keras_outputs(residual: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+    """What Keras computes for each of RESIDUAL_SPECS on `x`: the reference every export is held to."""
+    import keras
+
+    reference = keras.Model(residual.inputs, [residual.get_layer(s).output for s in RESIDUAL_SPECS])
+    return {
+        key: np.asarray(value)
+        for key, value in zip(RESIDUAL_SPECS, reference(x, training=False), strict=True)
+    }
+
+
+def _served(result: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+    """What `layertap serve`, serving the export `result`, answers the client for RESIDUAL_SPECS on `x`."""
+    from layertap.client import LayerClient
+
+    with serving(result) as target, LayerClient(target, "residual") as client:
+        client.wait_ready(timeout=60)
+        return dict(client.predict(x, RESIDUAL_SPECS))
+
+
 def test_every_spec_lists_each_layer_output_once(residual: Any) -> None:
     assert every_spec(residual) == RESIDUAL_SPECS
 
 
 def test_all_layers_exports_one_exact_signature_per_layer(residual: Any, residual_all: Any) -> None:
-    import keras
-
     assert list(residual_all.signatures) == ["serving_default", *RESIDUAL_SPECS]
     x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
-    reference = keras.Model(residual.inputs, [residual.get_layer(s).output for s in RESIDUAL_SPECS])
-    expected = dict(zip(RESIDUAL_SPECS, reference(x, training=False), strict=True))
+    expected = _keras_outputs(residual, x)
     served = _run_all(residual_all.path, RESIDUAL_SPECS, x)
     for key in RESIDUAL_SPECS:
-        np.testing.assert_allclose(served[key], np.asarray(expected[key]), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(served[key], expected[key], rtol=1e-5, atol=1e-5)
     assert set(residual_all.max_errors) == {"serving_default", *RESIDUAL_SPECS}
     assert max(residual_all.max_errors.values()) <= 1e-5
 
@@ -180,19 +197,12 @@ def test_layer_signatures_share_segments_traced_once(residual_all: Any) -> None:
 
 
 def test_every_layer_is_exact_through_layertap_serve(residual: Any, residual_all: Any) -> None:
-    import keras
-
-    from layertap.client import LayerClient
-
     x = np.random.default_rng(5).normal(size=(2, 8, 8, 3)).astype(np.float32)
-    reference = keras.Model(residual.inputs, [residual.get_layer(s).output for s in RESIDUAL_SPECS])
-    expected = dict(zip(RESIDUAL_SPECS, reference(x, training=False), strict=True))
-    with serving(residual_all) as target, LayerClient(target, "residual") as client:
-        client.wait_ready(timeout=60)
-        served = client.predict(x, RESIDUAL_SPECS)
+    expected = _keras_outputs(residual, x)
+    served = _served(residual_all, x)
     assert list(served) == RESIDUAL_SPECS
     for key in RESIDUAL_SPECS:
-        np.testing.assert_allclose(served[key], np.asarray(expected[key]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(served[key], expected[key], rtol=1e-5, atol=1e-6)
 
 
 def test_masked_and_two_input_models_keep_one_sub_model_per_signature() -> None:
@@ -286,7 +296,6 @@ def test_deep_chains_keep_segments_as_calls_that_run_only_earlier_layers(
     functions the session does not inline (so it optimises each segment once, not every prefix
     again): here forced on the 17-call residual net. Still exact, and a served signature runs
     its own segment's ancestors and the earlier segments, never a later layer."""
-    import keras
     from tensorflow.core.protobuf import saved_model_pb2
 
     result = residual_calls
@@ -295,11 +304,10 @@ def test_deep_chains_keep_segments_as_calls_that_run_only_earlier_layers(
     # 17 calls in segments of 4: the first four segments are called by later signatures.
     assert sum(function.attr["_noinline"].b for function in library) == 4
     x = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)
-    reference = keras.Model(residual.inputs, [residual.get_layer(s).output for s in RESIDUAL_SPECS])
-    expected = dict(zip(RESIDUAL_SPECS, reference(x, training=False), strict=True))
+    expected = _keras_outputs(residual, x)
     served = _run_all(result.path, RESIDUAL_SPECS, x)
     for key in RESIDUAL_SPECS:
-        np.testing.assert_allclose(served[key], np.asarray(expected[key]), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(served[key], expected[key], rtol=1e-5, atol=1e-5)
     assert max(result.max_errors.values()) <= 1e-5
     # b1_relu (call 9) calls segments 0 and 1 (stem .. b1_conv), then applies b1_bn, b1_relu.
     ops, names, calls = _ops_run_with_calls(result.path, "b1_relu", x)
@@ -315,11 +323,9 @@ def test_deep_chains_read_the_weights_packed_in_one_variable(residual: Any, resi
     the checkpoint holds that variable alone, TF Serving's ops read it, and every signature is
     still exactly Keras' (through the session loader, and through `layertap serve` after its
     warmup)."""
-    import keras
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from layertap.client import LayerClient
     from layertap.config.compat import check_compat
 
     stored = tf.train.list_variables(str(residual_calls.path / "variables" / "variables"))
@@ -336,13 +342,10 @@ def test_deep_chains_read_the_weights_packed_in_one_variable(residual: Any, resi
     assert check_compat(residual_calls.path).compatible
     assert residual_calls.max_errors == dict.fromkeys(["serving_default", *RESIDUAL_SPECS], 0.0)
     x = np.random.default_rng(7).normal(size=(3, 8, 8, 3)).astype(np.float32)
-    reference = keras.Model(residual.inputs, [residual.get_layer(s).output for s in RESIDUAL_SPECS])
-    expected = dict(zip(RESIDUAL_SPECS, reference(x, training=False), strict=True))
-    with serving(residual_calls) as target, LayerClient(target, "residual") as client:
-        client.wait_ready(timeout=60)
-        served = client.predict(x, RESIDUAL_SPECS)
+    expected = _keras_outputs(residual, x)
+    served = _served(residual_calls, x)
     for key in RESIDUAL_SPECS:
-        np.testing.assert_array_equal(served[key], np.asarray(expected[key]))
+        np.testing.assert_array_equal(served[key], expected[key])
 
 
 def test_a_layer_assigning_a_weight_while_serving_is_refused_when_packed(tmp_path: Path) -> None:
