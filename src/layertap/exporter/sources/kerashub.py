@@ -81,13 +81,7 @@ def load_preset(path: Path, *, with_preprocessor: bool, sequence_length: int | N
     keras_hub = _import_keras_hub()
     import keras
 
-    try:
-        backbone = keras_hub.models.Backbone.from_preset(str(path))
-    except Exception as error:
-        raise UsageError(
-            f"{path} is a KerasHub preset, but its backbone does not load: {type(error).__name__}: "
-            f"{_one_line(error)}"
-        ) from error
+    backbone = _load_part(keras_hub.models.Backbone, path, f"{path} is a KerasHub preset, but its backbone")
     logger.info("loaded the KerasHub backbone %s from %s", type(backbone).__name__, path)
     if not with_preprocessor:
         if sequence_length is not None:
@@ -142,13 +136,12 @@ def _image_converter(keras_hub: Any, path: Path) -> Any:
     """The preset's image converter (`image_converter.json`, saved by an image task's preset), or None."""
     if not (path / _IMAGE_CONVERTER).is_file():
         return None
-    try:
-        return keras_hub.layers.ImageConverter.from_preset(str(path))
-    except Exception as error:
-        raise UsageError(
-            f"{path} holds a KerasHub {_IMAGE_CONVERTER}, but it does not load: {type(error).__name__}: "
-            f"{_one_line(error)}; export the backbone alone (without --with-preprocessor)"
-        ) from error
+    return _load_part(
+        keras_hub.layers.ImageConverter,
+        path,
+        f"{path} holds a KerasHub {_IMAGE_CONVERTER}, but it",
+        "; export the backbone alone (without --with-preprocessor)",
+    )
 
 
 def _with_image_converter(keras: Any, backbone: Any, converter: Any) -> Any:
@@ -174,17 +167,12 @@ def _text_preprocessor(keras_hub: Any, path: Path, backbone: Any) -> Any:
             continue
         logger.info("text preprocessor %s from %s", type(preprocessor).__name__, path)
         return preprocessor
-    has_tokenizer = (path / "tokenizer.json").is_file()
-    if has_tokenizer:
+    if (path / "tokenizer.json").is_file():
         return _generic_preprocessor(keras_hub, path, backbone)
     raise UsageError(
         f"{path} holds a {type(backbone).__name__} preset with no text preprocessor KerasHub can build "
-        + (
-            ""
-            if has_tokenizer
-            else "(it has no tokenizer.json: save the tokenizer with it, tokenizer.save_to_preset(DIR)) "
-        )
-        + f"({'; '.join(tried) or 'no text task in this keras-hub'}); export the backbone alone "
+        "(it has no tokenizer.json: save the tokenizer with it, tokenizer.save_to_preset(DIR)) "
+        f"({'; '.join(tried) or 'no text task in this keras-hub'}); export the backbone alone "
         "(without --with-preprocessor), whose signatures take token ids"
     )
 
@@ -199,14 +187,12 @@ def _generic_preprocessor(keras_hub: Any, path: Path, backbone: Any) -> Any:
         UsageError: the tokenizer does not load, lacks a start, end or pad token (packing would be
             guesswork), or the backbone takes inputs the packer does not make.
     """
-    try:
-        tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(str(path))
-    except Exception as error:
-        raise UsageError(
-            f"{path} holds a {type(backbone).__name__} preset whose tokenizer.json does not load "
-            f"({type(error).__name__}: {_one_line(error, 160)}); export the backbone alone (without "
-            "--with-preprocessor), whose signatures take token ids"
-        ) from error
+    tokenizer = _load_part(
+        keras_hub.tokenizers.Tokenizer,
+        path,
+        f"{path} holds a {type(backbone).__name__} preset whose tokenizer.json",
+        "; export the backbone alone (without --with-preprocessor), whose signatures take token ids",
+    )
     kind = type(tokenizer).__name__
     missing = [
         role for role in ("start", "end", "pad") if getattr(tokenizer, f"{role}_token_id", None) is None
@@ -309,6 +295,14 @@ def keras_file_error(path: Path, error: BaseException) -> UsageError | None:
         "backbone.save_to_preset(DIR) and tokenizer.save_to_preset(DIR)) and export that directory: "
         "layertap export DIR --with-preprocessor --layer ..."
     )
+
+
+def _load_part(kind: Any, path: Path, what: str, fix: str = "") -> Any:
+    """`kind.from_preset(path)`, or a UsageError: "`what` does not load: the cause`fix`"."""
+    try:
+        return kind.from_preset(str(path))
+    except Exception as error:
+        raise UsageError(f"{what} does not load: {type(error).__name__}: {_one_line(error)}{fix}") from error
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:
