@@ -125,13 +125,14 @@ def _encode(
     output_filter: Sequence[str] = (),
 ) -> bytes:
     """A Predict message's bytes, its fields in number order as protobuf writes them."""
-    fields: dict[int, list[tuple[int, bytes | str | _fastpath.TensorEntry]]] = {
-        layout.spec: [(layout.spec, spec.SerializeToString())],
-        layout.tensors: _fastpath.tensor_entries(layout.tensors, tensors, typed=typed),
-    }
+    entries: list[tuple[int, bytes | str | _fastpath.TensorEntry]] = [
+        (layout.spec, spec.SerializeToString()),
+        *_fastpath.tensor_entries(layout.tensors, tensors, typed=typed),
+    ]
     if layout.output_filter is not None:
-        fields[layout.output_filter] = [(layout.output_filter, alias) for alias in output_filter]
-    return _fastpath.encode_message([entry for number in sorted(fields) for entry in fields[number]])
+        entries.extend((layout.output_filter, alias) for alias in output_filter)
+    # A stable sort by field number: the tensors and the filter keep their own order.
+    return _fastpath.encode_message(sorted(entries, key=lambda entry: entry[0]))
 
 
 def _decode(
