@@ -87,7 +87,8 @@ def extract(
         client_options: more LayerClient arguments for remote runs (timeout, retry, tls...).
 
     Raises:
-        UsageError: bad arguments, an output of another model/version/input, or (strict) a bad record.
+        UsageError: bad arguments, or an output of another model/version/input.
+        InvalidInputError: (strict) a bad record; every whole shard before it is committed.
         ServingError: a server refused or could not be reached (after the client's retries).
     """
     if (version_dir is None) == (not targets):

@@ -145,6 +145,24 @@ def _decode(records: Sequence[Pending], spec: InputSpec, strict: bool) -> _Batch
     return batch
 
 
+def _until_stopped(batches: Iterator[_Batch], stopped: list[InvalidInputError]) -> Iterator[_Batch]:
+    """`batches` up to a --strict stop, whose error is put in `stopped` instead of raised here.
+
+    Raised here, it would leave the job while earlier batches are still running or queued for the
+    writer, and how many whole shards got committed would depend on thread timing. Ending the stream
+    instead lets every batch before the bad record be run and written; the job raises it after that.
+    """
+    try:
+        yield from batches
+    except InvalidInputError as error:  # only --strict raises it from decoding (else a record is rejected)
+        stopped.append(error)
+
+
+def _raise_first(stopped: list[InvalidInputError]) -> None:
+    if stopped:
+        raise stopped[0]
+
+
 def _stack(values: list[Any], spec: InputSpec) -> np.ndarray:
     if spec.is_string:
         array = np.empty(len(values), dtype=object)
@@ -192,9 +210,13 @@ def run_job(
     progress = progress or Progress(source.count(), enabled=False)
     progress.skip(skip)
     spec = runner.input
-    decoded = ahead(
-        _decode(chunk, spec, strict)
-        for chunk in _batches(itertools.islice(source.records(), skip, None), batch_size)
+    stopped: list[InvalidInputError] = []
+    decoded = _until_stopped(
+        ahead(
+            _decode(chunk, spec, strict)
+            for chunk in _batches(itertools.islice(source.records(), skip, None), batch_size)
+        ),
+        stopped,
     )
 
     def compute(batch: _Batch) -> dict[str, np.ndarray]:
@@ -210,6 +232,7 @@ def run_job(
                 for batch, features in ordered_map(compute, decoded, runner.parallelism):
                     writer.put((batch.ids, features, batch.rejects))
                     progress.update(len(batch.ids), len(batch.rejects))
+            _raise_first(stopped)  # the writer has committed every whole shard before the bad record
         except BaseException:
             shards.abort()  # the open shard's records are written again on resume
             raise
@@ -220,6 +243,7 @@ def run_job(
             collected.append((batch.ids, features))
             rejects.extend(batch.rejects)
             progress.update(len(batch.ids), len(batch.rejects))
+        _raise_first(stopped)
         rows = _write_arrays(output, runner.outputs, collected, rejects)
         records = rows + len(rejects)
     progress.close()
