@@ -126,3 +126,32 @@ def test_keras2_convolution_and_normalization_configs_load_exactly(tmp_path: Pat
     converted = load_model(tmp_path / "depthwise.h5")
     np.testing.assert_allclose(np.asarray(converted(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-6)
     assert [layer.name for layer in converted.layers][-2:] == ["block_norm", "pointwise"]
+
+
+def test_keras2_attention_layers_load_exactly(tmp_path: Path) -> None:
+    """A Keras 2 Transformer's layers: MultiHeadAttention with its value passed by keyword (a tensor in
+    the node's kwargs) and its build shapes in the config, and Attention(score_mode="dot"), whose "dot"
+    Keras 3's reader would turn into keras.layers.dot."""
+    from layertap.exporter.loading import load_model
+
+    tf_keras.utils.set_random_seed(7)
+    query = tf_keras.Input((3, 4), name="query")
+    context = tf_keras.Input((5, 4), name="context")
+    attended = tf_keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(query, value=context)
+    scored = tf_keras.layers.Attention(score_mode="dot", name="attn")([attended, context])
+    model = tf_keras.Model([query, context], tf_keras.layers.LayerNormalization(name="ln")(scored + query))
+    model.save(tmp_path / "attention.h5")
+    rng = np.random.default_rng(3)
+    x = [rng.normal(size=(2, 3, 4)).astype(np.float32), rng.normal(size=(2, 5, 4)).astype(np.float32)]
+    converted = load_model(tmp_path / "attention.h5")
+    assert converted.get_layer("attn").score_mode == "dot"
+    for name in ("mha", "attn", "ln"):
+        want = tf_keras.Model(model.inputs, model.get_layer(name).output)(x)
+        got = keras_model_output(converted, name)(x)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def keras_model_output(model: Any, name: str) -> Any:
+    import keras
+
+    return keras.Model(model.inputs, model.get_layer(name).output)

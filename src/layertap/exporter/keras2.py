@@ -42,7 +42,10 @@ from layertap.errors import UnsafeModelError, UnsupportedModelError, UsageError
 from layertap.exporter.keras2_foreign import foreign_classes
 from layertap.exporter.keras2_layers import (
     SUBCLASSED_IDENTIFIER,
+    is_reference,
+    keyword_tensors_node,
     lambda_classes,
+    literal_strings,
     renamed_layers,
     rewrite_layer,
     root_identifier,
@@ -215,7 +218,7 @@ def _load_h5(path: Path, *, allow_unsafe: bool, shown: Path | None = None) -> An
                 copy_path,
                 compile=False,
                 safe_mode=not allow_unsafe,
-                custom_objects={**_op_layer_classes(), **lambdas, **foreign},
+                custom_objects={**literal_strings(converted), **_op_layer_classes(), **lambdas, **foreign},
             )
         except UsageError:
             raise
@@ -266,6 +269,8 @@ def _convert_config(config: dict[str, Any], *, allow_unsafe: bool, shown: Path) 
         if shifted and isinstance(layer.get("inbound_nodes"), list):
             layer["inbound_nodes"] = _shift_references(layer["inbound_nodes"], shifted)
         if layer.get("class_name") not in KERAS2_OP_LAYERS:
+            if isinstance(layer.get("inbound_nodes"), list):
+                layer["inbound_nodes"] = [keyword_tensors_node(node) for node in layer["inbound_nodes"]]
             continue
         function = str(layer["config"].get("function", ""))
         if not allow_unsafe and _unsafe(function):
@@ -302,7 +307,7 @@ def _shifted_models(config: Any) -> set[str]:
 
 
 def _shift_references(value: Any, shifted: set[str]) -> Any:
-    if _is_reference(value[:3] if isinstance(value, list) and len(value) == 4 else value):
+    if is_reference(value[:3] if isinstance(value, list) and len(value) == 4 else value):
         if value[0] in shifted and value[1] >= 1:
             return [value[0], value[1] - 1, *value[2:]]
         return [*value[:3], *[_shift_references(rest, shifted) for rest in value[3:]]]
@@ -324,7 +329,7 @@ def _move_tensor_kwargs(node: Any) -> Any:
     extra: list[list[Any]] = []
 
     def replace(value: Any) -> Any:
-        if _is_reference(value):
+        if is_reference(value):
             extra.append(list(value[:3]))
             return {_INPUT_MARK: len(entries) + len(extra) - 1}
         if isinstance(value, list):
@@ -338,15 +343,6 @@ def _move_tensor_kwargs(node: Any) -> Any:
     rows = [entry[:3] for entry in entries] + extra
     rows[-1] = [*rows[-1], kwargs]
     return rows
-
-
-def _is_reference(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 3
-        and isinstance(value[0], str)
-        and all(isinstance(index, int) for index in value[1:])
-    )
 
 
 def _unsafe(function: str) -> bool:

@@ -24,6 +24,19 @@ Found by exporting tf_keras models Keras 3's legacy `.h5` reader refused or rebu
   character `/`"), and layertap's layer specs use `/` for nested models. Each `/` becomes `_`
   (`Conv_BatchNorm`) everywhere the config names the layer; a renaming that would collide with another
   layer's name is refused.
+- **Tensors passed by keyword** to a Keras layer (`MultiHeadAttention()(query, value=v)`): Keras 2 wrote
+  them inside the node's keyword arguments as `[layer, node, tensor]` and resolved them when loading
+  (`_deserialize_keras_tensors` in `tf_keras/src/engine/functional.py`); Keras 3's legacy reader passes the
+  lists on as they are ("MultiHeadAttention.build() missing 1 required positional argument:
+  'value_shape'"). Such a node is rewritten in Keras 3's own node format (`args`/`kwargs`, tensors as
+  `__keras_tensor__` with their history), whose reader resolves tensors in keyword arguments too
+  (`deserialize_node` in `keras/src/models/functional.py`).
+- **Strings that name Keras layer functions**: Keras 3's legacy reader turns a config string into a
+  function when one of that name is among its layer module's objects (`class_and_config_for_serialized_
+  keras_object` in `keras/src/legacy/saving/serialization.py`), and the merge shortcuts `dot`, `add`,
+  `concatenate`... are there: `Attention(score_mode="dot")` reached its constructor as `keras.layers.dot`
+  ("Invalid value for argument score_mode"). Those names are given to the reader as custom objects
+  that are themselves (a string is no function), so the strings stay strings.
 - **Lambda globals**: Keras 2 rebuilt a Lambda's bytecode with the globals of its own Lambda module, which
   imports `tf` and `np`, plus those of the module the function was defined in when it is imported
   (`Lambda._parse_function_config` in `tf_keras/src/layers/core/lambda_layer.py`). Keras 3 gives the
@@ -50,7 +63,16 @@ from typing import Any
 from layertap.errors import UnsupportedModelError
 from layertap.wire._protowire import LEN, UnhandledLayoutError, fields
 
-__all__ = ["SUBCLASSED_IDENTIFIER", "lambda_classes", "renamed_layers", "rewrite_layer", "root_identifier"]
+__all__ = [
+    "SUBCLASSED_IDENTIFIER",
+    "is_reference",
+    "keyword_tensors_node",
+    "lambda_classes",
+    "literal_strings",
+    "renamed_layers",
+    "rewrite_layer",
+    "root_identifier",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -165,8 +187,21 @@ def _inert_unknown_keys(class_name: str, config: dict[str, Any]) -> list[str]:
         key
         for key, value in config.items()
         if key not in taken
-        and (value is None or (key == "groups" and value == 1) or key.endswith("_initializer"))
+        and (
+            value is None
+            or (key == "groups" and value == 1)
+            or key.endswith("_initializer")
+            or key in _REBUILT_KEYS
+        )
     ]
+
+
+# Keys Keras 2's MultiHeadAttention writes (tf_keras/src/layers/attention/multi_head_attention.py) that
+# Keras 3's does not take. The shapes are those it was built with: Keras 3 builds it from the tensors it
+# is called on in the rebuilt graph, the same ones. `softmax_robust_masking`: Keras 3's Softmax always
+# masks the robust way (masked scores set to -1e9, keras/src/layers/activations/softmax.py); Keras 2's
+# default added -1e9 to them instead, which gives the same weights unless every key of a query is masked.
+_REBUILT_KEYS = frozenset({"query_shape", "key_shape", "value_shape", "softmax_robust_masking"})
 
 
 # What Keras 3's Layer base takes through **kwargs (keras/src/layers/layer.py), besides its own parameters.
@@ -174,6 +209,76 @@ _LAYER_KEYWORDS = frozenset(
     {"name", "trainable", "dtype", "autocast", "activity_regularizer", "input_shape", "batch_input_shape",
      "batch_size", "input_dim", "weights"}
 )  # fmt: skip
+
+
+def is_reference(value: Any) -> bool:
+    """A Keras 2 legacy tensor reference: `[layer name, node index, tensor index]`."""
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and all(isinstance(index, int) for index in value[1:])
+    )
+
+
+def keyword_tensors_node(node: Any) -> Any:
+    """A legacy node (`[[layer, node, tensor, kwargs], ...]`) whose keyword arguments hold tensor references,
+    in Keras 3's node format (module docstring); any other node as it is."""
+    if not isinstance(node, list) or not node or not all(isinstance(entry, list) for entry in node):
+        return node
+    kwargs = node[-1][3] if len(node[-1]) == 4 and isinstance(node[-1][3], dict) else {}
+    if not any(_holds_reference(value) for value in kwargs.values()):
+        return node
+    inputs = [_keras_tensor(entry[:3]) for entry in node]
+    # Keras 3 calls a legacy node with one argument: the tensor, or the list of them.
+    return {"args": [inputs[0] if len(inputs) == 1 else inputs], "kwargs": _revived(kwargs)}
+
+
+def _holds_reference(value: Any) -> bool:
+    if is_reference(value):
+        return True
+    if isinstance(value, list):
+        return any(_holds_reference(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_reference(item) for item in value.values())
+    return False
+
+
+def _revived(value: Any) -> Any:
+    if is_reference(value):
+        return _keras_tensor(value)
+    if isinstance(value, list):
+        return [_revived(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _revived(item) for key, item in value.items()}
+    return value
+
+
+def _keras_tensor(reference: list[Any]) -> dict[str, Any]:
+    """Keras 3's serialized KerasTensor: only its history is read, the reader swaps in the real tensor
+    (shape and dtype here are placeholders)."""
+    return {
+        "class_name": "__keras_tensor__",
+        "config": {"shape": [], "dtype": "float32", "keras_history": reference},
+    }
+
+
+def literal_strings(config: Any) -> dict[str, str]:
+    """Custom objects that keep every string of `config` naming a function of `keras.layers` (`dot`,
+    `add`...) a string when Keras 3's legacy reader reads it (module docstring)."""
+    import inspect
+
+    import keras
+
+    functions = {name for name, value in vars(keras.layers).items() if inspect.isfunction(value)}
+    return {name: name for name in _strings(config) & functions}
+
+
+def _strings(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return set().union(*(_strings(item) for item in items))
 
 
 _CLASSES: dict[str, type] = {}
