@@ -93,3 +93,31 @@ def test_sequence_length_is_refused_for_an_image_preset(
     assert main([*argv, "--base-path", str(tmp_path), "--name", "vit"]) == EXIT_USAGE
     assert "--sequence-length applies to a text preprocessor" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_backbone_taking_images_and_text_is_refused_with_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CLIP's backbone takes images and token ids: the converter alone cannot feed it (this was an internal
+    error from Keras); the backbone alone exports."""
+    import keras
+    import keras_hub
+    from keras_hub.src.models.clip.clip_text_encoder import CLIPTextEncoder
+    from keras_hub.src.models.clip.clip_vision_encoder import CLIPVisionEncoder
+
+    keras.utils.set_random_seed(5)
+    size = {"hidden_dim": 8, "num_layers": 1, "num_heads": 2, "intermediate_dim": 16}
+    vision = CLIPVisionEncoder(patch_size=8, image_shape=(16, 16, 3), **size)
+    text = CLIPTextEncoder(vocabulary_size=10, embedding_dim=8, max_sequence_length=8, **size)
+    preset = tmp_path / "clip"
+    keras_hub.models.CLIPBackbone(vision, text, projection_dim=4).save_to_preset(str(preset))
+    keras_hub.layers.CLIPImageConverter(image_size=(16, 16), scale=1 / 255.0).save_to_preset(str(preset))
+    repo = tmp_path / "repo"
+    argv = ["export", str(preset), "--layer", "vision_pooler", "--base-path", str(repo), "--name", "clip"]
+    assert main([*argv, "--with-preprocessor"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "CLIPBackbone takes ['images', 'token_ids']" in err
+    assert "export the backbone without --with-preprocessor" in err
+    assert not repo.exists()
+    assert main(argv) == EXIT_OK
+    assert (repo / "clip" / "1" / "saved_model.pb").is_file()

@@ -94,7 +94,7 @@ def load_preset(path: Path, *, with_preprocessor: bool, sequence_length: int | N
                 f"--sequence-length applies to a text preprocessor; {path} holds an image converter "
                 f"({type(converter).__name__}), whose image size is the preset's"
             )
-        return _with_image_converter(keras, backbone, converter)
+        return _with_image_converter(keras, backbone, converter, path)
     preprocessor = _text_preprocessor(keras_hub, path, backbone)
     if isinstance(preprocessor, keras_hub.models.Seq2SeqLMPreprocessor):
         # An encoder-decoder model reads two texts: the preprocessor takes a dict of both.
@@ -144,9 +144,21 @@ def _image_converter(keras_hub: Any, path: Path) -> Any:
     )
 
 
-def _with_image_converter(keras: Any, backbone: Any, converter: Any) -> Any:
+def _with_image_converter(keras: Any, backbone: Any, converter: Any, path: Path) -> Any:
     """`images -> converter -> backbone`: images of any height and width, the converter resizes them
-    (and rescales the pixel values) as KerasHub's own image tasks do before the backbone."""
+    (and rescales the pixel values) as KerasHub's own image tasks do before the backbone.
+
+    Raises:
+        UsageError: the backbone takes more than the images (CLIP, SigLIP: images and token ids), which
+            a converter alone cannot feed.
+    """
+    names = _input_names(backbone)
+    if len(names) > 1:
+        raise UsageError(
+            f"{path}: --with-preprocessor puts the image converter in front of a backbone that takes images "
+            f"alone, and {type(backbone).__name__} takes {names}; export the backbone without "
+            "--with-preprocessor and send those inputs (images already resized and rescaled)"
+        )
     shape = getattr(backbone, "image_shape", None)
     channels = shape[-1] if isinstance(shape, list | tuple) and shape and shape[-1] else 3
     images = keras.Input(shape=(None, None, channels), name=IMAGE_INPUT)
