@@ -155,3 +155,23 @@ def keras_model_output(model: Any, name: str) -> Any:
     import keras
 
     return keras.Model(model.inputs, model.get_layer(name).output)
+
+
+def test_keras2_hard_sigmoid_keeps_its_keras2_definition(tmp_path: Path) -> None:
+    """Keras 2's hard_sigmoid is clip(0.2 x + 0.5), Keras 3's relu6(x + 3) / 6: ConvLSTM2D's default
+    recurrent activation, and any layer naming it, must compute Keras 2's (Keras 3's differs by ~0.1)."""
+    from layertap.exporter.loading import load_model
+
+    tf_keras.utils.set_random_seed(8)
+    frames = tf_keras.Input((3, 5, 5, 1), name="frames")
+    states = tf_keras.layers.ConvLSTM2D(2, 3, name="convlstm")(frames)  # recurrent_activation="hard_sigmoid"
+    flat = tf_keras.layers.Flatten(name="flat")(states)
+    gated = tf_keras.layers.Dense(4, activation="hard_sigmoid", name="gated")(flat)
+    model = tf_keras.Model(frames, gated)
+    model.save(tmp_path / "convlstm.h5")
+    x = np.random.default_rng(5).normal(scale=3.0, size=(2, 3, 5, 5, 1)).astype(np.float32)
+    converted = load_model(tmp_path / "convlstm.h5")
+    for name in ("convlstm", "gated"):
+        want = tf_keras.Model(model.inputs, model.get_layer(name).output)(x)
+        got = keras_model_output(converted, name)(x)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6, err_msg=name)

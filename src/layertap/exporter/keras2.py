@@ -43,6 +43,7 @@ from layertap.exporter.keras2_foreign import foreign_classes
 from layertap.exporter.keras2_layers import (
     SUBCLASSED_IDENTIFIER,
     is_reference,
+    keras2_functions,
     keyword_tensors_node,
     lambda_classes,
     literal_strings,
@@ -218,7 +219,13 @@ def _load_h5(path: Path, *, allow_unsafe: bool, shown: Path | None = None) -> An
                 copy_path,
                 compile=False,
                 safe_mode=not allow_unsafe,
-                custom_objects={**literal_strings(converted), **_op_layer_classes(), **lambdas, **foreign},
+                custom_objects={
+                    **literal_strings(converted),
+                    **keras2_functions(),
+                    **_op_layer_classes(),
+                    **lambdas,
+                    **foreign,
+                },
             )
         except UsageError:
             raise

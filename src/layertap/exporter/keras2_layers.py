@@ -37,6 +37,12 @@ Found by exporting tf_keras models Keras 3's legacy `.h5` reader refused or rebu
   `concatenate`... are there: `Attention(score_mode="dot")` reached its constructor as `keras.layers.dot`
   ("Invalid value for argument score_mode"). Those names are given to the reader as custom objects
   that are themselves (a string is no function), so the strings stay strings.
+- **`hard_sigmoid`**: Keras 2's is `clip(0.2 x + 0.5, 0, 1)` (`hard_sigmoid` in `tf_keras/src/backend.py`),
+  Keras 3's `relu6(x + 3) / 6` (`keras/src/ops/nn.py`): the same name, another function, and Keras 2's
+  `ConvLSTM2D` uses it by default as its `recurrent_activation`. Read as it is, such a model loads and
+  verifies against itself but differs from Keras 2 (by 0.14 on a small ConvLSTM2D). Every activation key
+  naming it is pointed at `keras2_hard_sigmoid`, Keras 2's function (the other activations Keras 2 and 3
+  share compute the same values).
 - **Lambda globals**: Keras 2 rebuilt a Lambda's bytecode with the globals of its own Lambda module, which
   imports `tf` and `np`, plus those of the module the function was defined in when it is imported
   (`Lambda._parse_function_config` in `tf_keras/src/layers/core/lambda_layer.py`). Keras 3 gives the
@@ -64,8 +70,10 @@ from layertap.errors import UnsupportedModelError
 from layertap.wire._protowire import LEN, UnhandledLayoutError, fields
 
 __all__ = [
+    "KERAS2_HARD_SIGMOID",
     "SUBCLASSED_IDENTIFIER",
     "is_reference",
+    "keras2_functions",
     "keyword_tensors_node",
     "lambda_classes",
     "literal_strings",
@@ -154,6 +162,9 @@ def rewrite_layer(layer: dict[str, Any], *, shown: str) -> None:
         return
     for key in _inert_unknown_keys(str(layer.get("class_name")), config):
         del config[key]
+    for key, value in config.items():
+        if (key == "activation" or key.endswith("_activation")) and value == "hard_sigmoid":
+            config[key] = KERAS2_HARD_SIGMOID
     axis = config.get("axis")
     if layer.get("class_name") == "BatchNormalization" and isinstance(axis, list) and len(axis) == 1:
         config["axis"] = axis[0]
@@ -279,6 +290,27 @@ def _strings(value: Any) -> set[str]:
         return {value}
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
     return set().union(*(_strings(item) for item in items))
+
+
+#: The custom object Keras 2's `hard_sigmoid` becomes (module docstring).
+KERAS2_HARD_SIGMOID = "keras2_hard_sigmoid"
+_FUNCTIONS: dict[str, Any] = {}
+
+
+def keras2_functions() -> dict[str, Any]:
+    """`{"keras2_hard_sigmoid": function}`: custom objects for the activations `rewrite_layer` renames."""
+    if _FUNCTIONS:
+        return _FUNCTIONS
+    import keras
+
+    def keras2_hard_sigmoid(x: Any) -> Any:
+        """Keras 2's hard sigmoid: `clip(0.2 x + 0.5, 0, 1)`."""
+        return keras.ops.clip(x * 0.2 + 0.5, 0.0, 1.0)
+
+    # Registered, so a converted model's config names it and can be serialized again.
+    register = keras.saving.register_keras_serializable(package="layertap", name=KERAS2_HARD_SIGMOID)
+    _FUNCTIONS[KERAS2_HARD_SIGMOID] = register(keras2_hard_sigmoid)
+    return _FUNCTIONS
 
 
 _CLASSES: dict[str, type] = {}
