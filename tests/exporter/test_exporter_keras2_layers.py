@@ -175,3 +175,25 @@ def test_keras2_hard_sigmoid_keeps_its_keras2_definition(tmp_path: Path) -> None
         want = tf_keras.Model(model.inputs, model.get_layer(name).output)(x)
         got = keras_model_output(converted, name)(x)
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_a_keras2_folder_with_a_vocabulary_layer_takes_the_graph_route(
+    tmp_path: Path, run_in_session: SessionRunner
+) -> None:
+    """TextVectorization's vocabulary is a lookup table, which the .h5 the conversion goes through cannot
+    hold (it was an internal error from tf_keras): the folder's graph is exported, its table rebuilt."""
+    tf_keras.utils.set_random_seed(9)
+    vectorize = tf_keras.layers.TextVectorization(max_tokens=8, output_sequence_length=4, name="tv")
+    vectorize.adapt(["the cat sat", "a dog", "the mat"])
+    text = tf_keras.Input((1,), dtype="string", name="text")
+    pooled = tf_keras.layers.GlobalAveragePooling1D(name="gap")(
+        tf_keras.layers.Embedding(8, 3)(vectorize(text))
+    )
+    model = tf_keras.Model(text, tf_keras.layers.Dense(2, name="out")(pooled), name="texts")
+    model.save(tmp_path / "texts", save_format="tf")
+    argv = ["export", str(tmp_path / "texts"), "--layer", "texts/gap/Mean", "--base-path", str(tmp_path)]
+    result = _export([*argv, "--name", "texts"])
+    sentences = np.array([[b"the cat sat"], [b"a dog unknown"]], dtype=object)
+    got = run_in_session(Path(result["path"]), "texts/gap/Mean", {"text": sentences})["texts/gap/Mean"]
+    want = tf_keras.Model(text, pooled)(tf.constant(sentences))
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-6, atol=1e-6)

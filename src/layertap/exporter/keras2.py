@@ -42,6 +42,7 @@ from layertap.errors import UnsafeModelError, UnsupportedModelError, UsageError
 from layertap.exporter.keras2_foreign import foreign_classes
 from layertap.exporter.keras2_layers import (
     SUBCLASSED_IDENTIFIER,
+    VOCABULARY_LAYERS,
     is_reference,
     keras2_functions,
     keyword_tensors_node,
@@ -96,11 +97,15 @@ def is_keras2_savedmodel(path: Path) -> bool:
     """Whether `path` is a Keras 2 SavedModel folder (it holds `keras_metadata.pb`) whose model Keras 3
     can rebuild: a Functional or Sequential model, not a subclassed one (`keras2_layers.root_identifier`:
     a subclassed model has no layer graph in its config, only Python code, so its folder takes the
-    SavedModel graph route instead)."""
+    SavedModel graph route instead), holding no layer with a vocabulary table (`VOCABULARY_LAYERS`: the
+    conversion goes through `.h5`, which cannot carry a table, while the graph route rebuilds it)."""
     metadata = path / "keras_metadata.pb"
     if not (path.is_dir() and metadata.is_file()):
         return False
-    return root_identifier(metadata.read_bytes()) != SUBCLASSED_IDENTIFIER
+    data = metadata.read_bytes()
+    if any(f'"class_name": "{name}"'.encode() in data for name in VOCABULARY_LAYERS):
+        return False
+    return root_identifier(data) != SUBCLASSED_IDENTIFIER
 
 
 def is_keras2_archive(path: Path) -> bool:
@@ -188,7 +193,14 @@ def _resave_as_h5(path: Path, target: Path, *, allow_unsafe: bool) -> None:
             f"({type(error).__name__}: {text})"
         ) from error
     logger.info("loaded %s with tf_keras %s (%s)", path, tf_keras.__version__, type(model).__name__)
-    model.save(str(target), save_format="h5")
+    try:
+        model.save(str(target), save_format="h5")
+    except NotImplementedError as error:  # state `.h5` cannot hold: a lookup layer's table
+        raise UnsupportedModelError(
+            f"{path} is {kind} holding state Keras 2's .h5 format cannot carry, and the conversion to "
+            f"Keras 3 goes through it (tf_keras: {' '.join(str(error).split())[:200]}); save it as a "
+            "SavedModel folder (model.save(DIR, save_format='tf')): layertap exports its inner tensors"
+        ) from error
 
 
 def _load_h5(path: Path, *, allow_unsafe: bool, shown: Path | None = None) -> Any:

@@ -50,6 +50,8 @@ Found by exporting tf_keras models Keras 3's legacy `.h5` reader refused or rebu
   `Lambda(lambda x: tf.reduce_sum(x, ...))` fails when Keras 3 infers its output shape ("could not
   automatically infer the shape of the Lambda's output"). With `allow_unsafe`, Keras 2's Lambda layers
   load as `Keras2Lambda`, which gives the function Keras 2's globals.
+- **Lookup layers** (`VOCABULARY_LAYERS`): their vocabulary is a table `.h5` cannot hold, so a folder
+  holding one takes the SavedModel graph route as well (inner tensors, its tables rebuilt).
 - **Subclassed models**: a Keras 2 SavedModel folder of a subclassed `tf_keras.Model` has no layer graph
   to rebuild (tf_keras itself cannot write it as `.h5`: "requires the model to be a Functional model or
   a Sequential model"). Its TensorFlow graph is complete, though, so such a folder takes the route of
@@ -72,6 +74,7 @@ from layertap.wire._protowire import LEN, UnhandledLayoutError, fields
 __all__ = [
     "KERAS2_HARD_SIGMOID",
     "SUBCLASSED_IDENTIFIER",
+    "VOCABULARY_LAYERS",
     "is_reference",
     "keras2_functions",
     "keyword_tensors_node",
@@ -83,6 +86,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: tf_keras layers whose vocabulary lives in a lookup table, not in variables: `.h5` cannot save them
+#: ("Save or restore weights that is not an instance of `tf.Variable` is not supported in h5"), so a
+#: Keras 2 folder holding one takes the SavedModel graph route, which rebuilds its tables.
+VOCABULARY_LAYERS = ("TextVectorization", "StringLookup", "IntegerLookup")
 
 #: The identifier tf_keras gives a subclassed model's node in `keras_metadata.pb` (Functional models are
 #: `_tf_keras_network`, Sequential ones `_tf_keras_sequential`: `tf_keras/src/saving/legacy/saved_model/
