@@ -48,6 +48,7 @@ from layertap.exporter.keras2_layers import (
     keyword_tensors_node,
     lambda_classes,
     literal_strings,
+    op_layer_node,
     renamed_layers,
     rewrite_layer,
     root_identifier,
@@ -85,10 +86,6 @@ _UNSAFE_PREFIXES = (
     "compat.v1.io.",
 )
 _UNSAFE_FUNCTIONS = frozenset({"print", "py_function", "numpy_function", "function", "compat.v1.Print"})
-
-# A tensor reference in a Keras 2 node's keyword arguments: [layer name, node index, tensor index].
-_INPUT_MARK = "__layertap_input__"
-_FIRST_COUNT = "__layertap_first__"
 
 _EXTRA_HINT = "install the Keras 2 route with: pip install 'layertap[keras2]' (tf_keras for your TensorFlow)"
 
@@ -275,11 +272,12 @@ def layer_configs(config: Any) -> Iterator[dict[str, Any]]:
 
 
 def _convert_config(config: dict[str, Any], *, allow_unsafe: bool, shown: Path) -> dict[str, Any]:
-    """The config with each TF-op layer's tensor keyword arguments moved into its inputs.
+    """The config with Keras 2's layer names, configs and nodes rewritten for Keras 3's legacy reader.
 
-    Keras 2 wrote a tensor passed by keyword (`y` of `x + y`) as `[layer, node, tensor]` inside the
-    keyword arguments; Keras 3's legacy reader passes keyword arguments as they are, so the
-    reference is appended to the node's inputs and the keyword holds its position instead.
+    Keras 2 wrote a tensor passed by keyword (`y` of `x + y`, `value=` of MultiHeadAttention) as
+    `[layer, node, tensor]` inside the node's keyword arguments, which Keras 3's legacy reader passes on
+    as they are: such nodes, and every TF-op layer's, are written in Keras 3's node format, whose reader
+    resolves tensors anywhere in the arguments (`keras2_layers.keyword_tensors_node`, `op_layer_node`).
     """
     converted = renamed_layers(copy.deepcopy(config), shown=str(shown))
     shifted = _shifted_models(converted)
@@ -298,7 +296,7 @@ def _convert_config(config: dict[str, Any], *, allow_unsafe: bool, shown: Path) 
                 "the tensors (files, Python code, printing or raw ops); loading it was refused. If you "
                 "trust the file, pass --allow-unsafe (allow_unsafe=True)."
             )
-        layer["inbound_nodes"] = [_move_tensor_kwargs(node) for node in layer.get("inbound_nodes", [])]
+        layer["inbound_nodes"] = [op_layer_node(node) for node in layer.get("inbound_nodes", [])]
     return converted
 
 
@@ -337,33 +335,6 @@ def _shift_references(value: Any, shifted: set[str]) -> Any:
     return value
 
 
-def _move_tensor_kwargs(node: Any) -> Any:
-    if not isinstance(node, list) or not node:
-        return node  # Keras 3's own format (dicts): nothing to move
-    # A TF-op layer keeps its first argument's structure: one tensor is one entry, a list of tensors
-    # (`tf.concat([a, b])`) a list of entries.
-    single = isinstance(node[0], str)
-    entries = [list(node)] if single else [list(entry) for entry in node]
-    kwargs = entries[-1][3] if len(entries[-1]) == 4 else {}
-    extra: list[list[Any]] = []
-
-    def replace(value: Any) -> Any:
-        if is_reference(value):
-            extra.append(list(value[:3]))
-            return {_INPUT_MARK: len(entries) + len(extra) - 1}
-        if isinstance(value, list):
-            return [replace(item) for item in value]
-        if isinstance(value, dict):
-            return {key: replace(item) for key, item in value.items()}
-        return value
-
-    kwargs = {key: replace(value) for key, value in kwargs.items() if key != "name"}
-    kwargs[_FIRST_COUNT] = 0 if single else len(entries)
-    rows = [entry[:3] for entry in entries] + extra
-    rows[-1] = [*rows[-1], kwargs]
-    return rows
-
-
 def _unsafe(function: str) -> bool:
     return function in _UNSAFE_FUNCTIONS or function.startswith(_UNSAFE_PREFIXES)
 
@@ -394,7 +365,7 @@ def _op_layer_classes() -> dict[str, type]:
 
     @keras.saving.register_keras_serializable(package="layertap", name="TFOpLambda")
     class TFOpLambda(keras.layers.Layer):  # type: ignore[misc]
-        """Calls `tf.<function>` with the arguments Keras 2 recorded; tensors come in as inputs."""
+        """Calls `tf.<function>` with the arguments Keras 2 recorded (`keras2_layers.op_layer_node`)."""
 
         def __init__(self, function: str, **kwargs: Any) -> None:
             kwargs.pop("autocast", None)
@@ -402,13 +373,8 @@ def _op_layer_classes() -> dict[str, type]:
             self.function = function
             self._op = _resolve(function)
 
-        def call(self, inputs: Any, **kwargs: Any) -> Any:
-            tensors = list(inputs) if isinstance(inputs, list | tuple) else [inputs]
-            # 0: the first argument is one tensor; n: a list of n tensors.
-            first_count = int(kwargs.pop(_FIRST_COUNT, 0))
-            first = tensors[:first_count] if first_count else tensors[0]
-            arguments = {key: _fill(value, tensors) for key, value in kwargs.items()}
-            return self._op(first, **arguments)
+        def call(self, first: Any, **kwargs: Any) -> Any:
+            return self._op(first, **kwargs)
 
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "function": self.function}
@@ -417,21 +383,11 @@ def _op_layer_classes() -> dict[str, type]:
     class SlicingOpLambda(TFOpLambda):
         """A Keras 2 slice (`x[:, :4]`): its slices were written as {start, stop, step} dicts."""
 
-        def call(self, inputs: Any, **kwargs: Any) -> Any:
-            return super().call(inputs, **{key: _slices(value) for key, value in kwargs.items()})
+        def call(self, first: Any, **kwargs: Any) -> Any:
+            return super().call(first, **{key: _slices(value) for key, value in kwargs.items()})
 
     _CLASSES.update({"TFOpLambda": TFOpLambda, "SlicingOpLambda": SlicingOpLambda})
     return _CLASSES
-
-
-def _fill(value: Any, tensors: list[Any]) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {_INPUT_MARK}:
-            return tensors[int(value[_INPUT_MARK])]
-        return {key: _fill(item, tensors) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_fill(item, tensors) for item in value]
-    return value
 
 
 def _slices(value: Any) -> Any:

@@ -80,6 +80,7 @@ __all__ = [
     "keyword_tensors_node",
     "lambda_classes",
     "literal_strings",
+    "op_layer_node",
     "renamed_layers",
     "rewrite_layer",
     "root_identifier",
@@ -251,6 +252,22 @@ def keyword_tensors_node(node: Any) -> Any:
     inputs = [_keras_tensor(entry[:3]) for entry in node]
     # Keras 3 calls a legacy node with one argument: the tensor, or the list of them.
     return {"args": [inputs[0] if len(inputs) == 1 else inputs], "kwargs": _revived(kwargs)}
+
+
+def op_layer_node(node: Any) -> Any:
+    """A Keras 2 TF-op layer's legacy node in Keras 3's node format: its first argument (one tensor,
+    written as one entry, or a list of them, written as a list of entries: `tf.concat([a, b])`) as the
+    one positional argument, its other arguments as keyword arguments, tensors among them included."""
+    if not isinstance(node, list) or not node:
+        return node  # Keras 3's own format already
+    single = isinstance(node[0], str)
+    entries = [node] if single else node
+    kwargs = entries[-1][3] if len(entries[-1]) == 4 else {}
+    first = [_keras_tensor(entry[:3]) for entry in entries]
+    return {
+        "args": [first[0] if single else first],
+        "kwargs": _revived({key: value for key, value in kwargs.items() if key != "name"}),
+    }
 
 
 def _holds_reference(value: Any) -> bool:
